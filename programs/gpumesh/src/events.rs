@@ -1,0 +1,166 @@
+//! Events: one per state change, carrying the amounts before and after. On SBF they are logged
+//! with `sol_log_data`; on the host they go through the runtime's syscall stubs (see
+//! [`emit_event`]) so tests and the in-process chain can read them from the transaction's logs.
+
+use crate::state::{CloseReason, HardwareClaim, MarketParams, OrderMode, OrderRequirements};
+use anchor_lang::prelude::*;
+
+/// Log an event as `Program data: <base64(discriminator ‖ borsh)>`.
+pub fn emit_event<E: anchor_lang::Event>(event: &E) {
+    let data = event.data();
+    #[cfg(target_os = "solana")]
+    anchor_lang::solana_program::log::sol_log_data(&[&data]);
+    #[cfg(not(target_os = "solana"))]
+    solana_sysvar::program_stubs::sol_log_data(&[&data]);
+}
+
+#[event]
+pub struct MarketInitialized {
+    pub market: Pubkey,
+    pub mint: Pubkey,
+    pub authority: Pubkey,
+    pub orchestrator: Pubkey,
+    pub params: MarketParams,
+}
+
+#[event]
+pub struct MarketUpdated {
+    pub market: Pubkey,
+    pub params_before: MarketParams,
+    pub params_after: MarketParams,
+    pub orchestrator_before: Pubkey,
+    pub orchestrator_after: Pubkey,
+    pub authority_after: Pubkey,
+    pub paused_after: bool,
+}
+
+#[event]
+pub struct WorkerRegistered {
+    pub market: Pubkey,
+    pub worker: Pubkey,
+    pub owner: Pubkey,
+    pub node_key: Pubkey,
+    pub hardware: HardwareClaim,
+    pub price_per_gpu_second: u64,
+}
+
+#[event]
+pub struct WorkerUpdated {
+    pub worker: Pubkey,
+    pub price_before: u64,
+    pub price_after: u64,
+    pub hardware_after: HardwareClaim,
+    pub node_key_after: Pubkey,
+}
+
+#[event]
+pub struct StakeChanged {
+    pub worker: Pubkey,
+    /// What happened: deposit, unstake request, or withdrawal.
+    pub kind: StakeChangeKind,
+    pub amount: u64,
+    pub stake_before: u64,
+    pub stake_after: u64,
+    pub unbonding_before: u64,
+    pub unbonding_after: u64,
+    pub unlock_ts: i64,
+    pub vault_total_before: u64,
+    pub vault_total_after: u64,
+}
+
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StakeChangeKind {
+    Deposit,
+    UnstakeRequested,
+    Withdrawn,
+}
+
+#[event]
+pub struct WorkerClosed {
+    pub worker: Pubkey,
+    pub owner: Pubkey,
+}
+
+#[event]
+pub struct EarningsClaimed {
+    pub worker: Pubkey,
+    pub amount: u64,
+    pub claimable_before: u64,
+    pub claimable_after: u64,
+}
+
+#[event]
+pub struct OrderCreated {
+    pub order: Pubkey,
+    pub buyer: Pubkey,
+    pub order_id: u64,
+    pub requirements: OrderRequirements,
+    pub max_price_per_gpu_second: u64,
+    pub duration: u64,
+    pub mode: OrderMode,
+    pub job_spec_hash: [u8; 32],
+    pub escrow_before: u64,
+    pub escrow_after: u64,
+}
+
+#[event]
+pub struct OrderToppedUp {
+    pub order: Pubkey,
+    pub amount: u64,
+    pub escrow_before: u64,
+    pub escrow_after: u64,
+}
+
+#[event]
+pub struct OrderClosed {
+    pub order: Pubkey,
+    pub buyer: Pubkey,
+    /// true = completed, false = cancelled.
+    pub completed: bool,
+    pub escrow_before: u64,
+    pub refund: u64,
+    pub escrow_after: u64,
+    pub total_paid: u64,
+}
+
+#[event]
+pub struct LeaseAssigned {
+    pub lease: Pubkey,
+    pub order: Pubkey,
+    pub worker: Pubkey,
+    pub gpus: u16,
+    pub price_per_gpu_second: u64,
+    pub start_ts: i64,
+    pub order_gpus_before: u16,
+    pub order_gpus_after: u16,
+}
+
+#[event]
+pub struct ReceiptSettled {
+    pub lease: Pubkey,
+    pub order: Pubkey,
+    pub worker: Pubkey,
+    pub seconds_before: u64,
+    pub seconds_after: u64,
+    /// Taken from escrow: worker share + fee (may be less than the seconds' cost if the escrow
+    /// ran dry).
+    pub amount: u64,
+    pub fee: u64,
+    pub escrow_before: u64,
+    pub escrow_after: u64,
+    pub claimable_before: u64,
+    pub claimable_after: u64,
+    pub chain_head: [u8; 32],
+}
+
+#[event]
+pub struct LeaseClosed {
+    pub lease: Pubkey,
+    pub order: Pubkey,
+    pub worker: Pubkey,
+    pub reason: CloseReason,
+    pub seconds_settled: u64,
+    pub amount_paid: u64,
+    pub order_gpus_before: u16,
+    pub order_gpus_after: u16,
+}

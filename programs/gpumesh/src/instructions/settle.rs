@@ -1,0 +1,185 @@
+//! Settlement: pay workers for the seconds their signed receipts prove, out of the orders'
+//! escrow. A batch of receipts rides in one transaction after one Ed25519 precompile
+//! instruction that holds a signature per receipt, in the same order.
+//!
+//! Per receipt: pay `(served − settled) × gpus × price` from the order's escrow, capped at what
+//! the escrow holds; the protocol fee (rounded down) to the treasury and the rest to the worker's
+//! claimable balance. Never more seconds than wall time since the lease began or the order's
+//! duration, never the same seconds twice (a receipt must be strictly newer than the last one).
+
+use super::token::withdraw;
+use crate::errors::GpumeshError;
+use crate::events::{emit_event, ReceiptSettled};
+use crate::math::{bps_of, lease_cost, SafeMath};
+use crate::receipt::{parse_ed25519, receipt_message};
+use crate::state::{Lease, Market, Order, Worker};
+use anchor_lang::prelude::*;
+use anchor_spl::token::{Token, TokenAccount};
+use solana_instructions_sysvar::{load_current_index_checked, load_instruction_at_checked};
+
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptArgs {
+    /// Cumulative seconds served on the lease.
+    pub served_seconds: u64,
+    /// Head of the worker's heartbeat hash chain at that point.
+    pub chain_head: [u8; 32],
+}
+
+#[derive(Accounts)]
+pub struct Settle<'info> {
+    pub orchestrator: Signer<'info>,
+    #[account(mut, has_one = orchestrator @ GpumeshError::NotOrchestrator)]
+    pub market: Box<Account<'info, Market>>,
+    #[account(mut, address = market.escrow_vault @ GpumeshError::WrongVault)]
+    pub escrow_vault: Box<Account<'info, TokenAccount>>,
+    #[account(mut, address = market.treasury_vault @ GpumeshError::WrongVault)]
+    pub treasury_vault: Box<Account<'info, TokenAccount>>,
+    /// CHECK: the instructions sysvar, checked by address.
+    #[account(address = solana_sdk_ids::sysvar::instructions::ID)]
+    pub instructions: UncheckedAccount<'info>,
+    pub token_program: Program<'info, Token>,
+    // remaining accounts: (lease, order, worker) for each receipt, all writable
+}
+
+pub fn settle<'info>(mut ctx: Context<'info, Settle<'info>>, receipts: Vec<ReceiptArgs>) -> Result<()> {
+    let a = &mut ctx.accounts;
+    require!(
+        !receipts.is_empty() && receipts.len() <= a.market.params.max_receipts_per_settle as usize,
+        GpumeshError::BatchTooLarge
+    );
+    require!(
+        ctx.remaining_accounts.len() == receipts.len() * 3,
+        GpumeshError::ReceiptAccountsMismatch
+    );
+
+    // The signatures: the instruction right before this one must be the Ed25519 precompile with
+    // exactly one entry per receipt.
+    let ix_sysvar = a.instructions.to_account_info();
+    let current = load_current_index_checked(&ix_sysvar)?;
+    require!(current > 0, GpumeshError::MissingEd25519Instruction);
+    let ed_ix = load_instruction_at_checked(current as usize - 1, &ix_sysvar)?;
+    require_keys_eq!(
+        ed_ix.program_id,
+        solana_sdk_ids::ed25519_program::ID,
+        GpumeshError::MissingEd25519Instruction
+    );
+    let signed = parse_ed25519(&ed_ix.data)?;
+    require!(
+        signed.len() == receipts.len(),
+        GpumeshError::Ed25519CountMismatch
+    );
+
+    let now = Clock::get()?.unix_timestamp;
+    let market_key = a.market.key();
+    let mut total_fee: u64 = 0;
+    for (i, receipt) in receipts.iter().enumerate() {
+        let infos = &ctx.remaining_accounts[i * 3..i * 3 + 3];
+        // Each triple is loaded, changed and written back before the next one, so two receipts
+        // that share an order (a multi-GPU order) or a lease see each other's effects.
+        let mut lease: Account<Lease> = Account::try_from(&infos[0])?;
+        let mut order: Account<Order> = Account::try_from(&infos[1])?;
+        let mut worker: Account<Worker> = Account::try_from(&infos[2])?;
+        require!(
+            lease.market == market_key
+                && lease.order == order.key()
+                && lease.worker == worker.key(),
+            GpumeshError::ReceiptAccountsMismatch
+        );
+        require!(
+            worker.active_lease == Some(lease.key()),
+            GpumeshError::LeaseNotActive
+        );
+        require!(
+            signed[i].pubkey == worker.node_key.as_ref(),
+            GpumeshError::WrongReceiptSigner
+        );
+        let expected = receipt_message(
+            ctx.program_id,
+            &lease.key(),
+            receipt.served_seconds,
+            &receipt.chain_head,
+        );
+        require!(
+            signed[i].message == expected.as_slice(),
+            GpumeshError::ReceiptMessageMismatch
+        );
+
+        let fee = settle_one(&mut a.market, &mut lease, &mut order, &mut worker, receipt, now)?;
+        total_fee = total_fee.safe_add(fee)?;
+
+        lease.exit(ctx.program_id)?;
+        order.exit(ctx.program_id)?;
+        worker.exit(ctx.program_id)?;
+    }
+
+    withdraw(
+        &a.token_program,
+        &a.market,
+        &a.escrow_vault,
+        &a.treasury_vault,
+        total_fee,
+    )?;
+    a.market.invariant()
+}
+
+/// Applies one verified receipt; returns the protocol fee it took.
+fn settle_one(
+    market: &mut Market,
+    lease: &mut Account<Lease>,
+    order: &mut Account<Order>,
+    worker: &mut Account<Worker>,
+    receipt: &ReceiptArgs,
+    now: i64,
+) -> Result<u64> {
+    let served = receipt.served_seconds;
+    require!(served > lease.seconds_settled, GpumeshError::StaleReceipt);
+    let wall = now.safe_sub(lease.start_ts)?.max(0) as u64;
+    require!(served <= wall, GpumeshError::BeyondWallTime);
+    require!(served <= order.duration, GpumeshError::BeyondDuration);
+
+    let delta = served.safe_sub(lease.seconds_settled)?;
+    let cost = lease_cost(delta, lease.gpus, lease.price_per_gpu_second)?;
+    // The escrow is a hard cap: a lease that outran its funding is paid what is left.
+    let amount = cost.min(order.escrow_remaining);
+    let fee = bps_of(amount, market.params.protocol_fee_bps)?;
+    let to_worker = amount.safe_sub(fee)?;
+
+    let escrow_before = order.escrow_remaining;
+    let claimable_before = worker.earnings_claimable;
+    let seconds_before = lease.seconds_settled;
+
+    order.escrow_remaining = order.escrow_remaining.safe_sub(amount)?;
+    order.total_paid = order.total_paid.safe_add(amount)?;
+    lease.seconds_settled = served;
+    lease.amount_paid = lease.amount_paid.safe_add(amount)?;
+    lease.fee_paid = lease.fee_paid.safe_add(fee)?;
+    lease.last_settle_ts = now;
+    lease.last_chain_head = receipt.chain_head;
+    let gpu_seconds = delta.safe_mul(lease.gpus as u64)?;
+    worker.earnings_claimable = worker.earnings_claimable.safe_add(to_worker)?;
+    worker.earnings_total = worker.earnings_total.safe_add(to_worker)?;
+    worker.record.served_gpu_seconds = worker.record.served_gpu_seconds.safe_add(gpu_seconds)?;
+    market.total_escrow = market.total_escrow.safe_sub(amount)?;
+    market.total_claimable = market.total_claimable.safe_add(to_worker)?;
+    market.treasury_balance = market.treasury_balance.safe_add(fee)?;
+    market.total_gpu_seconds = market.total_gpu_seconds.safe_add(gpu_seconds)?;
+
+    lease.invariant()?;
+    order.invariant()?;
+    worker.invariant()?;
+    emit_event(&ReceiptSettled {
+        lease: lease.key(),
+        order: order.key(),
+        worker: worker.key(),
+        seconds_before,
+        seconds_after: served,
+        amount,
+        fee,
+        escrow_before,
+        escrow_after: order.escrow_remaining,
+        claimable_before,
+        claimable_after: worker.earnings_claimable,
+        chain_head: receipt.chain_head,
+    });
+    Ok(fee)
+}

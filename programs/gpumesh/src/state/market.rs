@@ -1,0 +1,172 @@
+//! The market: one per payment mint. It owns the four vaults (as their token authority) and
+//! keeps, next to its parameters, running totals of what each vault must hold, so that the
+//! conservation invariant can be checked from the market alone.
+
+use super::{ACCOUNT_VERSION, BPS_DENOMINATOR, GPU_CLASS_SLOTS};
+use crate::errors::GpumeshError;
+use anchor_lang::prelude::*;
+
+pub const DAY: i64 = 86_400;
+
+/// Everything the authority may tune, with the bounds enforced by [`MarketParams::validate`].
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq, InitSpace)]
+pub struct MarketParams {
+    /// Protocol fee on every settled payment, in bps (bound: ≤ 2,000 = 20%).
+    pub protocol_fee_bps: u16,
+    /// Minimum bonded stake per claimed GPU for a worker to be assigned (base units, > 0).
+    pub min_stake_per_gpu: u64,
+    /// Seconds between an unstake request and the withdrawal (bound: 1 hour ..= 90 days).
+    pub unbonding_period: i64,
+    /// Most receipts one `settle` may carry (bound: 1 ..= 16, a transaction-size limit).
+    pub max_receipts_per_settle: u8,
+    /// Seconds without a settled receipt after which a lease counts as dead and anyone may
+    /// expire it (bound: 60 s ..= 7 days).
+    pub max_receipt_age: i64,
+    /// Off-chain grace period for a missed heartbeat before the orchestrator closes a lease as
+    /// offline (bound: 1 ..= 600 s).
+    pub heartbeat_grace: i64,
+    /// Share of stake slashed when a worker goes offline mid-lease, in bps (≤ 5,000).
+    pub offline_slash_bps: u16,
+    /// Share of stake slashed for proven fraud, in bps (≤ 10,000).
+    pub fraud_slash_bps: u16,
+    /// Share of every slash that goes to the treasury instead of the buyer, in bps (≤ 10,000).
+    pub slash_treasury_share_bps: u16,
+    /// Seconds a worker stays jailed after fraud (bound: 0 ..= 365 days).
+    pub jail_period: i64,
+    /// Circuit breaker: a lease price may be at most reference × (1 + band), band in bps
+    /// (bound: 1,000 ..= 100,000, i.e. 10% ..= 1,000%).
+    pub breaker_band_bps: u32,
+    /// Weight of a new lease price in the reference-price moving average, in bps (1 ..= 5,000).
+    pub reference_smoothing_bps: u16,
+}
+
+impl MarketParams {
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.protocol_fee_bps <= 2_000
+            && self.min_stake_per_gpu > 0
+            && (3_600..=90 * DAY).contains(&self.unbonding_period)
+            && (1..=16).contains(&self.max_receipts_per_settle)
+            && (60..=7 * DAY).contains(&self.max_receipt_age)
+            && (1..=600).contains(&self.heartbeat_grace)
+            && self.offline_slash_bps <= 5_000
+            && self.fraud_slash_bps as u64 <= BPS_DENOMINATOR
+            && self.slash_treasury_share_bps as u64 <= BPS_DENOMINATOR
+            && (0..=365 * DAY).contains(&self.jail_period)
+            && (1_000..=100_000).contains(&self.breaker_band_bps)
+            && (1..=5_000).contains(&self.reference_smoothing_bps);
+        require!(ok, GpumeshError::InvalidMarketParams);
+        Ok(())
+    }
+}
+
+impl Default for MarketParams {
+    fn default() -> Self {
+        Self {
+            protocol_fee_bps: 250,
+            min_stake_per_gpu: 1,
+            unbonding_period: 14 * DAY,
+            max_receipts_per_settle: 8,
+            max_receipt_age: 3_600,
+            heartbeat_grace: 15,
+            offline_slash_bps: 500,
+            fraud_slash_bps: 5_000,
+            slash_treasury_share_bps: 0,
+            jail_period: 7 * DAY,
+            breaker_band_bps: 30_000,
+            reference_smoothing_bps: 1_000,
+        }
+    }
+}
+
+/// The suppliers' emission allocation, released linearly. Funded and paid by the rewards
+/// instructions; the fields live here from the start so the layout does not change.
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace)]
+pub struct EmissionSchedule {
+    /// Base units allocated to suppliers over the whole schedule.
+    pub total: u64,
+    /// Unix time the linear release begins.
+    pub start_ts: i64,
+    /// Seconds over which `total` is released (e.g. 12 years).
+    pub duration: i64,
+    /// Base units paid out to workers so far.
+    pub paid: u64,
+    /// Base units released into the accumulator so far (≤ unlocked at every clock).
+    pub distributed: u64,
+    /// Reward per settled GPU-second, scaled by 2^64.
+    pub acc_per_gpu_second: u128,
+    /// Last time the accumulator was brought up to date.
+    pub last_update_ts: i64,
+}
+
+#[account]
+#[derive(InitSpace, Debug)]
+pub struct Market {
+    pub version: u8,
+    pub bump: u8,
+    pub stake_vault_bump: u8,
+    pub escrow_vault_bump: u8,
+    pub treasury_vault_bump: u8,
+    pub rewards_vault_bump: u8,
+    pub paused: bool,
+    pub authority: Pubkey,
+    pub orchestrator: Pubkey,
+    pub mint: Pubkey,
+    pub stake_vault: Pubkey,
+    pub escrow_vault: Pubkey,
+    pub treasury_vault: Pubkey,
+    pub rewards_vault: Pubkey,
+    pub params: MarketParams,
+    /// Reference price per GPU class (base units per GPU-second); 0 = not yet known.
+    pub reference_prices: [u64; GPU_CLASS_SLOTS],
+    pub emission: EmissionSchedule,
+    /// Σ workers' bonded stake (held in the stake vault).
+    pub total_stake: u64,
+    /// Σ workers' unbonding stake (held in the stake vault).
+    pub total_unbonding: u64,
+    /// Σ orders' unspent escrow (held in the escrow vault).
+    pub total_escrow: u64,
+    /// Σ workers' unclaimed earnings (held in the escrow vault).
+    pub total_claimable: u64,
+    /// Protocol fees accrued and not withdrawn (the treasury vault's balance).
+    pub treasury_balance: u64,
+    /// Settled GPU-seconds over the market's life.
+    pub total_gpu_seconds: u64,
+    /// Counters for dashboards and sanity checks.
+    pub workers: u32,
+    pub open_orders: u32,
+    pub active_leases: u32,
+    pub reserved: [u8; 128],
+}
+
+impl Market {
+    pub const SPACE: usize = 8 + Self::INIT_SPACE;
+
+    /// What the stake vault must hold.
+    pub fn stake_vault_expected(&self) -> Result<u64> {
+        use crate::math::SafeMath;
+        self.total_stake.safe_add(self.total_unbonding)
+    }
+
+    /// What the escrow vault must hold.
+    pub fn escrow_vault_expected(&self) -> Result<u64> {
+        use crate::math::SafeMath;
+        self.total_escrow.safe_add(self.total_claimable)
+    }
+
+    pub fn invariant(&self) -> Result<()> {
+        require!(self.version == ACCOUNT_VERSION, GpumeshError::InvalidMarketParams);
+        self.params.validate()?;
+        self.stake_vault_expected()?;
+        self.escrow_vault_expected()?;
+        Ok(())
+    }
+
+    /// Signer seeds of the market PDA, which owns the vaults.
+    pub fn signer_seeds(&self) -> [&[u8]; 3] {
+        [
+            super::seeds::MARKET,
+            self.mint.as_ref(),
+            std::slice::from_ref(&self.bump),
+        ]
+    }
+}

@@ -1,0 +1,106 @@
+//! A supplier's machine: the owner's cold wallet, the hot node key that signs receipts on the
+//! GPU machine, the hardware it claims, its asking price, its stake and its record.
+
+use super::ACCOUNT_VERSION;
+use crate::errors::GpumeshError;
+use anchor_lang::prelude::*;
+
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq, InitSpace)]
+pub enum WorkerStatus {
+    /// Bonded and free to be assigned.
+    Idle,
+    /// Serving a lease.
+    Busy,
+    /// Jailed for fraud until `jailed_until`.
+    Jailed,
+}
+
+/// What the worker says its machine has. Checked against orders on `assign`; checked against
+/// reality off chain by the orchestrator's compute challenges.
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq, InitSpace)]
+pub struct HardwareClaim {
+    /// GPU class code (`< 16`); names live in gpumesh-protocol.
+    pub gpu_class: u8,
+    pub gpu_count: u16,
+    pub vram_mib: u32,
+    pub bandwidth_gbps: u32,
+    /// Region code (`< 64`), a bit position in an order's region set.
+    pub region: u8,
+}
+
+impl HardwareClaim {
+    pub fn validate(&self) -> Result<()> {
+        let ok = (self.gpu_class as usize) < super::GPU_CLASS_SLOTS
+            && (1..=1024).contains(&self.gpu_count)
+            && self.vram_mib > 0
+            && self.bandwidth_gbps > 0
+            && self.region < super::REGION_SLOTS;
+        require!(ok, GpumeshError::InvalidHardware);
+        Ok(())
+    }
+}
+
+/// Served time and failures, which the scheduler turns into a reliability score.
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace)]
+pub struct WorkerRecord {
+    pub served_gpu_seconds: u64,
+    pub leases: u32,
+    pub leases_completed: u32,
+    pub failures: u32,
+    pub slashes: u32,
+    pub slashed_total: u64,
+}
+
+#[account]
+#[derive(InitSpace, Debug)]
+pub struct Worker {
+    pub version: u8,
+    pub bump: u8,
+    pub market: Pubkey,
+    pub owner: Pubkey,
+    pub node_key: Pubkey,
+    pub hardware: HardwareClaim,
+    /// Asking price, base units per GPU-second.
+    pub price_per_gpu_second: u64,
+    pub status: WorkerStatus,
+    /// The lease the worker serves while `Busy`.
+    pub active_lease: Option<Pubkey>,
+    pub stake: u64,
+    pub unbonding: u64,
+    pub unlock_ts: i64,
+    pub jailed_until: i64,
+    /// Earnings settled and not yet claimed (held in the escrow vault).
+    pub earnings_claimable: u64,
+    pub earnings_total: u64,
+    /// Emission rewards owed and not yet claimed, and the accumulator snapshot.
+    pub rewards_claimable: u64,
+    pub reward_debt: u128,
+    pub record: WorkerRecord,
+    pub registered_ts: i64,
+    pub reserved: [u8; 64],
+}
+
+impl Worker {
+    pub const SPACE: usize = 8 + Self::INIT_SPACE;
+
+    /// Stake the market requires for this worker's GPUs.
+    pub fn required_stake(&self, min_stake_per_gpu: u64) -> Result<u64> {
+        use crate::math::SafeMath;
+        (self.hardware.gpu_count as u64).safe_mul(min_stake_per_gpu)
+    }
+
+    pub fn is_jailed(&self, now: i64) -> bool {
+        self.status == WorkerStatus::Jailed || now < self.jailed_until
+    }
+
+    pub fn invariant(&self) -> Result<()> {
+        require!(self.version == ACCOUNT_VERSION, GpumeshError::InvalidHardware);
+        self.hardware.validate()?;
+        require!(
+            (self.status == WorkerStatus::Busy) == self.active_lease.is_some(),
+            GpumeshError::WorkerBusy
+        );
+        require!(self.node_key != self.owner, GpumeshError::NodeKeyIsOwner);
+        Ok(())
+    }
+}
