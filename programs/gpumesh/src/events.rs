@@ -15,6 +15,7 @@ pub fn emit_event<E: anchor_lang::Event>(event: &E) {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct MarketInitialized {
     pub market: Pubkey,
     pub mint: Pubkey,
@@ -24,6 +25,7 @@ pub struct MarketInitialized {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct MarketUpdated {
     pub market: Pubkey,
     pub params_before: MarketParams,
@@ -35,6 +37,7 @@ pub struct MarketUpdated {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct WorkerRegistered {
     pub market: Pubkey,
     pub worker: Pubkey,
@@ -45,6 +48,7 @@ pub struct WorkerRegistered {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct WorkerUpdated {
     pub worker: Pubkey,
     pub price_before: u64,
@@ -54,6 +58,7 @@ pub struct WorkerUpdated {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct StakeChanged {
     pub worker: Pubkey,
     /// What happened: deposit, unstake request, or withdrawal.
@@ -76,12 +81,14 @@ pub enum StakeChangeKind {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct WorkerClosed {
     pub worker: Pubkey,
     pub owner: Pubkey,
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct EarningsClaimed {
     pub worker: Pubkey,
     pub amount: u64,
@@ -90,6 +97,7 @@ pub struct EarningsClaimed {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct OrderCreated {
     pub order: Pubkey,
     pub buyer: Pubkey,
@@ -104,6 +112,7 @@ pub struct OrderCreated {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct OrderToppedUp {
     pub order: Pubkey,
     pub amount: u64,
@@ -112,6 +121,7 @@ pub struct OrderToppedUp {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct OrderClosed {
     pub order: Pubkey,
     pub buyer: Pubkey,
@@ -124,6 +134,7 @@ pub struct OrderClosed {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct LeaseAssigned {
     pub lease: Pubkey,
     pub order: Pubkey,
@@ -136,6 +147,7 @@ pub struct LeaseAssigned {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct ReceiptSettled {
     pub lease: Pubkey,
     pub order: Pubkey,
@@ -154,6 +166,7 @@ pub struct ReceiptSettled {
 }
 
 #[event]
+#[derive(Debug, Clone)]
 pub struct LeaseClosed {
     pub lease: Pubkey,
     pub order: Pubkey,

@@ -1,0 +1,300 @@
+//! One builder per program instruction. Everything that talks to the program (tests, the CLI,
+//! the orchestrator, migrations) builds its instructions here, from the program's own account
+//! and argument types, so nobody assembles account lists by hand.
+
+use crate::pda::{self, MarketAddresses};
+use crate::receipt::{SignedReceipt, ed25519_instruction};
+use anchor_lang::prelude::{AccountMeta, Pubkey};
+use anchor_lang::{InstructionData, ToAccountMetas};
+use gpumesh::instructions::{
+    CreateOrderArgs, InitMarketArgs, RegisterWorkerArgs, UpdateMarketArgs, UpdateWorkerArgs,
+};
+use gpumesh::state::CloseReason;
+use gpumesh::{accounts as acc, instruction as data};
+use solana_instruction::Instruction;
+
+const TOKEN_PROGRAM: Pubkey = anchor_spl::token::ID;
+const SYSTEM_PROGRAM: Pubkey = anchor_lang::system_program::ID;
+
+fn build(accounts: impl ToAccountMetas, data: impl InstructionData) -> Instruction {
+    Instruction {
+        program_id: gpumesh::ID,
+        accounts: accounts.to_account_metas(None),
+        data: data.data(),
+    }
+}
+
+pub fn init_market(m: &MarketAddresses, authority: &Pubkey, args: InitMarketArgs) -> Instruction {
+    build(
+        acc::InitMarket {
+            authority: *authority,
+            mint: m.mint,
+            market: m.market,
+            stake_vault: m.stake_vault,
+            escrow_vault: m.escrow_vault,
+            treasury_vault: m.treasury_vault,
+            rewards_vault: m.rewards_vault,
+            token_program: TOKEN_PROGRAM,
+            system_program: SYSTEM_PROGRAM,
+        },
+        data::InitMarket { args },
+    )
+}
+
+pub fn update_market(m: &MarketAddresses, authority: &Pubkey, args: UpdateMarketArgs) -> Instruction {
+    build(
+        acc::UpdateMarket {
+            authority: *authority,
+            market: m.market,
+        },
+        data::UpdateMarket { args },
+    )
+}
+
+pub fn register_worker(m: &MarketAddresses, owner: &Pubkey, args: RegisterWorkerArgs) -> Instruction {
+    build(
+        acc::RegisterWorker {
+            owner: *owner,
+            market: m.market,
+            worker: m.worker(owner),
+            system_program: SYSTEM_PROGRAM,
+        },
+        data::RegisterWorker { args },
+    )
+}
+
+pub fn update_worker(m: &MarketAddresses, owner: &Pubkey, args: UpdateWorkerArgs) -> Instruction {
+    build(
+        acc::UpdateWorker {
+            owner: *owner,
+            worker: m.worker(owner),
+        },
+        data::UpdateWorker { args },
+    )
+}
+
+fn stake_accounts(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey) -> acc::StakeAccounts {
+    acc::StakeAccounts {
+        owner: *owner,
+        market: m.market,
+        worker: m.worker(owner),
+        owner_token: *owner_token,
+        stake_vault: m.stake_vault,
+        token_program: TOKEN_PROGRAM,
+    }
+}
+
+pub fn stake(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey, amount: u64) -> Instruction {
+    build(stake_accounts(m, owner, owner_token), data::Stake { amount })
+}
+
+pub fn request_unstake(
+    m: &MarketAddresses,
+    owner: &Pubkey,
+    owner_token: &Pubkey,
+    amount: u64,
+) -> Instruction {
+    build(
+        stake_accounts(m, owner, owner_token),
+        data::RequestUnstake { amount },
+    )
+}
+
+pub fn withdraw_unstaked(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey) -> Instruction {
+    build(stake_accounts(m, owner, owner_token), data::WithdrawUnstaked {})
+}
+
+pub fn claim_earnings(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey) -> Instruction {
+    build(
+        acc::ClaimEarnings {
+            owner: *owner,
+            market: m.market,
+            worker: m.worker(owner),
+            owner_token: *owner_token,
+            escrow_vault: m.escrow_vault,
+            token_program: TOKEN_PROGRAM,
+        },
+        data::ClaimEarnings {},
+    )
+}
+
+pub fn close_worker(m: &MarketAddresses, owner: &Pubkey) -> Instruction {
+    build(
+        acc::CloseWorker {
+            owner: *owner,
+            market: m.market,
+            worker: m.worker(owner),
+        },
+        data::CloseWorker {},
+    )
+}
+
+pub fn create_order(
+    m: &MarketAddresses,
+    buyer: &Pubkey,
+    buyer_token: &Pubkey,
+    args: CreateOrderArgs,
+) -> Instruction {
+    build(
+        acc::CreateOrder {
+            buyer: *buyer,
+            market: m.market,
+            order: m.order(buyer, args.order_id),
+            buyer_token: *buyer_token,
+            escrow_vault: m.escrow_vault,
+            token_program: TOKEN_PROGRAM,
+            system_program: SYSTEM_PROGRAM,
+        },
+        data::CreateOrder { args },
+    )
+}
+
+pub fn top_up_order(
+    m: &MarketAddresses,
+    buyer: &Pubkey,
+    buyer_token: &Pubkey,
+    order: &Pubkey,
+    amount: u64,
+) -> Instruction {
+    build(
+        acc::TopUpOrder {
+            buyer: *buyer,
+            market: m.market,
+            order: *order,
+            buyer_token: *buyer_token,
+            escrow_vault: m.escrow_vault,
+            token_program: TOKEN_PROGRAM,
+        },
+        data::TopUpOrder { amount },
+    )
+}
+
+fn close_order_accounts(
+    m: &MarketAddresses,
+    signer: &Pubkey,
+    buyer: &Pubkey,
+    buyer_token: &Pubkey,
+    order: &Pubkey,
+) -> acc::CloseOrder {
+    acc::CloseOrder {
+        signer: *signer,
+        buyer: *buyer,
+        market: m.market,
+        order: *order,
+        buyer_token: *buyer_token,
+        escrow_vault: m.escrow_vault,
+        token_program: TOKEN_PROGRAM,
+    }
+}
+
+/// The buyer cancels an order with no active lease; its unspent escrow returns to `buyer_token`.
+pub fn cancel_order(
+    m: &MarketAddresses,
+    buyer: &Pubkey,
+    buyer_token: &Pubkey,
+    order: &Pubkey,
+) -> Instruction {
+    build(
+        close_order_accounts(m, buyer, buyer, buyer_token, order),
+        data::CancelOrder {},
+    )
+}
+
+/// The buyer or the orchestrator (`signer`) marks a served order completed.
+pub fn complete_order(
+    m: &MarketAddresses,
+    signer: &Pubkey,
+    buyer: &Pubkey,
+    buyer_token: &Pubkey,
+    order: &Pubkey,
+) -> Instruction {
+    build(
+        close_order_accounts(m, signer, buyer, buyer_token, order),
+        data::CompleteOrder {},
+    )
+}
+
+pub fn assign(
+    m: &MarketAddresses,
+    orchestrator: &Pubkey,
+    order: &Pubkey,
+    worker: &Pubkey,
+    gpus: u16,
+) -> Instruction {
+    build(
+        acc::Assign {
+            orchestrator: *orchestrator,
+            market: m.market,
+            order: *order,
+            worker: *worker,
+            lease: pda::lease(order, worker).0,
+            system_program: SYSTEM_PROGRAM,
+        },
+        data::Assign { gpus },
+    )
+}
+
+/// Where a receipt's lease lives: its order and worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRef {
+    pub lease: Pubkey,
+    pub order: Pubkey,
+    pub worker: Pubkey,
+}
+
+impl LeaseRef {
+    pub fn new(order: Pubkey, worker: Pubkey) -> Self {
+        Self {
+            lease: pda::lease(&order, &worker).0,
+            order,
+            worker,
+        }
+    }
+}
+
+/// The two instructions that settle a batch of receipts: the Ed25519 precompile instruction
+/// carrying their signatures, then `settle`. They must go in one transaction, in this order.
+pub fn settle(
+    m: &MarketAddresses,
+    orchestrator: &Pubkey,
+    receipts: &[(LeaseRef, SignedReceipt)],
+) -> [Instruction; 2] {
+    let signed: Vec<SignedReceipt> = receipts.iter().map(|(_, r)| r.clone()).collect();
+    let mut settle = build(
+        acc::Settle {
+            orchestrator: *orchestrator,
+            market: m.market,
+            escrow_vault: m.escrow_vault,
+            treasury_vault: m.treasury_vault,
+            instructions: solana_sdk_ids::sysvar::instructions::ID,
+            token_program: TOKEN_PROGRAM,
+        },
+        data::Settle {
+            receipts: signed.iter().map(SignedReceipt::args).collect(),
+        },
+    );
+    for (l, _) in receipts {
+        settle.accounts.push(AccountMeta::new(l.lease, false));
+        settle.accounts.push(AccountMeta::new(l.order, false));
+        settle.accounts.push(AccountMeta::new(l.worker, false));
+    }
+    [ed25519_instruction(&signed), settle]
+}
+
+pub fn close_lease(
+    m: &MarketAddresses,
+    orchestrator: &Pubkey,
+    lease: &LeaseRef,
+    reason: CloseReason,
+) -> Instruction {
+    build(
+        acc::CloseLease {
+            orchestrator: *orchestrator,
+            market: m.market,
+            order: lease.order,
+            worker: lease.worker,
+            lease: lease.lease,
+        },
+        data::CloseLease { reason },
+    )
+}

@@ -1,0 +1,122 @@
+//! The in-process chain: LiteSVM, a real Solana runtime, with the gpumesh program registered
+//! natively and SPL Token running as its real SBF program.
+
+pub mod native;
+
+use crate::chain::{Chain, Outcome, RawAccount};
+use crate::error::ChainError;
+use crate::events::parse_logs;
+use anchor_lang::prelude::Pubkey;
+use litesvm::LiteSVM;
+use solana_clock::Clock;
+use solana_instruction::Instruction;
+use solana_keypair::Keypair;
+use solana_program_runtime::solana_sbpf::program::BuiltinFunctionDefinition;
+use solana_signer::Signer;
+use solana_transaction::Transaction;
+
+crate::native_builtin!(GpumeshBuiltin, gpumesh::entry);
+
+/// Unix time the in-process clock starts at (2026-01-01T00:00:00Z).
+pub const GENESIS_UNIX_TIME: i64 = 1_767_225_600;
+/// Slots per second of warped time (400 ms slots).
+const SLOTS_PER_SECOND: f64 = 2.5;
+
+pub struct SvmChain {
+    svm: LiteSVM,
+}
+
+impl Default for SvmChain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SvmChain {
+    pub fn new() -> Self {
+        native::install_syscall_stubs();
+        let mut svm = LiteSVM::new().with_log_bytes_limit(Some(1 << 20));
+        svm.add_builtin(
+            gpumesh::ID,
+            <GpumeshBuiltin as BuiltinFunctionDefinition<_>>::register,
+        );
+        let mut clock: Clock = svm.get_sysvar();
+        clock.unix_timestamp = GENESIS_UNIX_TIME;
+        clock.epoch_start_timestamp = GENESIS_UNIX_TIME;
+        svm.set_sysvar(&clock);
+        Self { svm }
+    }
+
+    /// The runtime itself, for what the `Chain` interface does not cover.
+    pub fn svm(&mut self) -> &mut LiteSVM {
+        &mut self.svm
+    }
+}
+
+impl Chain for SvmChain {
+    fn send(
+        &mut self,
+        instructions: &[Instruction],
+        payer: &Keypair,
+        signers: &[&Keypair],
+    ) -> Result<Outcome, ChainError> {
+        let mut all: Vec<&Keypair> = vec![payer];
+        all.extend(signers.iter().copied().filter(|k| k.pubkey() != payer.pubkey()));
+        let tx = Transaction::new_signed_with_payer(
+            instructions,
+            Some(&payer.pubkey()),
+            &all,
+            self.svm.latest_blockhash(),
+        );
+        let result = self.svm.send_transaction(tx);
+        // A fresh blockhash per transaction: sending the same instructions twice (a replayed
+        // receipt, a retried command) is a new transaction, as it would be on a cluster.
+        self.svm.expire_blockhash();
+        match result {
+            Ok(meta) => Ok(Outcome {
+                signature: meta.signature.to_string(),
+                events: parse_logs(&meta.logs),
+                logs: meta.logs,
+            }),
+            Err(failed) => Err(ChainError::from_transaction_error(
+                &failed.err,
+                failed.meta.logs,
+            )),
+        }
+    }
+
+    fn account(&self, key: &Pubkey) -> Result<Option<RawAccount>, ChainError> {
+        Ok(self.svm.get_account(key).map(|a| RawAccount {
+            lamports: a.lamports,
+            owner: a.owner,
+            data: a.data,
+        }))
+    }
+
+    fn unix_time(&self) -> Result<i64, ChainError> {
+        Ok(self.svm.get_sysvar::<Clock>().unix_timestamp)
+    }
+
+    fn warp(&mut self, seconds: i64) -> Result<(), ChainError> {
+        let mut clock: Clock = self.svm.get_sysvar();
+        clock.unix_timestamp = clock
+            .unix_timestamp
+            .checked_add(seconds)
+            .ok_or(ChainError::Unsupported("a warp this far"))?;
+        let slots = (seconds.max(0) as f64 * SLOTS_PER_SECOND) as u64;
+        clock.slot = clock.slot.saturating_add(slots);
+        self.svm.set_sysvar(&clock);
+        Ok(())
+    }
+
+    fn airdrop(&mut self, to: &Pubkey, lamports: u64) -> Result<(), ChainError> {
+        self.svm
+            .airdrop(to, lamports)
+            .map(|_| ())
+            .map_err(|f| ChainError::from_transaction_error(&f.err, f.meta.logs))
+    }
+
+    fn rent_exempt_minimum(&self, data_len: usize) -> Result<u64, ChainError> {
+        Ok(self.svm.minimum_balance_for_rent_exemption(data_len))
+    }
+}

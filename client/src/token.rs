@@ -1,0 +1,55 @@
+//! SPL Token set-up: mints, associated token accounts, minting. Used by local networks, demos and
+//! tests; the program itself only ever moves tokens between existing accounts.
+
+use anchor_lang::prelude::Pubkey;
+use anchor_spl::associated_token::{get_associated_token_address, spl_associated_token_account};
+use anchor_spl::token::spl_token;
+use solana_instruction::Instruction;
+
+pub const MINT_LEN: usize = 82;
+
+/// Instructions that create and initialise a mint at `mint` (which must sign).
+pub fn create_mint(
+    payer: &Pubkey,
+    mint: &Pubkey,
+    authority: &Pubkey,
+    decimals: u8,
+    rent_lamports: u64,
+) -> Result<[Instruction; 2], spl_token::error::TokenError> {
+    Ok([
+        solana_system_interface::instruction::create_account(
+            payer,
+            mint,
+            rent_lamports,
+            MINT_LEN as u64,
+            &spl_token::ID,
+        ),
+        spl_token::instruction::initialize_mint2(&spl_token::ID, mint, authority, None, decimals)
+            .map_err(|_| spl_token::error::TokenError::InvalidMint)?,
+    ])
+}
+
+/// The associated token account of `owner` for `mint`.
+pub fn ata(owner: &Pubkey, mint: &Pubkey) -> Pubkey {
+    get_associated_token_address(owner, mint)
+}
+
+/// Creates `owner`'s associated token account for `mint` if it does not exist yet.
+pub fn create_ata(payer: &Pubkey, owner: &Pubkey, mint: &Pubkey) -> Instruction {
+    spl_associated_token_account::instruction::create_associated_token_account_idempotent(
+        payer,
+        owner,
+        mint,
+        &spl_token::ID,
+    )
+}
+
+pub fn mint_to(
+    mint: &Pubkey,
+    to: &Pubkey,
+    authority: &Pubkey,
+    amount: u64,
+) -> Result<Instruction, spl_token::error::TokenError> {
+    spl_token::instruction::mint_to(&spl_token::ID, mint, to, authority, &[], amount)
+        .map_err(|_| spl_token::error::TokenError::InvalidMint)
+}
