@@ -7,6 +7,7 @@ pub mod chain;
 pub mod error;
 pub mod events;
 pub mod ix;
+pub mod local;
 pub mod pda;
 pub mod receipt;
 pub mod svm;

@@ -1,0 +1,288 @@
+//! A market on the in-process chain with helpers for the tests: participants, orders, leases,
+//! receipts, and the checks every test runs after a state change (conservation) or a refusal
+//! (nothing moved).
+
+#![allow(dead_code)]
+
+use gpumesh_client::ix::{self, LeaseRef};
+use gpumesh_client::local::LocalMarket;
+use gpumesh_client::program::errors::GpumeshError;
+use gpumesh_client::program::instructions::*;
+use gpumesh_client::program::state::*;
+use gpumesh_client::*;
+use anchor_lang::prelude::Pubkey;
+use solana_instruction::Instruction;
+use std::collections::BTreeMap;
+
+pub const PRICE: u64 = 10;
+pub const H100: u8 = 1;
+pub const EU: u8 = 2;
+pub const US: u8 = 5;
+
+pub fn params() -> MarketParams {
+    MarketParams {
+        protocol_fee_bps: 250,
+        min_stake_per_gpu: 1_000,
+        ..MarketParams::default()
+    }
+}
+
+pub fn hardware() -> HardwareClaim {
+    HardwareClaim {
+        gpu_class: H100,
+        gpu_count: 1,
+        vram_mib: 81_920,
+        bandwidth_gbps: 3_350,
+        region: EU,
+    }
+}
+
+pub fn requirements(gpus: u16) -> OrderRequirements {
+    OrderRequirements {
+        gpu_class: H100,
+        gpu_count: gpus,
+        min_vram_mib: 40_000,
+        min_bandwidth_gbps: 1_000,
+        regions: 1 << EU,
+    }
+}
+
+pub struct WorkerKeys {
+    pub owner: Keypair,
+    pub node: Keypair,
+    pub worker: Pubkey,
+    pub token: Pubkey,
+}
+
+pub struct OrderKeys {
+    pub buyer: Pubkey,
+    pub order: Pubkey,
+    pub token: Pubkey,
+    pub id: u64,
+}
+
+pub struct Fx {
+    pub chain: SvmChain,
+    pub m: LocalMarket,
+    pub buyers: Vec<Keypair>,
+    pub workers: Vec<Pubkey>,
+    pub orders: Vec<Pubkey>,
+    /// Every token account that exists in the test, so totals can be checked.
+    pub token_accounts: Vec<Pubkey>,
+    pub minted: u64,
+    next_order_id: u64,
+}
+
+impl Fx {
+    pub fn new() -> Self {
+        Self::with_params(params())
+    }
+
+    pub fn with_params(p: MarketParams) -> Self {
+        let mut chain = SvmChain::new();
+        let m = LocalMarket::create(&mut chain, p, 6).expect("market");
+        let token_accounts = vec![
+            m.addrs.stake_vault,
+            m.addrs.escrow_vault,
+            m.addrs.treasury_vault,
+            m.addrs.rewards_vault,
+        ];
+        Self {
+            chain,
+            m,
+            buyers: vec![],
+            workers: vec![],
+            orders: vec![],
+            token_accounts,
+            minted: 0,
+            next_order_id: 1,
+        }
+    }
+
+    pub fn orch(&self) -> Pubkey {
+        self.m.orchestrator.pubkey()
+    }
+
+    pub fn user(&mut self, tokens: u64) -> Keypair {
+        let k = self.m.funded_user(&mut self.chain, tokens).expect("fund user");
+        self.token_accounts.push(self.m.token_account(&k.pubkey()));
+        self.minted += tokens;
+        k
+    }
+
+    pub fn send(&mut self, ixs: &[Instruction], payer: &Keypair) -> Result<Outcome, ChainError> {
+        let r = self.chain.send(ixs, payer, &[]);
+        if r.is_ok() {
+            self.check_invariants();
+        }
+        r
+    }
+
+    pub fn send_orch(&mut self, ixs: &[Instruction]) -> Result<Outcome, ChainError> {
+        let orch = self.m.orchestrator.insecure_clone();
+        self.send(ixs, &orch)
+    }
+
+    /// A registered worker with `stake` bonded.
+    pub fn worker_with(&mut self, hw: HardwareClaim, price: u64, stake: u64) -> WorkerKeys {
+        let owner = self.user(stake.max(1) * 2);
+        let node = Keypair::new();
+        let token = self.m.token_account(&owner.pubkey());
+        let mut ixs = vec![ix::register_worker(
+            &self.m.addrs,
+            &owner.pubkey(),
+            RegisterWorkerArgs {
+                node_key: node.pubkey(),
+                hardware: hw,
+                price_per_gpu_second: price,
+            },
+        )];
+        if stake > 0 {
+            ixs.push(ix::stake(&self.m.addrs, &owner.pubkey(), &token, stake));
+        }
+        let worker = self.m.addrs.worker(&owner.pubkey());
+        self.workers.push(worker);
+        self.send(&ixs, &owner).expect("register worker");
+        WorkerKeys {
+            owner,
+            node,
+            worker,
+            token,
+        }
+    }
+
+    pub fn worker(&mut self) -> WorkerKeys {
+        self.worker_with(hardware(), PRICE, 1_000)
+    }
+
+    pub fn order_args(&mut self, req: OrderRequirements, deposit: u64) -> CreateOrderArgs {
+        let id = self.next_order_id;
+        self.next_order_id += 1;
+        CreateOrderArgs {
+            order_id: id,
+            requirements: req,
+            max_price_per_gpu_second: 20,
+            duration: 3_600,
+            mode: OrderMode::Spot,
+            job_spec_hash: [9; 32],
+            deposit,
+        }
+    }
+
+    pub fn order_from(&mut self, buyer: &Keypair, args: CreateOrderArgs) -> Result<OrderKeys, ChainError> {
+        let token = self.m.token_account(&buyer.pubkey());
+        let id = args.order_id;
+        let order = self.m.addrs.order(&buyer.pubkey(), id);
+        self.orders.push(order);
+        self.send(&[ix::create_order(&self.m.addrs, &buyer.pubkey(), &token, args)], buyer)?;
+        Ok(OrderKeys {
+            buyer: buyer.pubkey(),
+            order,
+            token,
+            id,
+        })
+    }
+
+    /// A new buyer with `deposit` in escrow on an order for `gpus` H100s in EU.
+    pub fn order(&mut self, gpus: u16, deposit: u64) -> (Keypair, OrderKeys) {
+        let buyer = self.user(deposit * 2);
+        let args = self.order_args(requirements(gpus), deposit);
+        let o = self.order_from(&buyer, args).expect("create order");
+        self.buyers.push(buyer.insecure_clone());
+        (buyer, o)
+    }
+
+    pub fn assign(&mut self, o: &OrderKeys, w: &WorkerKeys, gpus: u16) -> Result<LeaseRef, ChainError> {
+        let orch = self.orch();
+        self.send_orch(&[ix::assign(&self.m.addrs, &orch, &o.order, &w.worker, gpus)])?;
+        Ok(LeaseRef::new(o.order, w.worker))
+    }
+
+    pub fn receipt(&self, w: &WorkerKeys, lease: &LeaseRef, seconds: u64) -> (LeaseRef, SignedReceipt) {
+        let mut head = [0u8; 32];
+        head[..8].copy_from_slice(&seconds.to_le_bytes());
+        (*lease, SignedReceipt::sign(&w.node, lease.lease, seconds, head))
+    }
+
+    pub fn settle(&mut self, receipts: &[(LeaseRef, SignedReceipt)]) -> Result<Outcome, ChainError> {
+        let orch = self.orch();
+        let ixs = ix::settle(&self.m.addrs, &orch, receipts);
+        self.send_orch(&ixs)
+    }
+
+    pub fn market(&self) -> Market {
+        self.chain.fetch(&self.m.addrs.market).expect("market")
+    }
+
+    pub fn balance(&self, token: &Pubkey) -> u64 {
+        self.chain.token_balance(token).expect("balance")
+    }
+
+    /// Every token balance and every program account's bytes: what a refusal must not change.
+    pub fn snapshot(&self) -> BTreeMap<Pubkey, Option<RawAccount>> {
+        let mut keys: Vec<Pubkey> = self.token_accounts.clone();
+        keys.push(self.m.addrs.market);
+        keys.extend(self.workers.iter().copied());
+        keys.extend(self.orders.iter().copied());
+        keys.into_iter()
+            .map(|k| (k, self.chain.account(&k).expect("account")))
+            .collect()
+    }
+
+    /// Sends `ixs`, expects the program to refuse them with `expected`, and checks that no
+    /// balance and no program account changed.
+    pub fn refuses(&mut self, ixs: &[Instruction], payer: &Keypair, expected: GpumeshError) {
+        self.refuses_code(ixs, payer, u32::from(expected));
+    }
+
+    pub fn refuses_code(&mut self, ixs: &[Instruction], payer: &Keypair, code: u32) {
+        let before = self.snapshot();
+        let err = self
+            .chain
+            .send(ixs, payer, &[])
+            .expect_err("the program should refuse this");
+        assert_eq!(err.code(), Some(code), "unexpected error: {err}");
+        assert_eq!(before, self.snapshot(), "a refused transaction changed state");
+    }
+
+    /// Like [`Fx::refuses`] for refusals that come from the runtime, not the program.
+    pub fn refused_by_runtime(&mut self, ixs: &[Instruction], payer: &Keypair) -> ChainError {
+        let before = self.snapshot();
+        let err = self.chain.send(ixs, payer, &[]).expect_err("should fail");
+        assert_eq!(before, self.snapshot(), "a refused transaction changed state");
+        err
+    }
+
+    /// Conservation: each vault holds exactly what the accounts say it holds, the market's
+    /// totals match the sums over workers and orders, and no token was created or destroyed.
+    pub fn check_invariants(&self) {
+        let market = self.market();
+        let mut stake = 0u128;
+        let mut unbonding = 0u128;
+        let mut claimable = 0u128;
+        for w in &self.workers {
+            if let Some(w) = self.chain.fetch_opt::<Worker>(w).expect("worker") {
+                stake += w.stake as u128;
+                unbonding += w.unbonding as u128;
+                claimable += w.earnings_claimable as u128;
+            }
+        }
+        let mut escrow = 0u128;
+        for o in &self.orders {
+            if let Some(o) = self.chain.fetch_opt::<Order>(o).expect("order") {
+                escrow += o.escrow_remaining as u128;
+                assert_eq!(o.escrow_deposited, o.escrow_remaining + o.total_paid);
+            }
+        }
+        assert_eq!(market.total_stake as u128, stake, "market.total_stake");
+        assert_eq!(market.total_unbonding as u128, unbonding, "market.total_unbonding");
+        assert_eq!(market.total_claimable as u128, claimable, "market.total_claimable");
+        assert_eq!(market.total_escrow as u128, escrow, "market.total_escrow");
+        let a = &self.m.addrs;
+        assert_eq!(self.balance(&a.stake_vault) as u128, stake + unbonding, "stake vault");
+        assert_eq!(self.balance(&a.escrow_vault) as u128, escrow + claimable, "escrow vault");
+        assert_eq!(self.balance(&a.treasury_vault), market.treasury_balance, "treasury");
+        let total: u128 = self.token_accounts.iter().map(|k| self.balance(k) as u128).sum();
+        assert_eq!(total, self.minted as u128, "tokens created or destroyed");
+    }
+}
