@@ -133,7 +133,8 @@ pub fn order(rng: &mut Rng, id: u64) -> Order {
         min_vram_mib: if rng.chance(30) { big } else { small },
         min_bandwidth_gbps: bandwidth * 8 / 10,
         regions,
-        max_price: base * (90 + rng.below(110)) / 100,
+        // Some buyers bid below every ask and wait: the round explains why.
+        max_price: base * (60 + rng.below(120)) / 100,
         mode: if rng.chance(80) {
             OrderMode::Spot
         } else {
