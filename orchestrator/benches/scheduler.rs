@@ -12,7 +12,8 @@ use criterion::{BatchSize, Criterion};
 use gpumesh_orchestrator::scheduler::workload::{self, Market};
 use gpumesh_orchestrator::scheduler::{OrderId, Scheduler, SchedulerConfig, WorkerId};
 
-const SEED: u64 = 0x6770_756d_6573_68;
+/// "gpumesh" in ASCII.
+const SEED: u64 = 0x0067_7075_6d65_7368;
 const WORKERS: usize = 100_000;
 const ORDERS: usize = 10_000;
 /// The baseline scans 100,000 workers per order, so it runs on this many orders only.

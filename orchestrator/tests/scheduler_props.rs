@@ -272,6 +272,13 @@ proptest! {
         for u in &r.not_replaced {
             prop_assert!(s.pending_orders().any(|o| o.id == u.order));
         }
+        // The index's explanation records stay in step with the workers through failures.
+        for o in s.pending_orders() {
+            let scan = s.explain_order(o.id).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let indexed = s.explain_order_indexed(o.id)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(scan, indexed);
+        }
         // Every order that was leased is still leased or back in the queue.
         for id in leased_before {
             prop_assert!(s.lease(id).is_some() || s.pending_orders().any(|o| o.id == id));

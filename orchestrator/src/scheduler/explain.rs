@@ -108,31 +108,37 @@ pub(crate) fn order_by_scan(workers: &[Option<Worker>], order: &Order) -> Reject
 
 /// Explains an order from the index: class and region rejections from counters, the rest by
 /// scanning only the buckets the order could use. Same result as [`order_by_scan`].
-pub(crate) fn order_by_index(
-    index: &Index,
-    workers: &[Option<Worker>],
-    order: &Order,
-) -> Rejections {
+pub(crate) fn order_by_index(index: &Index, order: &Order) -> Rejections {
     let class = usize::from(order.class.code());
     let mut r = Rejections::default();
     let in_class = index.class_workers[class.min(GPU_CLASSES - 1)];
     r.class = index.total_workers - in_class;
-    let mut region_gpus = [0u32; REGIONS];
     let mut in_regions = 0;
     for region in order.regions.iter() {
-        let bucket = index.bucket(class, usize::from(region.code()));
-        in_regions += bucket.members.len() as u32;
-        for &slot in &bucket.members {
-            if let Some(Some(w)) = workers.get(slot as usize) {
-                tally(&mut r, w, order, &mut region_gpus);
+        let members = &index.bucket(class, usize::from(region.code())).members;
+        in_regions += members.len() as u32;
+        let mut gpus = 0;
+        for m in members {
+            if !m.placeable_status {
+                r.status += 1;
+            } else if m.vram_mib < order.min_vram_mib {
+                r.vram += 1;
+            } else if m.bandwidth_gbps < order.min_bandwidth_gbps {
+                r.bandwidth += 1;
+            } else if m.price > order.max_price {
+                r.price += 1;
+            } else if m.free == 0 {
+                r.capacity += 1;
+            } else {
+                r.eligible += 1;
+                gpus += u32::from(m.free);
             }
         }
+        r.best_region_gpus = r.best_region_gpus.max(gpus);
     }
     r.region = in_class - in_regions;
-    r.best_region_gpus = region_gpus.into_iter().max().unwrap_or(0);
     r
 }
-
 /// Explains a worker by scanning the open orders.
 pub(crate) fn worker_by_scan<'a>(
     w: &Worker,

@@ -15,6 +15,7 @@
 //! for failing VRAM, bandwidth or (reserved orders) price.
 
 use std::collections::{BTreeMap, BTreeSet};
+
 use std::ops::Bound;
 
 use super::score::{ClusterScore, Pick, Rank, SchedulerConfig, cluster_score, rank};
@@ -42,13 +43,40 @@ struct Group {
 
 #[derive(Clone, Default)]
 pub(crate) struct Bucket {
-    pub members: BTreeSet<u32>,
+    pub members: Vec<Member>,
     groups: BTreeMap<u16, Group>,
+}
+
+/// What explanations check about a worker, kept contiguous per bucket so that explaining an
+/// order is a sequential scan of small records rather than a walk over the worker table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Member {
+    pub slot: u32,
+    pub placeable_status: bool,
+    pub free: u16,
+    pub vram_mib: u32,
+    pub bandwidth_gbps: u32,
+    pub price: u64,
+}
+
+impl Member {
+    fn of(w: &Worker, slot: u32) -> Self {
+        Self {
+            slot,
+            placeable_status: w.spec.status.is_placeable(),
+            free: w.gpus_free,
+            vram_mib: w.spec.vram_mib,
+            bandwidth_gbps: w.spec.bandwidth_gbps,
+            price: w.spec.price,
+        }
+    }
 }
 
 #[derive(Clone)]
 pub(crate) struct Index {
     buckets: Vec<Bucket>,
+    /// Position of each slot in its bucket's `members`.
+    member_at: Vec<u32>,
     class_regions: [u64; GPU_CLASSES],
     pub class_workers: [u32; GPU_CLASSES],
     pub total_workers: u32,
@@ -97,6 +125,7 @@ impl Index {
             buckets: (0..GPU_CLASSES * REGIONS)
                 .map(|_| Bucket::default())
                 .collect(),
+            member_at: Vec::new(),
             class_regions: [0; GPU_CLASSES],
             class_workers: [0; GPU_CLASSES],
             total_workers: 0,
@@ -108,19 +137,40 @@ impl Index {
     }
 
     pub fn add_member(&mut self, w: &Worker, slot: u32) {
-        self.buckets[bucket_of(w)].members.insert(slot);
+        let members = &mut self.buckets[bucket_of(w)].members;
+        let at = slot as usize;
+        if self.member_at.len() <= at {
+            self.member_at.resize(at + 1, u32::MAX);
+        }
+        self.member_at[at] = members.len() as u32;
+        members.push(Member::of(w, slot));
         self.class_workers[usize::from(w.spec.class.code())] += 1;
         self.total_workers += 1;
     }
 
     pub fn remove_member(&mut self, w: &Worker, slot: u32) {
-        self.buckets[bucket_of(w)].members.remove(&slot);
+        let members = &mut self.buckets[bucket_of(w)].members;
+        if let Some(&at) = self.member_at.get(slot as usize)
+            && (at as usize) < members.len()
+        {
+            members.swap_remove(at as usize);
+            if let Some(moved) = members.get(at as usize) {
+                self.member_at[moved.slot as usize] = at;
+            }
+            self.member_at[slot as usize] = u32::MAX;
+        }
         self.class_workers[usize::from(w.spec.class.code())] -= 1;
         self.total_workers -= 1;
     }
 
     /// Adds the worker to its group if it can take work; call after every change to it.
     pub fn insert(&mut self, cfg: &SchedulerConfig, w: &Worker, slot: u32) {
+        let bucket = &mut self.buckets[bucket_of(w)];
+        if let Some(&at) = self.member_at.get(slot as usize)
+            && let Some(m) = bucket.members.get_mut(at as usize)
+        {
+            *m = Member::of(w, slot);
+        }
         if !is_placeable(w) {
             return;
         }
@@ -196,6 +246,11 @@ fn first_usable(
     order: &Order,
     exclude: &[u32],
 ) -> Option<Entry> {
+    // The spot set starts with the group's cheapest ask: if even that is too dear, a reserved
+    // order need not walk its reliability-sorted set at all.
+    if group.spot.first().is_none_or(|e| e.price > order.max_price) {
+        return None;
+    }
     let set = match order.mode {
         OrderMode::Spot => &group.spot,
         OrderMode::Reserved => &group.reserved,

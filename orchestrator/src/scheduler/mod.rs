@@ -440,7 +440,7 @@ impl Scheduler {
                 let order = self.pending.get(&id)?;
                 Some(Unplaced {
                     order: id,
-                    why: explain::order_by_index(&self.index, &self.workers, order),
+                    why: explain::order_by_index(&self.index, order),
                 })
             })
             .collect();
@@ -533,7 +533,7 @@ impl Scheduler {
                 None => {
                     out.not_replaced.push(Unplaced {
                         order: id,
-                        why: explain::order_by_index(&self.index, &self.workers, &order),
+                        why: explain::order_by_index(&self.index, &order),
                     });
                     self.pending.insert(id, order);
                 }
@@ -554,7 +554,7 @@ impl Scheduler {
     /// The same counts from the index: only the buckets of the order's class and regions.
     pub fn explain_order_indexed(&self, id: OrderId) -> Result<Rejections, SchedulerError> {
         let order = self.pending_order(id)?;
-        Ok(explain::order_by_index(&self.index, &self.workers, order))
+        Ok(explain::order_by_index(&self.index, order))
     }
 
     /// Why no pending order uses a worker: every pending order counted under the first check
