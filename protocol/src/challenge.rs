@@ -79,7 +79,7 @@ pub enum ChallengeError {
 
 /// Checks a size the way both sides must agree on it.
 pub fn check_size(n: u32) -> Result<(), ChallengeError> {
-    if !(MIN_N..=MAX_N).contains(&n) || n % N_MULTIPLE != 0 {
+    if !(MIN_N..=MAX_N).contains(&n) || !n.is_multiple_of(N_MULTIPLE) {
         return Err(ChallengeError::BadSize(n));
     }
     Ok(())

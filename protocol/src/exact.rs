@@ -66,7 +66,7 @@ fn rows_of_product_avx2(seed: &[u8; 32], n: usize, rows: &[u32]) -> Vec<i32> {
 
 #[inline(always)]
 fn rows_of_product_body(seed: &[u8; 32], n: usize, rows: &[u32]) -> Vec<i32> {
-    debug_assert!(n % 64 == 0);
+    debug_assert!(n.is_multiple_of(64));
     let key = generator::key_from_seed(seed);
     let r = rows.len();
     let quads = n / K_STEP;

@@ -54,7 +54,7 @@ pub fn word(key: &[u64; 4], matrix: u32, row: u32, block: u32) -> u64 {
 /// multiples of 8.
 #[inline(always)]
 pub fn fill_row(key: &[u64; 4], matrix: u32, row: u32, col0: usize, out: &mut [i8]) {
-    debug_assert!(col0 % 8 == 0 && out.len() % 8 == 0);
+    debug_assert!(col0.is_multiple_of(8) && out.len().is_multiple_of(8));
     let first_block = (col0 / 8) as u32;
     for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
         let bytes = word(key, matrix, row, first_block + i as u32).to_le_bytes();
@@ -67,7 +67,7 @@ pub fn fill_row(key: &[u64; 4], matrix: u32, row: u32, col0: usize, out: &mut [i
 /// Like [`fill_row`], widened to i32 for the exact accumulation kernels.
 #[inline(always)]
 pub fn fill_row_i32(key: &[u64; 4], matrix: u32, row: u32, col0: usize, out: &mut [i32]) {
-    debug_assert!(col0 % 8 == 0 && out.len() % 8 == 0);
+    debug_assert!(col0.is_multiple_of(8) && out.len().is_multiple_of(8));
     let first_block = (col0 / 8) as u32;
     for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
         let bytes = word(key, matrix, row, first_block + i as u32).to_le_bytes();
