@@ -1,0 +1,20 @@
+//! gpumesh-worker: the supplier daemon's compute side. It finds the machine's GPUs, reads their
+//! telemetry, checks them against the market's registration rule, and answers proof-of-compute
+//! challenges with a backend: CUDA when built with `--features cuda` and a GPU is present, the
+//! CPU otherwise (always available, so tests and GPU-less local networks work).
+
+pub mod backend;
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_stub.rs"]
+pub mod cuda;
+pub mod gemm;
+pub mod registration;
+
+pub use backend::{
+    BackendError, ComputeBackend, DeviceInfo, DeviceKind, Measurement, Telemetry, best_backend,
+};
+pub use cpu::CpuBackend;
+pub use registration::{RegistrationRefusal, RegistrationRule};
