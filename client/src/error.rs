@@ -84,26 +84,106 @@ pub fn describe_code(code: u32) -> (String, String) {
 
 /// The Anchor framework checks a user can trip by passing the wrong account.
 const ANCHOR_CODES: &[(u32, &str, &str)] = &[
-    (2000, "ConstraintMut", "an account that must be writable was passed read-only"),
-    (2001, "ConstraintHasOne", "an account does not belong to the one it must belong to"),
-    (2002, "ConstraintSigner", "an account that must sign did not"),
+    (
+        2000,
+        "ConstraintMut",
+        "an account that must be writable was passed read-only",
+    ),
+    (
+        2001,
+        "ConstraintHasOne",
+        "an account does not belong to the one it must belong to",
+    ),
+    (
+        2002,
+        "ConstraintSigner",
+        "an account that must sign did not",
+    ),
     (2003, "ConstraintRaw", "an account constraint was violated"),
-    (2004, "ConstraintOwner", "an account is owned by the wrong program"),
-    (2006, "ConstraintSeeds", "an account is not the expected program-derived address"),
+    (
+        2004,
+        "ConstraintOwner",
+        "an account is owned by the wrong program",
+    ),
+    (
+        2006,
+        "ConstraintSeeds",
+        "an account is not the expected program-derived address",
+    ),
     (2011, "ConstraintClose", "a close constraint was violated"),
-    (2012, "ConstraintAddress", "an account is not at the expected address"),
-    (2014, "ConstraintTokenMint", "a token account has the wrong mint"),
-    (2015, "ConstraintTokenOwner", "a token account has the wrong owner"),
-    (2040, "ConstraintDuplicateMutableAccount", "the same writable account was passed twice"),
-    (3001, "AccountDiscriminatorNotFound", "an account has no data where a gpumesh account was expected"),
-    (3002, "AccountDiscriminatorMismatch", "an account is of the wrong kind (e.g. an order passed as a worker)"),
-    (3003, "AccountDidNotDeserialize", "an account's data could not be read"),
-    (3005, "AccountNotEnoughKeys", "not enough accounts were passed"),
-    (3006, "AccountNotMutable", "an account that must be writable was passed read-only"),
-    (3007, "AccountOwnedByWrongProgram", "an account is owned by a different program than expected"),
-    (3008, "InvalidProgramId", "a program account is not the expected program"),
-    (3010, "AccountNotSigner", "an account that must sign did not"),
-    (3011, "AccountNotSystemOwned", "an account is not owned by the system program"),
-    (3012, "AccountNotInitialized", "an account does not exist (already closed, or never created)"),
-    (3015, "AccountSysvarMismatch", "a sysvar account is not the expected sysvar"),
+    (
+        2012,
+        "ConstraintAddress",
+        "an account is not at the expected address",
+    ),
+    (
+        2014,
+        "ConstraintTokenMint",
+        "a token account has the wrong mint",
+    ),
+    (
+        2015,
+        "ConstraintTokenOwner",
+        "a token account has the wrong owner",
+    ),
+    (
+        2040,
+        "ConstraintDuplicateMutableAccount",
+        "the same writable account was passed twice",
+    ),
+    (
+        3001,
+        "AccountDiscriminatorNotFound",
+        "an account has no data where a gpumesh account was expected",
+    ),
+    (
+        3002,
+        "AccountDiscriminatorMismatch",
+        "an account is of the wrong kind (e.g. an order passed as a worker)",
+    ),
+    (
+        3003,
+        "AccountDidNotDeserialize",
+        "an account's data could not be read",
+    ),
+    (
+        3005,
+        "AccountNotEnoughKeys",
+        "not enough accounts were passed",
+    ),
+    (
+        3006,
+        "AccountNotMutable",
+        "an account that must be writable was passed read-only",
+    ),
+    (
+        3007,
+        "AccountOwnedByWrongProgram",
+        "an account is owned by a different program than expected",
+    ),
+    (
+        3008,
+        "InvalidProgramId",
+        "a program account is not the expected program",
+    ),
+    (
+        3010,
+        "AccountNotSigner",
+        "an account that must sign did not",
+    ),
+    (
+        3011,
+        "AccountNotSystemOwned",
+        "an account is not owned by the system program",
+    ),
+    (
+        3012,
+        "AccountNotInitialized",
+        "an account does not exist (already closed, or never created)",
+    ),
+    (
+        3015,
+        "AccountSysvarMismatch",
+        "a sysvar account is not the expected sysvar",
+    ),
 ];

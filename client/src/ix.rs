@@ -41,7 +41,11 @@ pub fn init_market(m: &MarketAddresses, authority: &Pubkey, args: InitMarketArgs
     )
 }
 
-pub fn update_market(m: &MarketAddresses, authority: &Pubkey, args: UpdateMarketArgs) -> Instruction {
+pub fn update_market(
+    m: &MarketAddresses,
+    authority: &Pubkey,
+    args: UpdateMarketArgs,
+) -> Instruction {
     build(
         acc::UpdateMarket {
             authority: *authority,
@@ -51,7 +55,11 @@ pub fn update_market(m: &MarketAddresses, authority: &Pubkey, args: UpdateMarket
     )
 }
 
-pub fn register_worker(m: &MarketAddresses, owner: &Pubkey, args: RegisterWorkerArgs) -> Instruction {
+pub fn register_worker(
+    m: &MarketAddresses,
+    owner: &Pubkey,
+    args: RegisterWorkerArgs,
+) -> Instruction {
     build(
         acc::RegisterWorker {
             owner: *owner,
@@ -84,8 +92,16 @@ fn stake_accounts(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey) -> 
     }
 }
 
-pub fn stake(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey, amount: u64) -> Instruction {
-    build(stake_accounts(m, owner, owner_token), data::Stake { amount })
+pub fn stake(
+    m: &MarketAddresses,
+    owner: &Pubkey,
+    owner_token: &Pubkey,
+    amount: u64,
+) -> Instruction {
+    build(
+        stake_accounts(m, owner, owner_token),
+        data::Stake { amount },
+    )
 }
 
 pub fn request_unstake(
@@ -101,7 +117,10 @@ pub fn request_unstake(
 }
 
 pub fn withdraw_unstaked(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey) -> Instruction {
-    build(stake_accounts(m, owner, owner_token), data::WithdrawUnstaked {})
+    build(
+        stake_accounts(m, owner, owner_token),
+        data::WithdrawUnstaked {},
+    )
 }
 
 pub fn claim_earnings(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey) -> Instruction {

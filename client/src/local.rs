@@ -4,9 +4,9 @@
 
 use crate::chain::{Chain, ChainExt};
 use crate::error::ChainError;
-use crate::{ix, token, MarketAddresses};
+use crate::{MarketAddresses, ix, token};
 use gpumesh::instructions::InitMarketArgs;
-use gpumesh::state::{MarketParams, GPU_CLASS_SLOTS};
+use gpumesh::state::{GPU_CLASS_SLOTS, MarketParams};
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 
@@ -83,7 +83,12 @@ impl LocalMarket {
     }
 
     /// Mints `tokens` base units to `user`'s associated token account, creating it if needed.
-    pub fn mint_to(&self, chain: &mut dyn Chain, user: &Keypair, tokens: u64) -> Result<(), ChainError> {
+    pub fn mint_to(
+        &self,
+        chain: &mut dyn Chain,
+        user: &Keypair,
+        tokens: u64,
+    ) -> Result<(), ChainError> {
         let ata = self.token_account(&user.pubkey());
         let mut ixs = vec![token::create_ata(
             &self.mint_authority.pubkey(),
@@ -92,11 +97,16 @@ impl LocalMarket {
         )];
         if tokens > 0 {
             ixs.push(
-                token::mint_to(&self.addrs.mint, &ata, &self.mint_authority.pubkey(), tokens)
-                    .map_err(|e| ChainError::Transaction {
-                        error: e.to_string(),
-                        logs: vec![],
-                    })?,
+                token::mint_to(
+                    &self.addrs.mint,
+                    &ata,
+                    &self.mint_authority.pubkey(),
+                    tokens,
+                )
+                .map_err(|e| ChainError::Transaction {
+                    error: e.to_string(),
+                    logs: vec![],
+                })?,
             );
         }
         chain.send(&ixs, &self.mint_authority, &[])?;
@@ -104,11 +114,18 @@ impl LocalMarket {
     }
 
     /// `owner`'s associated token account for the market's mint.
-    pub fn token_account(&self, owner: &anchor_lang::prelude::Pubkey) -> anchor_lang::prelude::Pubkey {
+    pub fn token_account(
+        &self,
+        owner: &anchor_lang::prelude::Pubkey,
+    ) -> anchor_lang::prelude::Pubkey {
         token::ata(owner, &self.addrs.mint)
     }
 
-    pub fn balance_of(&self, chain: &dyn Chain, owner: &anchor_lang::prelude::Pubkey) -> Result<u64, ChainError> {
+    pub fn balance_of(
+        &self,
+        chain: &dyn Chain,
+        owner: &anchor_lang::prelude::Pubkey,
+    ) -> Result<u64, ChainError> {
         chain.token_balance(&self.token_account(owner))
     }
 }

@@ -34,7 +34,12 @@ mod serde_sig {
 
 impl SignedReceipt {
     /// Signs a receipt with the worker's node key.
-    pub fn sign(node_key: &Keypair, lease: Pubkey, served_seconds: u64, chain_head: [u8; 32]) -> Self {
+    pub fn sign(
+        node_key: &Keypair,
+        lease: Pubkey,
+        served_seconds: u64,
+        chain_head: [u8; 32],
+    ) -> Self {
         let message = receipt_message(&gpumesh::ID, &lease, served_seconds, &chain_head);
         let signature = node_key.sign_message(&message);
         Self {
@@ -48,7 +53,12 @@ impl SignedReceipt {
 
     /// The exact bytes the node key signed.
     pub fn message(&self) -> [u8; RECEIPT_MESSAGE_LEN] {
-        receipt_message(&gpumesh::ID, &self.lease, self.served_seconds, &self.chain_head)
+        receipt_message(
+            &gpumesh::ID,
+            &self.lease,
+            self.served_seconds,
+            &self.chain_head,
+        )
     }
 
     /// Checks the signature off chain (the orchestrator does this before it queues a receipt).

@@ -26,7 +26,10 @@ fn init_market_creates_vaults_owned_by_the_market() {
         market.rewards_vault,
     ] {
         let t: anchor_spl::token::TokenAccount = fx.chain.fetch(&vault).unwrap();
-        assert_eq!(t.owner, fx.m.addrs.market, "vault authority is the market PDA");
+        assert_eq!(
+            t.owner, fx.m.addrs.market,
+            "vault authority is the market PDA"
+        );
         assert_eq!(t.mint, fx.m.addrs.mint);
     }
     fx.check_invariants();
@@ -39,8 +42,13 @@ fn init_market_refuses_out_of_range_parameters() {
         protocol_fee_bps: 5_000,
         ..params()
     };
-    let err = LocalMarket::create(&mut chain, bad, 6).err().expect("refused");
-    assert_eq!(err.gpumesh_error().map(|e| e.name()), Some("InvalidMarketParams".into()));
+    let err = LocalMarket::create(&mut chain, bad, 6)
+        .err()
+        .expect("refused");
+    assert_eq!(
+        err.gpumesh_error().map(|e| e.name()),
+        Some("InvalidMarketParams".into())
+    );
     let bad = MarketParams {
         unbonding_period: 10,
         ..params()
@@ -62,7 +70,11 @@ fn update_market_is_authority_only_and_bounded() {
         ..Default::default()
     };
     fx.refuses(
-        &[ix::update_market(&fx.m.addrs, &stranger.pubkey(), upd(new_params))],
+        &[ix::update_market(
+            &fx.m.addrs,
+            &stranger.pubkey(),
+            upd(new_params),
+        )],
         &stranger,
         E::NotMarketAuthority,
     );
@@ -71,12 +83,23 @@ fn update_market_is_authority_only_and_bounded() {
         ..params()
     };
     fx.refuses(
-        &[ix::update_market(&fx.m.addrs, &authority.pubkey(), upd(too_high))],
+        &[ix::update_market(
+            &fx.m.addrs,
+            &authority.pubkey(),
+            upd(too_high),
+        )],
         &authority,
         E::InvalidMarketParams,
     );
     let out = fx
-        .send(&[ix::update_market(&fx.m.addrs, &authority.pubkey(), upd(new_params))], &authority)
+        .send(
+            &[ix::update_market(
+                &fx.m.addrs,
+                &authority.pubkey(),
+                upd(new_params),
+            )],
+            &authority,
+        )
         .unwrap();
     assert_eq!(fx.market().params.protocol_fee_bps, 100);
     match &out.events[..] {
@@ -108,7 +131,13 @@ fn paused_market_takes_no_new_orders_or_leases() {
     .unwrap();
     let orch = fx.m.orchestrator.insecure_clone();
     fx.refuses(
-        &[ix::assign(&fx.m.addrs, &orch.pubkey(), &o.order, &w.worker, 1)],
+        &[ix::assign(
+            &fx.m.addrs,
+            &orch.pubkey(),
+            &o.order,
+            &w.worker,
+            1,
+        )],
         &orch,
         E::MarketPaused,
     );
@@ -161,11 +190,15 @@ fn register_worker_validates_its_claim() {
     for (ix, e) in ixs {
         fx.refuses(&[ix], &owner, e);
     }
-    let out = fx.send(&[reg(node.pubkey(), hardware(), 7)], &owner).unwrap();
+    let out = fx
+        .send(&[reg(node.pubkey(), hardware(), 7)], &owner)
+        .unwrap();
     let worker: Worker = fx.chain.fetch(&fx.m.addrs.worker(&owner.pubkey())).unwrap();
     assert_eq!(worker.node_key, node.pubkey());
     assert_eq!(worker.status, WorkerStatus::Idle);
-    assert!(matches!(&out.events[..], [GpumeshEvent::WorkerRegistered(e)] if e.price_per_gpu_second == 7));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::WorkerRegistered(e)] if e.price_per_gpu_second == 7)
+    );
     assert_eq!(fx.market().workers, 1);
 }
 
@@ -176,7 +209,10 @@ fn stake_unbond_and_withdraw_after_the_unlock_time() {
     let a = fx.m.addrs;
     let before = fx.balance(&w.token);
     let out = fx
-        .send(&[ix::request_unstake(&a, &w.owner.pubkey(), &w.token, 2_000)], &w.owner)
+        .send(
+            &[ix::request_unstake(&a, &w.owner.pubkey(), &w.token, 2_000)],
+            &w.owner,
+        )
         .unwrap();
     let GpumeshEvent::StakeChanged(e) = &out.events[0] else {
         panic!("expected StakeChanged")
@@ -184,7 +220,10 @@ fn stake_unbond_and_withdraw_after_the_unlock_time() {
     assert_eq!(e.kind, StakeChangeKind::UnstakeRequested);
     assert_eq!((e.stake_before, e.stake_after), (3_000, 1_000));
     assert_eq!((e.unbonding_before, e.unbonding_after), (0, 2_000));
-    assert_eq!(e.vault_total_before, e.vault_total_after, "unbonding stays in the vault");
+    assert_eq!(
+        e.vault_total_before, e.vault_total_after,
+        "unbonding stays in the vault"
+    );
 
     fx.refuses(
         &[ix::request_unstake(&a, &w.owner.pubkey(), &w.token, 5_000)],
@@ -203,8 +242,11 @@ fn stake_unbond_and_withdraw_after_the_unlock_time() {
         E::StakeStillLocked,
     );
     fx.chain.warp(10).unwrap();
-    fx.send(&[ix::withdraw_unstaked(&a, &w.owner.pubkey(), &w.token)], &w.owner)
-        .unwrap();
+    fx.send(
+        &[ix::withdraw_unstaked(&a, &w.owner.pubkey(), &w.token)],
+        &w.owner,
+    )
+    .unwrap();
     assert_eq!(fx.balance(&w.token), before + 2_000);
     fx.refuses(
         &[ix::withdraw_unstaked(&a, &w.owner.pubkey(), &w.token)],
@@ -252,12 +294,21 @@ fn staking_refuses_wrong_signer_mint_vault_and_market() {
     fx.refuses(&[wrong_vault], &w.owner, E::WrongVault);
 
     // The worker of this market used against another market.
-    let mut cross = ix::stake(&other_market.addrs, &w.owner.pubkey(), &wrong_mint_token, 10);
+    let mut cross = ix::stake(
+        &other_market.addrs,
+        &w.owner.pubkey(),
+        &wrong_mint_token,
+        10,
+    );
     cross.accounts[2].pubkey = w.worker;
     fx.refuses(&[cross], &w.owner, E::WrongMarket);
 
     // Zero amounts.
-    fx.refuses(&[ix::stake(&a, &w.owner.pubkey(), &w.token, 0)], &w.owner, E::ZeroAmount);
+    fx.refuses(
+        &[ix::stake(&a, &w.owner.pubkey(), &w.token, 0)],
+        &w.owner,
+        E::ZeroAmount,
+    );
 }
 
 #[test]
@@ -273,8 +324,11 @@ fn stake_is_locked_while_serving_and_hardware_cannot_change() {
         &w.owner,
         E::StakeLockedByLease,
     );
-    fx.send(&[ix::request_unstake(&a, &w.owner.pubkey(), &w.token, 500)], &w.owner)
-        .unwrap();
+    fx.send(
+        &[ix::request_unstake(&a, &w.owner.pubkey(), &w.token, 500)],
+        &w.owner,
+    )
+    .unwrap();
     let hw = HardwareClaim {
         vram_mib: 1,
         ..hardware()
@@ -304,9 +358,16 @@ fn stake_is_locked_while_serving_and_hardware_cannot_change() {
         &w.owner,
     )
     .unwrap();
-    let lease: Lease = fx.chain.fetch(&gpumesh_client::pda::lease(&o.order, &w.worker).0).unwrap();
+    let lease: Lease = fx
+        .chain
+        .fetch(&gpumesh_client::pda::lease(&o.order, &w.worker).0)
+        .unwrap();
     assert_eq!(lease.price_per_gpu_second, PRICE);
-    fx.refuses(&[ix::close_worker(&a, &w.owner.pubkey())], &w.owner, E::WorkerBusy);
+    fx.refuses(
+        &[ix::close_worker(&a, &w.owner.pubkey())],
+        &w.owner,
+        E::WorkerBusy,
+    );
 }
 
 #[test]
@@ -335,20 +396,36 @@ fn earnings_claim_once_and_close_worker_when_empty() {
 
     let before = fx.balance(&w.token);
     let out = fx
-        .send(&[ix::claim_earnings(&a, &w.owner.pubkey(), &w.token)], &w.owner)
+        .send(
+            &[ix::claim_earnings(&a, &w.owner.pubkey(), &w.token)],
+            &w.owner,
+        )
         .unwrap();
     assert_eq!(fx.balance(&w.token), before + expected);
-    assert!(matches!(&out.events[..], [GpumeshEvent::EarningsClaimed(e)] if e.amount == expected && e.claimable_after == 0));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::EarningsClaimed(e)] if e.amount == expected && e.claimable_after == 0)
+    );
     fx.refuses(
         &[ix::claim_earnings(&a, &w.owner.pubkey(), &w.token)],
         &w.owner,
         E::NothingToClaim,
     );
 
-    fx.refuses(&[ix::close_worker(&a, &w.owner.pubkey())], &w.owner, E::WorkerNotEmpty);
-    fx.send(&[ix::request_unstake(&a, &w.owner.pubkey(), &w.token, 1_000)], &w.owner)
-        .unwrap();
-    fx.refuses(&[ix::close_worker(&a, &w.owner.pubkey())], &w.owner, E::WorkerNotEmpty);
+    fx.refuses(
+        &[ix::close_worker(&a, &w.owner.pubkey())],
+        &w.owner,
+        E::WorkerNotEmpty,
+    );
+    fx.send(
+        &[ix::request_unstake(&a, &w.owner.pubkey(), &w.token, 1_000)],
+        &w.owner,
+    )
+    .unwrap();
+    fx.refuses(
+        &[ix::close_worker(&a, &w.owner.pubkey())],
+        &w.owner,
+        E::WorkerNotEmpty,
+    );
     fx.chain.warp(params().unbonding_period).unwrap();
     let lamports_before = fx.chain.lamports(&w.owner.pubkey()).unwrap();
     fx.send(
@@ -360,6 +437,9 @@ fn earnings_claim_once_and_close_worker_when_empty() {
     )
     .unwrap();
     assert!(fx.chain.account(&w.worker).unwrap().is_none());
-    assert!(fx.chain.lamports(&w.owner.pubkey()).unwrap() > lamports_before, "rent returned");
+    assert!(
+        fx.chain.lamports(&w.owner.pubkey()).unwrap() > lamports_before,
+        "rent returned"
+    );
     assert_eq!(fx.market().workers, 0);
 }

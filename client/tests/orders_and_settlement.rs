@@ -21,16 +21,30 @@ fn create_order_moves_the_deposit_into_escrow() {
     let buyer = fx.user(50_000);
     let args = fx.order_args(requirements(2), 20_000);
     let token = fx.m.token_account(&buyer.pubkey());
-    fx.orders.push(fx.m.addrs.order(&buyer.pubkey(), args.order_id));
+    fx.orders
+        .push(fx.m.addrs.order(&buyer.pubkey(), args.order_id));
     let out = fx
-        .send(&[ix::create_order(&fx.m.addrs, &buyer.pubkey(), &token, args.clone())], &buyer)
+        .send(
+            &[ix::create_order(
+                &fx.m.addrs,
+                &buyer.pubkey(),
+                &token,
+                args.clone(),
+            )],
+            &buyer,
+        )
         .unwrap();
     assert_eq!(fx.balance(&token), 30_000);
     assert_eq!(fx.balance(&fx.m.addrs.escrow_vault), 20_000);
-    let order: Order = fx.chain.fetch(&fx.m.addrs.order(&buyer.pubkey(), args.order_id)).unwrap();
+    let order: Order = fx
+        .chain
+        .fetch(&fx.m.addrs.order(&buyer.pubkey(), args.order_id))
+        .unwrap();
     assert_eq!(order.requirements, requirements(2));
     assert_eq!(order.status, OrderStatus::Open);
-    assert!(matches!(&out.events[..], [GpumeshEvent::OrderCreated(e)] if e.escrow_before == 0 && e.escrow_after == 20_000 && e.job_spec_hash == [9; 32]));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::OrderCreated(e)] if e.escrow_before == 0 && e.escrow_after == 20_000 && e.job_spec_hash == [9; 32])
+    );
 }
 
 #[test]
@@ -60,10 +74,15 @@ fn create_order_refuses_bad_requirements_and_underfunded_reservations() {
     a.deposit = 20 * 3_600 - 1;
     cases.push((a.clone(), E::ReservedUnderfunded));
     for (args, e) in cases {
-        fx.refuses(&[ix::create_order(&fx.m.addrs, &buyer.pubkey(), &token, args)], &buyer, e);
+        fx.refuses(
+            &[ix::create_order(&fx.m.addrs, &buyer.pubkey(), &token, args)],
+            &buyer,
+            e,
+        );
     }
     a.deposit = 20 * 3_600;
-    fx.order_from(&buyer, a).expect("a fully funded reservation is accepted");
+    fx.order_from(&buyer, a)
+        .expect("a fully funded reservation is accepted");
 }
 
 #[test]
@@ -73,14 +92,31 @@ fn top_up_is_the_buyers_and_adds_to_escrow() {
     let stranger = fx.user(5_000);
     let stranger_token = fx.m.token_account(&stranger.pubkey());
     fx.refuses(
-        &[ix::top_up_order(&fx.m.addrs, &stranger.pubkey(), &stranger_token, &o.order, 10)],
+        &[ix::top_up_order(
+            &fx.m.addrs,
+            &stranger.pubkey(),
+            &stranger_token,
+            &o.order,
+            10,
+        )],
         &stranger,
         E::NotBuyer,
     );
     let out = fx
-        .send(&[ix::top_up_order(&fx.m.addrs, &buyer.pubkey(), &o.token, &o.order, 500)], &buyer)
+        .send(
+            &[ix::top_up_order(
+                &fx.m.addrs,
+                &buyer.pubkey(),
+                &o.token,
+                &o.order,
+                500,
+            )],
+            &buyer,
+        )
         .unwrap();
-    assert!(matches!(&out.events[..], [GpumeshEvent::OrderToppedUp(e)] if e.escrow_before == 1_000 && e.escrow_after == 1_500));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::OrderToppedUp(e)] if e.escrow_before == 1_000 && e.escrow_after == 1_500)
+    );
 }
 
 #[test]
@@ -90,17 +126,61 @@ fn assign_checks_every_requirement() {
     let orch = fx.m.orchestrator.insecure_clone();
     let a = fx.m.addrs;
     let cases = [
-        (HardwareClaim { gpu_class: 3, ..hardware() }, PRICE, 1_000, E::ClassMismatch),
-        (HardwareClaim { vram_mib: 16_000, ..hardware() }, PRICE, 1_000, E::VramTooLow),
-        (HardwareClaim { bandwidth_gbps: 500, ..hardware() }, PRICE, 1_000, E::BandwidthTooLow),
-        (HardwareClaim { region: US, ..hardware() }, PRICE, 1_000, E::RegionNotAllowed),
+        (
+            HardwareClaim {
+                gpu_class: 3,
+                ..hardware()
+            },
+            PRICE,
+            1_000,
+            E::ClassMismatch,
+        ),
+        (
+            HardwareClaim {
+                vram_mib: 16_000,
+                ..hardware()
+            },
+            PRICE,
+            1_000,
+            E::VramTooLow,
+        ),
+        (
+            HardwareClaim {
+                bandwidth_gbps: 500,
+                ..hardware()
+            },
+            PRICE,
+            1_000,
+            E::BandwidthTooLow,
+        ),
+        (
+            HardwareClaim {
+                region: US,
+                ..hardware()
+            },
+            PRICE,
+            1_000,
+            E::RegionNotAllowed,
+        ),
         (hardware(), 21, 1_000, E::PriceAboveMax),
         (hardware(), PRICE, 999, E::StakeBelowMinimum),
-        (HardwareClaim { gpu_count: 2, ..hardware() }, PRICE, 1_000, E::StakeBelowMinimum),
+        (
+            HardwareClaim {
+                gpu_count: 2,
+                ..hardware()
+            },
+            PRICE,
+            1_000,
+            E::StakeBelowMinimum,
+        ),
     ];
     for (hw, price, stake, e) in cases {
         let w = fx.worker_with(hw, price, stake);
-        fx.refuses(&[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 1)], &orch, e);
+        fx.refuses(
+            &[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 1)],
+            &orch,
+            e,
+        );
     }
     // Wrong signer.
     let w = fx.worker();
@@ -109,25 +189,51 @@ fn assign_checks_every_requirement() {
     not_orch.accounts[0].is_signer = true;
     fx.refuses(&[not_orch], &stranger, E::NotOrchestrator);
     // More GPUs than the worker has.
-    fx.refuses(&[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 2)], &orch, E::InvalidGpuCount);
-    fx.refuses(&[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 0)], &orch, E::InvalidGpuCount);
+    fx.refuses(
+        &[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 2)],
+        &orch,
+        E::InvalidGpuCount,
+    );
+    fx.refuses(
+        &[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 0)],
+        &orch,
+        E::InvalidGpuCount,
+    );
 
-    let out = fx.send(&[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 1)], &orch).unwrap();
-    assert!(matches!(&out.events[..], [GpumeshEvent::LeaseAssigned(e)] if e.order_gpus_before == 0 && e.order_gpus_after == 1 && e.price_per_gpu_second == PRICE));
+    let out = fx
+        .send(
+            &[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 1)],
+            &orch,
+        )
+        .unwrap();
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::LeaseAssigned(e)] if e.order_gpus_before == 0 && e.order_gpus_after == 1 && e.price_per_gpu_second == PRICE)
+    );
     let worker: Worker = fx.chain.fetch(&w.worker).unwrap();
     assert_eq!(worker.status, WorkerStatus::Busy);
 
     // A busy worker cannot take a second order.
     let (_, o2) = fx.order(1, 100_000);
-    fx.refuses(&[ix::assign(&a, &orch.pubkey(), &o2.order, &w.worker, 1)], &orch, E::WorkerBusy);
+    fx.refuses(
+        &[ix::assign(&a, &orch.pubkey(), &o2.order, &w.worker, 1)],
+        &orch,
+        E::WorkerBusy,
+    );
 
     // The second GPU fills the order; a third worker finds it full.
     let w2 = fx.worker();
     fx.assign(&o, &w2, 1).unwrap();
     let order: Order = fx.chain.fetch(&o.order).unwrap();
-    assert_eq!((order.gpus_assigned, order.status), (2, OrderStatus::Active));
+    assert_eq!(
+        (order.gpus_assigned, order.status),
+        (2, OrderStatus::Active)
+    );
     let w3 = fx.worker();
-    fx.refuses(&[ix::assign(&a, &orch.pubkey(), &o.order, &w3.worker, 1)], &orch, E::OrderFullyAssigned);
+    fx.refuses(
+        &[ix::assign(&a, &orch.pubkey(), &o.order, &w3.worker, 1)],
+        &orch,
+        E::OrderFullyAssigned,
+    );
 }
 
 #[test]
@@ -143,9 +249,18 @@ fn assign_refuses_a_worker_of_another_market() {
                 ix::register_worker(
                     &other.addrs,
                     &owner.pubkey(),
-                    RegisterWorkerArgs { node_key: node.pubkey(), hardware: hardware(), price_per_gpu_second: PRICE },
+                    RegisterWorkerArgs {
+                        node_key: node.pubkey(),
+                        hardware: hardware(),
+                        price_per_gpu_second: PRICE,
+                    },
                 ),
-                ix::stake(&other.addrs, &owner.pubkey(), &other.token_account(&owner.pubkey()), 2_000),
+                ix::stake(
+                    &other.addrs,
+                    &owner.pubkey(),
+                    &other.token_account(&owner.pubkey()),
+                    2_000,
+                ),
             ],
             &owner,
             &[],
@@ -153,7 +268,17 @@ fn assign_refuses_a_worker_of_another_market() {
         .unwrap();
     let foreign = other.addrs.worker(&owner.pubkey());
     let orch = fx.m.orchestrator.insecure_clone();
-    fx.refuses(&[ix::assign(&fx.m.addrs, &orch.pubkey(), &o.order, &foreign, 1)], &orch, E::WrongMarket);
+    fx.refuses(
+        &[ix::assign(
+            &fx.m.addrs,
+            &orch.pubkey(),
+            &o.order,
+            &foreign,
+            1,
+        )],
+        &orch,
+        E::WrongMarket,
+    );
 }
 
 #[test]
@@ -179,7 +304,9 @@ fn settle_pays_seconds_times_price_with_the_fee_to_the_treasury() {
     // A later receipt pays only the new seconds.
     let r = fx.receipt(&w, &lease, 1_000);
     let out = fx.settle(&[r]).unwrap();
-    assert!(matches!(&out.events[..], [GpumeshEvent::ReceiptSettled(e)] if e.amount == 600 * PRICE && e.seconds_before == 400));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::ReceiptSettled(e)] if e.amount == 600 * PRICE && e.seconds_before == 400)
+    );
     let l: Lease = fx.chain.fetch(&lease.lease).unwrap();
     assert_eq!((l.seconds_settled, l.amount_paid), (1_000, 1_000 * PRICE));
 }
@@ -194,19 +321,35 @@ fn settle_refuses_beyond_wall_time_duration_and_replays() {
     let a = fx.m.addrs;
     fx.chain.warp(100).unwrap();
     let early = fx.receipt(&w, &lease, 101);
-    fx.refuses(&ix::settle(&a, &orch.pubkey(), &[early]), &orch, E::BeyondWallTime);
+    fx.refuses(
+        &ix::settle(&a, &orch.pubkey(), &[early]),
+        &orch,
+        E::BeyondWallTime,
+    );
 
     let r50 = fx.receipt(&w, &lease, 50);
     fx.settle(&[r50.clone()]).unwrap();
     // The same receipt again, and an older one.
-    fx.refuses(&ix::settle(&a, &orch.pubkey(), &[r50]), &orch, E::StaleReceipt);
+    fx.refuses(
+        &ix::settle(&a, &orch.pubkey(), &[r50]),
+        &orch,
+        E::StaleReceipt,
+    );
     let r40 = fx.receipt(&w, &lease, 40);
-    fx.refuses(&ix::settle(&a, &orch.pubkey(), &[r40]), &orch, E::StaleReceipt);
+    fx.refuses(
+        &ix::settle(&a, &orch.pubkey(), &[r40]),
+        &orch,
+        E::StaleReceipt,
+    );
 
     // Past the order's duration (3,600 s) even when wall time allows it.
     fx.chain.warp(10_000).unwrap();
     let long = fx.receipt(&w, &lease, 3_601);
-    fx.refuses(&ix::settle(&a, &orch.pubkey(), &[long]), &orch, E::BeyondDuration);
+    fx.refuses(
+        &ix::settle(&a, &orch.pubkey(), &[long]),
+        &orch,
+        E::BeyondDuration,
+    );
     let full = fx.receipt(&w, &lease, 3_600);
     fx.settle(&[full]).unwrap();
 }
@@ -220,7 +363,9 @@ fn settle_never_pays_more_than_the_escrow() {
     fx.chain.warp(1_000).unwrap();
     let r = fx.receipt(&w, &lease, 1_000);
     let out = fx.settle(&[r]).unwrap();
-    assert!(matches!(&out.events[..], [GpumeshEvent::ReceiptSettled(e)] if e.amount == 1_234 && e.escrow_after == 0));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::ReceiptSettled(e)] if e.amount == 1_234 && e.escrow_after == 0)
+    );
     let order: Order = fx.chain.fetch(&o.order).unwrap();
     assert_eq!((order.escrow_remaining, order.total_paid), (0, 1_234));
     // Nothing is left to pay; a newer receipt settles its seconds for nothing.
@@ -238,7 +383,17 @@ fn settle_never_pays_more_than_the_escrow() {
     let r = fx.receipt(&w2, &l2, 10);
     fx.settle(&[r]).unwrap();
     let w3 = fx.worker();
-    fx.refuses(&[ix::assign(&fx.m.addrs, &orch.pubkey(), &o2.order, &w3.worker, 1)], &orch, E::EscrowEmpty);
+    fx.refuses(
+        &[ix::assign(
+            &fx.m.addrs,
+            &orch.pubkey(),
+            &o2.order,
+            &w3.worker,
+            1,
+        )],
+        &orch,
+        E::EscrowEmpty,
+    );
 }
 
 #[test]
@@ -255,7 +410,11 @@ fn a_batch_settles_several_leases_of_one_order() {
     let out = fx.settle(&[r1, r2]).unwrap();
     assert_eq!(out.events.len(), 2);
     let order: Order = fx.chain.fetch(&o.order).unwrap();
-    assert_eq!(order.total_paid, 500 * PRICE, "both receipts paid from the shared order");
+    assert_eq!(
+        order.total_paid,
+        500 * PRICE,
+        "both receipts paid from the shared order"
+    );
     assert_eq!(order.escrow_remaining, 100_000 - 500 * PRICE);
 }
 
@@ -272,8 +431,15 @@ fn settle_checks_the_ed25519_instruction() {
 
     // Signed by another key (a valid signature, but not the worker's node key).
     let impostor = Keypair::new();
-    let forged = (lease, SignedReceipt::sign(&impostor, lease.lease, 100, [0; 32]));
-    fx.refuses(&ix::settle(&a, &orch.pubkey(), &[forged]), &orch, E::WrongReceiptSigner);
+    let forged = (
+        lease,
+        SignedReceipt::sign(&impostor, lease.lease, 100, [0; 32]),
+    );
+    fx.refuses(
+        &ix::settle(&a, &orch.pubkey(), &[forged]),
+        &orch,
+        E::WrongReceiptSigner,
+    );
 
     // No Ed25519 instruction at all.
     let [_, settle_only] = ix::settle(&a, &orch.pubkey(), &[good.clone()]);
@@ -282,7 +448,11 @@ fn settle_checks_the_ed25519_instruction() {
     // A valid signature over a different receipt than the one settled.
     let other = fx.receipt(&w, &lease, 90);
     let [ed_other, _] = ix::settle(&a, &orch.pubkey(), &[other]);
-    fx.refuses(&[ed_other, settle_only.clone()], &orch, E::ReceiptMessageMismatch);
+    fx.refuses(
+        &[ed_other, settle_only.clone()],
+        &orch,
+        E::ReceiptMessageMismatch,
+    );
 
     // Offsets that point at another instruction's data (here instruction 0, itself: the
     // precompile accepts it, the program must not).
@@ -290,8 +460,15 @@ fn settle_checks_the_ed25519_instruction() {
     for field in [4usize, 8, 14] {
         pointing.data[field..field + 2].copy_from_slice(&0u16.to_le_bytes());
     }
-    assert_ne!(u16::from_le_bytes([pointing.data[4], pointing.data[5]]), THIS_INSTRUCTION);
-    fx.refuses(&[pointing, settle_only.clone()], &orch, E::MalformedEd25519Instruction);
+    assert_ne!(
+        u16::from_le_bytes([pointing.data[4], pointing.data[5]]),
+        THIS_INSTRUCTION
+    );
+    fx.refuses(
+        &[pointing, settle_only.clone()],
+        &orch,
+        E::MalformedEd25519Instruction,
+    );
 
     // One signature for two receipts.
     let r2 = fx.receipt(&w, &lease, 120);
@@ -303,13 +480,23 @@ fn settle_checks_the_ed25519_instruction() {
     let mut bad = good.clone();
     bad.1.signature[0] ^= 1;
     let err = fx.refused_by_runtime(&ix::settle(&a, &orch.pubkey(), &[bad]), &orch);
-    assert!(err.gpumesh_error().is_none(), "refused by the precompile: {err}");
+    assert!(
+        err.gpumesh_error().is_none(),
+        "refused by the precompile: {err}"
+    );
 
     // Accounts that do not match the receipt's lease.
     let (_, o2) = fx.order(1, 100_000);
     let mut wrong = good.clone();
-    wrong.0 = LeaseRef { order: o2.order, ..lease };
-    fx.refuses(&ix::settle(&a, &orch.pubkey(), &[wrong]), &orch, E::ReceiptAccountsMismatch);
+    wrong.0 = LeaseRef {
+        order: o2.order,
+        ..lease
+    };
+    fx.refuses(
+        &ix::settle(&a, &orch.pubkey(), &[wrong]),
+        &orch,
+        E::ReceiptAccountsMismatch,
+    );
 
     // Someone other than the orchestrator.
     let stranger = fx.user(0);
@@ -328,8 +515,21 @@ fn close_lease_frees_the_worker_and_cancel_refunds_the_rest() {
     let lease = fx.assign(&o, &w, 1).unwrap();
     let orch = fx.m.orchestrator.insecure_clone();
     let a = fx.m.addrs;
-    fx.refuses(&[ix::cancel_order(&a, &buyer.pubkey(), &o.token, &o.order)], &buyer, E::OrderHasActiveLeases);
-    fx.refuses(&[ix::close_lease(&a, &orch.pubkey(), &lease, CloseReason::WorkerOffline)], &orch, E::InvalidCloseReason);
+    fx.refuses(
+        &[ix::cancel_order(&a, &buyer.pubkey(), &o.token, &o.order)],
+        &buyer,
+        E::OrderHasActiveLeases,
+    );
+    fx.refuses(
+        &[ix::close_lease(
+            &a,
+            &orch.pubkey(),
+            &lease,
+            CloseReason::WorkerOffline,
+        )],
+        &orch,
+        E::InvalidCloseReason,
+    );
     let stranger = fx.user(0);
     let mut by_stranger = ix::close_lease(&a, &stranger.pubkey(), &lease, CloseReason::Completed);
     by_stranger.accounts[0].is_signer = true;
@@ -339,19 +539,42 @@ fn close_lease_frees_the_worker_and_cancel_refunds_the_rest() {
     let r = fx.receipt(&w, &lease, 120);
     // Final settlement and close in one transaction.
     let mut ixs = ix::settle(&a, &orch.pubkey(), &[r]).to_vec();
-    ixs.push(ix::close_lease(&a, &orch.pubkey(), &lease, CloseReason::Cancelled));
+    ixs.push(ix::close_lease(
+        &a,
+        &orch.pubkey(),
+        &lease,
+        CloseReason::Cancelled,
+    ));
     let out = fx.send_orch(&ixs).unwrap();
-    assert!(matches!(&out.events[..], [GpumeshEvent::ReceiptSettled(_), GpumeshEvent::LeaseClosed(e)] if e.seconds_settled == 120 && e.amount_paid == 120 * PRICE));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::ReceiptSettled(_), GpumeshEvent::LeaseClosed(e)] if e.seconds_settled == 120 && e.amount_paid == 120 * PRICE)
+    );
     assert!(fx.chain.account(&lease.lease).unwrap().is_none());
     let worker: Worker = fx.chain.fetch(&w.worker).unwrap();
-    assert_eq!((worker.status, worker.active_lease), (WorkerStatus::Idle, None));
+    assert_eq!(
+        (worker.status, worker.active_lease),
+        (WorkerStatus::Idle, None)
+    );
 
     // Closing twice, and settling a closed lease, are refused.
-    fx.refuses_code(&[ix::close_lease(&a, &orch.pubkey(), &lease, CloseReason::Completed)], &orch, ACCOUNT_NOT_INITIALIZED);
+    fx.refuses_code(
+        &[ix::close_lease(
+            &a,
+            &orch.pubkey(),
+            &lease,
+            CloseReason::Completed,
+        )],
+        &orch,
+        ACCOUNT_NOT_INITIALIZED,
+    );
     fx.chain.warp(10).unwrap();
     let late = fx.receipt(&w, &lease, 125);
     let before = fx.snapshot();
-    assert!(fx.chain.send(&ix::settle(&a, &orch.pubkey(), &[late]), &orch, &[]).is_err());
+    assert!(
+        fx.chain
+            .send(&ix::settle(&a, &orch.pubkey(), &[late]), &orch, &[])
+            .is_err()
+    );
     assert_eq!(before, fx.snapshot());
 
     // Cancel: the unspent escrow goes back, the order account closes.
@@ -359,13 +582,33 @@ fn close_lease_frees_the_worker_and_cancel_refunds_the_rest() {
     not_buyer.accounts[1].pubkey = o.buyer;
     fx.refuses(&[not_buyer], &stranger, E::NotBuyer);
     let before = fx.balance(&o.token);
-    let out = fx.send(&[ix::cancel_order(&a, &buyer.pubkey(), &o.token, &o.order)], &buyer).unwrap();
+    let out = fx
+        .send(
+            &[ix::cancel_order(&a, &buyer.pubkey(), &o.token, &o.order)],
+            &buyer,
+        )
+        .unwrap();
     let refund = 100_000 - 120 * PRICE;
     assert_eq!(fx.balance(&o.token), before + refund);
-    let [GpumeshEvent::OrderClosed(e)] = &out.events[..] else { panic!("{:?}", out.events) };
-    assert_eq!((e.completed, e.escrow_before, e.refund, e.escrow_after, e.total_paid), (false, refund, refund, 0, 120 * PRICE));
+    let [GpumeshEvent::OrderClosed(e)] = &out.events[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(
+        (
+            e.completed,
+            e.escrow_before,
+            e.refund,
+            e.escrow_after,
+            e.total_paid
+        ),
+        (false, refund, refund, 0, 120 * PRICE)
+    );
     assert!(fx.chain.account(&o.order).unwrap().is_none());
-    fx.refuses_code(&[ix::cancel_order(&a, &buyer.pubkey(), &o.token, &o.order)], &buyer, ACCOUNT_NOT_INITIALIZED);
+    fx.refuses_code(
+        &[ix::cancel_order(&a, &buyer.pubkey(), &o.token, &o.order)],
+        &buyer,
+        ACCOUNT_NOT_INITIALIZED,
+    );
 }
 
 #[test]
@@ -375,16 +618,50 @@ fn complete_order_needs_service_and_the_buyer_or_orchestrator() {
     let (buyer, o) = fx.order(1, 50_000);
     let orch = fx.m.orchestrator.insecure_clone();
     let a = fx.m.addrs;
-    fx.refuses(&[ix::complete_order(&a, &orch.pubkey(), &o.buyer, &o.token, &o.order)], &orch, E::NothingServed);
+    fx.refuses(
+        &[ix::complete_order(
+            &a,
+            &orch.pubkey(),
+            &o.buyer,
+            &o.token,
+            &o.order,
+        )],
+        &orch,
+        E::NothingServed,
+    );
     let lease = fx.assign(&o, &w, 1).unwrap();
     fx.chain.warp(60).unwrap();
     let r = fx.receipt(&w, &lease, 60);
     fx.settle(&[r]).unwrap();
-    fx.send_orch(&[ix::close_lease(&a, &orch.pubkey(), &lease, CloseReason::Completed)]).unwrap();
+    fx.send_orch(&[ix::close_lease(
+        &a,
+        &orch.pubkey(),
+        &lease,
+        CloseReason::Completed,
+    )])
+    .unwrap();
     let stranger = fx.user(0);
-    fx.refuses(&[ix::complete_order(&a, &stranger.pubkey(), &o.buyer, &o.token, &o.order)], &stranger, E::NotBuyer);
+    fx.refuses(
+        &[ix::complete_order(
+            &a,
+            &stranger.pubkey(),
+            &o.buyer,
+            &o.token,
+            &o.order,
+        )],
+        &stranger,
+        E::NotBuyer,
+    );
     let before = fx.balance(&o.token);
-    let out = fx.send_orch(&[ix::complete_order(&a, &orch.pubkey(), &o.buyer, &o.token, &o.order)]).unwrap();
+    let out = fx
+        .send_orch(&[ix::complete_order(
+            &a,
+            &orch.pubkey(),
+            &o.buyer,
+            &o.token,
+            &o.order,
+        )])
+        .unwrap();
     assert!(matches!(&out.events[..], [GpumeshEvent::OrderClosed(e)] if e.completed));
     assert_eq!(fx.balance(&o.token), before + 50_000 - 60 * PRICE);
     let _ = buyer;

@@ -13,24 +13,63 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Step {
-    CreateOrder { buyer: usize, gpus: u16, deposit: u64, max_price: u64 },
-    TopUp { order: usize, amount: u64 },
-    Assign { order: usize, worker: usize },
-    Settle { lease: usize, fraction: u8 },
-    SettleBatch { fraction: u8 },
-    CloseLease { lease: usize, completed: bool },
-    Cancel { order: usize },
-    Complete { order: usize },
-    Stake { worker: usize, amount: u64 },
-    Unstake { worker: usize, amount: u64 },
-    Withdraw { worker: usize },
-    Claim { worker: usize },
-    Warp { seconds: i64 },
+    CreateOrder {
+        buyer: usize,
+        gpus: u16,
+        deposit: u64,
+        max_price: u64,
+    },
+    TopUp {
+        order: usize,
+        amount: u64,
+    },
+    Assign {
+        order: usize,
+        worker: usize,
+    },
+    Settle {
+        lease: usize,
+        fraction: u8,
+    },
+    SettleBatch {
+        fraction: u8,
+    },
+    CloseLease {
+        lease: usize,
+        completed: bool,
+    },
+    Cancel {
+        order: usize,
+    },
+    Complete {
+        order: usize,
+    },
+    Stake {
+        worker: usize,
+        amount: u64,
+    },
+    Unstake {
+        worker: usize,
+        amount: u64,
+    },
+    Withdraw {
+        worker: usize,
+    },
+    Claim {
+        worker: usize,
+    },
+    Warp {
+        seconds: i64,
+    },
 }
 
 /// Indices in steps are taken modulo what exists, so most steps act on something real.
 fn pick<T>(items: &[T], i: usize) -> Option<&T> {
-    if items.is_empty() { None } else { items.get(i % items.len()) }
+    if items.is_empty() {
+        None
+    } else {
+        items.get(i % items.len())
+    }
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -68,10 +107,31 @@ impl Model {
         let workers = vec![
             fx.worker_with(hardware(), 5, 1_000),
             fx.worker_with(hardware(), 12, 2_500),
-            fx.worker_with(HardwareClaim { gpu_count: 2, ..hardware() }, 8, 2_000),
-            fx.worker_with(HardwareClaim { region: US, ..hardware() }, 6, 1_000),
+            fx.worker_with(
+                HardwareClaim {
+                    gpu_count: 2,
+                    ..hardware()
+                },
+                8,
+                2_000,
+            ),
+            fx.worker_with(
+                HardwareClaim {
+                    region: US,
+                    ..hardware()
+                },
+                6,
+                1_000,
+            ),
         ];
-        Self { fx, buyers, workers, orders: vec![], leases: vec![], sent: Default::default() }
+        Self {
+            fx,
+            buyers,
+            workers,
+            orders: vec![],
+            leases: vec![],
+            sent: Default::default(),
+        }
     }
 
     fn now(&self) -> i64 {
@@ -92,70 +152,138 @@ impl Model {
         let a = self.fx.m.addrs;
         let orch = self.fx.m.orchestrator.insecure_clone();
         let (ixs, payer): (Vec<_>, Keypair) = match s.clone() {
-            Step::CreateOrder { buyer, gpus, deposit, max_price } => {
+            Step::CreateOrder {
+                buyer,
+                gpus,
+                deposit,
+                max_price,
+            } => {
                 let b = self.buyers[buyer].insecure_clone();
                 let mut args = self.fx.order_args(requirements(gpus), deposit);
                 args.max_price_per_gpu_second = max_price;
                 let token = self.fx.m.token_account(&b.pubkey());
                 let order = a.order(&b.pubkey(), args.order_id);
                 self.fx.orders.push(order);
-                self.orders.push(OrderKeys { buyer: b.pubkey(), order, token, id: args.order_id });
+                self.orders.push(OrderKeys {
+                    buyer: b.pubkey(),
+                    order,
+                    token,
+                    id: args.order_id,
+                });
                 (vec![ix::create_order(&a, &b.pubkey(), &token, args)], b)
             }
             Step::TopUp { order, amount } => {
-                let Some(o) = pick(&self.orders, order) else { return };
+                let Some(o) = pick(&self.orders, order) else {
+                    return;
+                };
                 let b = self.buyer_of(o.buyer);
-                (vec![ix::top_up_order(&a, &b.pubkey(), &o.token, &o.order, amount)], b)
+                (
+                    vec![ix::top_up_order(
+                        &a,
+                        &b.pubkey(),
+                        &o.token,
+                        &o.order,
+                        amount,
+                    )],
+                    b,
+                )
             }
             Step::Assign { order, worker } => {
-                let Some(o) = pick(&self.orders, order) else { return };
+                let Some(o) = pick(&self.orders, order) else {
+                    return;
+                };
                 let w = &self.workers[worker];
                 let lref = LeaseRef::new(o.order, w.worker);
                 if !self.leases.iter().any(|(l, _)| l.lease == lref.lease) {
                     self.leases.push((lref, worker));
                 }
-                (vec![ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 1)], orch)
+                (
+                    vec![ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 1)],
+                    orch,
+                )
             }
             Step::Settle { lease, fraction } => {
-                let Some(r) = self.receipt_for(lease, fraction) else { return };
+                let Some(r) = self.receipt_for(lease, fraction) else {
+                    return;
+                };
                 (ix::settle(&a, &orch.pubkey(), &[r]).to_vec(), orch)
             }
             Step::SettleBatch { fraction } => {
-                let rs: Vec<_> = (0..self.leases.len()).filter_map(|i| self.receipt_for(i, fraction)).take(4).collect();
+                let rs: Vec<_> = (0..self.leases.len())
+                    .filter_map(|i| self.receipt_for(i, fraction))
+                    .take(4)
+                    .collect();
                 if rs.is_empty() {
                     return;
                 }
                 (ix::settle(&a, &orch.pubkey(), &rs).to_vec(), orch)
             }
             Step::CloseLease { lease, completed } => {
-                let Some((lref, _)) = pick(&self.leases, lease) else { return };
-                let reason = if completed { CloseReason::Completed } else { CloseReason::Cancelled };
-                (vec![ix::close_lease(&a, &orch.pubkey(), lref, reason)], orch)
+                let Some((lref, _)) = pick(&self.leases, lease) else {
+                    return;
+                };
+                let reason = if completed {
+                    CloseReason::Completed
+                } else {
+                    CloseReason::Cancelled
+                };
+                (
+                    vec![ix::close_lease(&a, &orch.pubkey(), lref, reason)],
+                    orch,
+                )
             }
             Step::Cancel { order } => {
-                let Some(o) = pick(&self.orders, order) else { return };
+                let Some(o) = pick(&self.orders, order) else {
+                    return;
+                };
                 let b = self.buyer_of(o.buyer);
-                (vec![ix::cancel_order(&a, &b.pubkey(), &o.token, &o.order)], b)
+                (
+                    vec![ix::cancel_order(&a, &b.pubkey(), &o.token, &o.order)],
+                    b,
+                )
             }
             Step::Complete { order } => {
-                let Some(o) = pick(&self.orders, order) else { return };
-                (vec![ix::complete_order(&a, &orch.pubkey(), &o.buyer, &o.token, &o.order)], orch)
+                let Some(o) = pick(&self.orders, order) else {
+                    return;
+                };
+                (
+                    vec![ix::complete_order(
+                        &a,
+                        &orch.pubkey(),
+                        &o.buyer,
+                        &o.token,
+                        &o.order,
+                    )],
+                    orch,
+                )
             }
             Step::Stake { worker, amount } => {
                 let w = &self.workers[worker];
-                (vec![ix::stake(&a, &w.owner.pubkey(), &w.token, amount)], w.owner.insecure_clone())
+                (
+                    vec![ix::stake(&a, &w.owner.pubkey(), &w.token, amount)],
+                    w.owner.insecure_clone(),
+                )
             }
             Step::Unstake { worker, amount } => {
                 let w = &self.workers[worker];
-                (vec![ix::request_unstake(&a, &w.owner.pubkey(), &w.token, amount)], w.owner.insecure_clone())
+                (
+                    vec![ix::request_unstake(&a, &w.owner.pubkey(), &w.token, amount)],
+                    w.owner.insecure_clone(),
+                )
             }
             Step::Withdraw { worker } => {
                 let w = &self.workers[worker];
-                (vec![ix::withdraw_unstaked(&a, &w.owner.pubkey(), &w.token)], w.owner.insecure_clone())
+                (
+                    vec![ix::withdraw_unstaked(&a, &w.owner.pubkey(), &w.token)],
+                    w.owner.insecure_clone(),
+                )
             }
             Step::Claim { worker } => {
                 let w = &self.workers[worker];
-                (vec![ix::claim_earnings(&a, &w.owner.pubkey(), &w.token)], w.owner.insecure_clone())
+                (
+                    vec![ix::claim_earnings(&a, &w.owner.pubkey(), &w.token)],
+                    w.owner.insecure_clone(),
+                )
             }
             Step::Warp { seconds } => {
                 self.fx.chain.warp(seconds).unwrap();
@@ -174,26 +302,44 @@ impl Model {
                 if std::env::var("GPUMESH_TRACE").is_ok() {
                     eprintln!("refused {s:?}: {e}");
                 }
-                assert_eq!(before, self.fx.snapshot(), "refused step {s:?} changed state")
+                assert_eq!(
+                    before,
+                    self.fx.snapshot(),
+                    "refused step {s:?} changed state"
+                )
             }
         }
         self.check_leases();
     }
 
     fn buyer_of(&self, key: anchor_lang::prelude::Pubkey) -> Keypair {
-        self.buyers.iter().find(|b| b.pubkey() == key).unwrap().insecure_clone()
+        self.buyers
+            .iter()
+            .find(|b| b.pubkey() == key)
+            .unwrap()
+            .insecure_clone()
     }
 
     fn check_leases(&self) {
         let now = self.now();
         for (lref, _) in &self.leases {
-            let Some(lease) = self.fx.chain.fetch_opt::<Lease>(&lref.lease).unwrap() else { continue };
+            let Some(lease) = self.fx.chain.fetch_opt::<Lease>(&lref.lease).unwrap() else {
+                continue;
+            };
             let wall = (now - lease.start_ts).max(0) as u64;
             assert!(lease.seconds_settled <= wall, "paid beyond wall time");
-            let cost = lease.seconds_settled as u128 * lease.gpus as u128 * lease.price_per_gpu_second as u128;
-            assert!(lease.amount_paid as u128 <= cost, "paid beyond price x seconds");
+            let cost = lease.seconds_settled as u128
+                * lease.gpus as u128
+                * lease.price_per_gpu_second as u128;
+            assert!(
+                lease.amount_paid as u128 <= cost,
+                "paid beyond price x seconds"
+            );
             if let Some(order) = self.fx.chain.fetch_opt::<Order>(&lref.order).unwrap() {
-                assert!(lease.amount_paid <= order.total_paid, "paid beyond the escrow");
+                assert!(
+                    lease.amount_paid <= order.total_paid,
+                    "paid beyond the escrow"
+                );
                 assert!(lease.seconds_settled <= order.duration);
             }
         }

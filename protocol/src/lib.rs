@@ -7,9 +7,11 @@ pub mod exact;
 pub mod generator;
 pub mod gpu;
 pub mod merkle;
+pub mod region;
 pub mod verify;
 
 pub use challenge::{Challenge, ChallengeError, Commitment, OpenRequest, OpenedRow, Opening};
 pub use gpu::{GpuClass, GpuClassError, GpuSpec};
 pub use merkle::{Digest, MerkleTree};
+pub use region::{Region, RegionError};
 pub use verify::{AwaitingCommitment, AwaitingOpening, Rejection, Verified};

@@ -61,7 +61,12 @@ impl Chain for SvmChain {
         signers: &[&Keypair],
     ) -> Result<Outcome, ChainError> {
         let mut all: Vec<&Keypair> = vec![payer];
-        all.extend(signers.iter().copied().filter(|k| k.pubkey() != payer.pubkey()));
+        all.extend(
+            signers
+                .iter()
+                .copied()
+                .filter(|k| k.pubkey() != payer.pubkey()),
+        );
         let tx = Transaction::new_signed_with_payer(
             instructions,
             Some(&payer.pubkey()),

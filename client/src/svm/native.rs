@@ -16,11 +16,11 @@ use anchor_lang::prelude::{AccountInfo, Pubkey};
 use solana_instruction::{Instruction, error::InstructionError};
 use solana_program_entrypoint::SUCCESS;
 use solana_program_error::{ProgramError, ProgramResult};
+use solana_program_runtime::solana_sbpf::vm::ContextObject;
 use solana_program_runtime::{
     invoke_context::InvokeContext, serialization::serialize_parameters, stable_log,
     sysvar_cache::SysvarCache,
 };
-use solana_program_runtime::solana_sbpf::vm::ContextObject;
 use solana_svm_timings::ExecuteTimings;
 use std::{cell::Cell, collections::HashSet, panic::AssertUnwindSafe, sync::Once};
 
@@ -79,7 +79,9 @@ pub fn invoke_native(entry: NativeEntry, ic: &mut InvokeContext) -> Result<(), I
         .map_err(|_| InstructionError::ComputationalBudgetExceeded)?;
 
     let log_collector = ic.get_log_collector();
-    let direct_pointers = ic.get_feature_set().direct_account_pointers_in_program_input;
+    let direct_pointers = ic
+        .get_feature_set()
+        .direct_account_pointers_in_program_input;
     let instruction_context = ic.transaction_context.get_current_instruction_context()?;
     let program_id = *instruction_context.get_program_key()?;
     stable_log::program_invoke(&log_collector, &program_id, ic.get_stack_height());
@@ -223,8 +225,12 @@ impl NativeStubs {
         let mut writable = Vec::new();
         {
             let tc = &ic.transaction_context;
-            let caller_ctx = tc.get_current_instruction_context().map_err(to_program_error)?;
-            let callee_ctx = tc.get_next_instruction_context().map_err(to_program_error)?;
+            let caller_ctx = tc
+                .get_current_instruction_context()
+                .map_err(to_program_error)?;
+            let callee_ctx = tc
+                .get_next_instruction_context()
+                .map_err(to_program_error)?;
             for ia in callee_ctx.instruction_accounts().iter() {
                 let key = tc
                     .get_key_of_account_at_index(ia.index_in_transaction)
@@ -241,14 +247,20 @@ impl NativeStubs {
                     .try_borrow_instruction_account(in_caller)
                     .map_err(to_program_error)?;
                 if account.get_lamports() != info.lamports() {
-                    account.set_lamports(info.lamports()).map_err(to_program_error)?;
+                    account
+                        .set_lamports(info.lamports())
+                        .map_err(to_program_error)?;
                 }
                 let data = info.try_borrow_data()?;
                 if account.get_data() != &data[..] {
-                    account.set_data_from_slice(&data).map_err(to_program_error)?;
+                    account
+                        .set_data_from_slice(&data)
+                        .map_err(to_program_error)?;
                 }
                 if account.get_owner() != info.owner {
-                    account.set_owner(info.owner.as_ref()).map_err(to_program_error)?;
+                    account
+                        .set_owner(info.owner.as_ref())
+                        .map_err(to_program_error)?;
                 }
                 if ia.is_writable() {
                     writable.push((ia.index_in_transaction, info_index));
@@ -256,14 +268,20 @@ impl NativeStubs {
             }
         }
 
-        stable_log::program_invoke(&log_collector, &instruction.program_id, ic.get_stack_height());
+        stable_log::program_invoke(
+            &log_collector,
+            &instruction.program_id,
+            ic.get_stack_height(),
+        );
         let mut units = 0;
         ic.process_instruction(&mut units, &mut ExecuteTimings::default())
             .map_err(to_program_error)?;
 
         // Callee's changes → the caller's `AccountInfo`s.
         let tc = &ic.transaction_context;
-        let caller_ctx = tc.get_current_instruction_context().map_err(to_program_error)?;
+        let caller_ctx = tc
+            .get_current_instruction_context()
+            .map_err(to_program_error)?;
         for (index_in_transaction, info_index) in writable {
             let in_caller = caller_ctx
                 .get_index_of_account_in_instruction(index_in_transaction)
@@ -279,7 +297,10 @@ impl NativeStubs {
                 // SAFETY: the owner lives in the serialized parameter buffer, which we own.
                 #[allow(invalid_reference_casting)]
                 unsafe {
-                    std::ptr::write(info.owner as *const Pubkey as *mut Pubkey, *account.get_owner())
+                    std::ptr::write(
+                        info.owner as *const Pubkey as *mut Pubkey,
+                        *account.get_owner(),
+                    )
                 };
             }
             let new_data = account.get_data();

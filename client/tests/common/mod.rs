@@ -4,13 +4,13 @@
 
 #![allow(dead_code)]
 
+use anchor_lang::prelude::Pubkey;
 use gpumesh_client::ix::{self, LeaseRef};
 use gpumesh_client::local::LocalMarket;
 use gpumesh_client::program::errors::GpumeshError;
 use gpumesh_client::program::instructions::*;
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
-use anchor_lang::prelude::Pubkey;
 use solana_instruction::Instruction;
 use std::collections::BTreeMap;
 
@@ -104,7 +104,10 @@ impl Fx {
     }
 
     pub fn user(&mut self, tokens: u64) -> Keypair {
-        let k = self.m.funded_user(&mut self.chain, tokens).expect("fund user");
+        let k = self
+            .m
+            .funded_user(&mut self.chain, tokens)
+            .expect("fund user");
         self.token_accounts.push(self.m.token_account(&k.pubkey()));
         self.minted += tokens;
         k
@@ -169,12 +172,24 @@ impl Fx {
         }
     }
 
-    pub fn order_from(&mut self, buyer: &Keypair, args: CreateOrderArgs) -> Result<OrderKeys, ChainError> {
+    pub fn order_from(
+        &mut self,
+        buyer: &Keypair,
+        args: CreateOrderArgs,
+    ) -> Result<OrderKeys, ChainError> {
         let token = self.m.token_account(&buyer.pubkey());
         let id = args.order_id;
         let order = self.m.addrs.order(&buyer.pubkey(), id);
         self.orders.push(order);
-        self.send(&[ix::create_order(&self.m.addrs, &buyer.pubkey(), &token, args)], buyer)?;
+        self.send(
+            &[ix::create_order(
+                &self.m.addrs,
+                &buyer.pubkey(),
+                &token,
+                args,
+            )],
+            buyer,
+        )?;
         Ok(OrderKeys {
             buyer: buyer.pubkey(),
             order,
@@ -192,19 +207,35 @@ impl Fx {
         (buyer, o)
     }
 
-    pub fn assign(&mut self, o: &OrderKeys, w: &WorkerKeys, gpus: u16) -> Result<LeaseRef, ChainError> {
+    pub fn assign(
+        &mut self,
+        o: &OrderKeys,
+        w: &WorkerKeys,
+        gpus: u16,
+    ) -> Result<LeaseRef, ChainError> {
         let orch = self.orch();
         self.send_orch(&[ix::assign(&self.m.addrs, &orch, &o.order, &w.worker, gpus)])?;
         Ok(LeaseRef::new(o.order, w.worker))
     }
 
-    pub fn receipt(&self, w: &WorkerKeys, lease: &LeaseRef, seconds: u64) -> (LeaseRef, SignedReceipt) {
+    pub fn receipt(
+        &self,
+        w: &WorkerKeys,
+        lease: &LeaseRef,
+        seconds: u64,
+    ) -> (LeaseRef, SignedReceipt) {
         let mut head = [0u8; 32];
         head[..8].copy_from_slice(&seconds.to_le_bytes());
-        (*lease, SignedReceipt::sign(&w.node, lease.lease, seconds, head))
+        (
+            *lease,
+            SignedReceipt::sign(&w.node, lease.lease, seconds, head),
+        )
     }
 
-    pub fn settle(&mut self, receipts: &[(LeaseRef, SignedReceipt)]) -> Result<Outcome, ChainError> {
+    pub fn settle(
+        &mut self,
+        receipts: &[(LeaseRef, SignedReceipt)],
+    ) -> Result<Outcome, ChainError> {
         let orch = self.orch();
         let ixs = ix::settle(&self.m.addrs, &orch, receipts);
         self.send_orch(&ixs)
@@ -242,14 +273,22 @@ impl Fx {
             .send(ixs, payer, &[])
             .expect_err("the program should refuse this");
         assert_eq!(err.code(), Some(code), "unexpected error: {err}");
-        assert_eq!(before, self.snapshot(), "a refused transaction changed state");
+        assert_eq!(
+            before,
+            self.snapshot(),
+            "a refused transaction changed state"
+        );
     }
 
     /// Like [`Fx::refuses`] for refusals that come from the runtime, not the program.
     pub fn refused_by_runtime(&mut self, ixs: &[Instruction], payer: &Keypair) -> ChainError {
         let before = self.snapshot();
         let err = self.chain.send(ixs, payer, &[]).expect_err("should fail");
-        assert_eq!(before, self.snapshot(), "a refused transaction changed state");
+        assert_eq!(
+            before,
+            self.snapshot(),
+            "a refused transaction changed state"
+        );
         err
     }
 
@@ -275,14 +314,36 @@ impl Fx {
             }
         }
         assert_eq!(market.total_stake as u128, stake, "market.total_stake");
-        assert_eq!(market.total_unbonding as u128, unbonding, "market.total_unbonding");
-        assert_eq!(market.total_claimable as u128, claimable, "market.total_claimable");
+        assert_eq!(
+            market.total_unbonding as u128, unbonding,
+            "market.total_unbonding"
+        );
+        assert_eq!(
+            market.total_claimable as u128, claimable,
+            "market.total_claimable"
+        );
         assert_eq!(market.total_escrow as u128, escrow, "market.total_escrow");
         let a = &self.m.addrs;
-        assert_eq!(self.balance(&a.stake_vault) as u128, stake + unbonding, "stake vault");
-        assert_eq!(self.balance(&a.escrow_vault) as u128, escrow + claimable, "escrow vault");
-        assert_eq!(self.balance(&a.treasury_vault), market.treasury_balance, "treasury");
-        let total: u128 = self.token_accounts.iter().map(|k| self.balance(k) as u128).sum();
+        assert_eq!(
+            self.balance(&a.stake_vault) as u128,
+            stake + unbonding,
+            "stake vault"
+        );
+        assert_eq!(
+            self.balance(&a.escrow_vault) as u128,
+            escrow + claimable,
+            "escrow vault"
+        );
+        assert_eq!(
+            self.balance(&a.treasury_vault),
+            market.treasury_balance,
+            "treasury"
+        );
+        let total: u128 = self
+            .token_accounts
+            .iter()
+            .map(|k| self.balance(k) as u128)
+            .sum();
         assert_eq!(total, self.minted as u128, "tokens created or destroyed");
     }
 }

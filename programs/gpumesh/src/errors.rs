@@ -138,7 +138,10 @@ mod tests {
     fn codes_are_positional() {
         for (i, e) in GpumeshError::ALL.iter().enumerate() {
             assert_eq!(u32::from(*e), 6000 + i as u32);
-            assert_eq!(GpumeshError::from_code(6000 + i as u32).map(|x| x.name()), Some(e.name()));
+            assert_eq!(
+                GpumeshError::from_code(6000 + i as u32).map(|x| x.name()),
+                Some(e.name())
+            );
         }
         assert!(GpumeshError::from_code(5999).is_none());
     }

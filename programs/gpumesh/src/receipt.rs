@@ -97,7 +97,12 @@ mod tests {
 
     #[test]
     fn message_layout_is_stable() {
-        let m = receipt_message(&Pubkey::new_from_array([1; 32]), &Pubkey::new_from_array([2; 32]), 7, &[3; 32]);
+        let m = receipt_message(
+            &Pubkey::new_from_array([1; 32]),
+            &Pubkey::new_from_array([2; 32]),
+            7,
+            &[3; 32],
+        );
         assert_eq!(&m[..18], b"gpumesh/receipt/v1");
         assert_eq!(m[20], 1);
         assert_eq!(m[52], 2);

@@ -1,8 +1,10 @@
 //! The market authority's instructions: create a market for a payment mint, tune it.
 
 use crate::errors::GpumeshError;
-use crate::events::{emit_event, MarketInitialized, MarketUpdated};
-use crate::state::{seeds, EmissionSchedule, Market, MarketParams, ACCOUNT_VERSION, GPU_CLASS_SLOTS};
+use crate::events::{MarketInitialized, MarketUpdated, emit_event};
+use crate::state::{
+    ACCOUNT_VERSION, EmissionSchedule, GPU_CLASS_SLOTS, Market, MarketParams, seeds,
+};
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Mint, Token, TokenAccount};
 

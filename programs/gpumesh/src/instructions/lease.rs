@@ -2,10 +2,10 @@
 //! (`close_lease`), freeing the worker. Settlement of receipts is in `settle`.
 
 use crate::errors::GpumeshError;
-use crate::events::{emit_event, LeaseAssigned, LeaseClosed};
+use crate::events::{LeaseAssigned, LeaseClosed, emit_event};
 use crate::math::SafeMath;
 use crate::state::{
-    seeds, CloseReason, Lease, Market, Order, Worker, WorkerStatus, ACCOUNT_VERSION,
+    ACCOUNT_VERSION, CloseReason, Lease, Market, Order, Worker, WorkerStatus, seeds,
 };
 use anchor_lang::prelude::*;
 
@@ -48,7 +48,10 @@ pub fn check_assignable(
     );
     require!(order.escrow_remaining > 0, GpumeshError::EscrowEmpty);
     require!(!worker.is_jailed(now), GpumeshError::WorkerJailed);
-    require!(worker.status == WorkerStatus::Idle, GpumeshError::WorkerBusy);
+    require!(
+        worker.status == WorkerStatus::Idle,
+        GpumeshError::WorkerBusy
+    );
     require!(hw.gpu_class == req.gpu_class, GpumeshError::ClassMismatch);
     require!(hw.vram_mib >= req.min_vram_mib, GpumeshError::VramTooLow);
     require!(

@@ -3,10 +3,10 @@
 
 use super::token::{deposit, withdraw};
 use crate::errors::GpumeshError;
-use crate::events::{emit_event, OrderClosed, OrderCreated, OrderToppedUp};
-use crate::math::{lease_cost, SafeMath};
+use crate::events::{OrderClosed, OrderCreated, OrderToppedUp, emit_event};
+use crate::math::{SafeMath, lease_cost};
 use crate::state::{
-    seeds, Market, Order, OrderMode, OrderRequirements, OrderStatus, ACCOUNT_VERSION,
+    ACCOUNT_VERSION, Market, Order, OrderMode, OrderRequirements, OrderStatus, seeds,
 };
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Token, TokenAccount};
@@ -56,7 +56,10 @@ pub fn create_order(mut ctx: Context<CreateOrder>, args: CreateOrderArgs) -> Res
     require!(!a.market.paused, GpumeshError::MarketPaused);
     args.requirements.validate()?;
     require!(args.duration > 0, GpumeshError::InvalidOrder);
-    require!(args.max_price_per_gpu_second > 0, GpumeshError::InvalidPrice);
+    require!(
+        args.max_price_per_gpu_second > 0,
+        GpumeshError::InvalidPrice
+    );
     require!(args.deposit > 0, GpumeshError::ZeroAmount);
     if args.mode == OrderMode::Reserved {
         let term_cost = lease_cost(
@@ -67,7 +70,13 @@ pub fn create_order(mut ctx: Context<CreateOrder>, args: CreateOrderArgs) -> Res
         require!(args.deposit >= term_cost, GpumeshError::ReservedUnderfunded);
     }
     let now = Clock::get()?.unix_timestamp;
-    deposit(&a.token_program, &a.buyer_token, &a.escrow_vault, &a.buyer, args.deposit)?;
+    deposit(
+        &a.token_program,
+        &a.buyer_token,
+        &a.escrow_vault,
+        &a.buyer,
+        args.deposit,
+    )?;
     a.market.total_escrow = a.market.total_escrow.safe_add(args.deposit)?;
     a.market.open_orders = a.market.open_orders.safe_add(1)?;
     a.order.set_inner(Order {
@@ -133,7 +142,13 @@ pub fn top_up_order(mut ctx: Context<TopUpOrder>, amount: u64) -> Result<()> {
     require!(amount > 0, GpumeshError::ZeroAmount);
     let a = &mut ctx.accounts;
     let before = a.order.escrow_remaining;
-    deposit(&a.token_program, &a.buyer_token, &a.escrow_vault, &a.buyer, amount)?;
+    deposit(
+        &a.token_program,
+        &a.buyer_token,
+        &a.escrow_vault,
+        &a.buyer,
+        amount,
+    )?;
     a.order.escrow_deposited = a.order.escrow_deposited.safe_add(amount)?;
     a.order.escrow_remaining = a.order.escrow_remaining.safe_add(amount)?;
     a.market.total_escrow = a.market.total_escrow.safe_add(amount)?;
@@ -179,13 +194,22 @@ pub struct CloseOrder<'info> {
 
 fn close_order(mut ctx: Context<CloseOrder>, completed: bool) -> Result<()> {
     let a = &mut ctx.accounts;
-    require!(a.order.active_leases == 0, GpumeshError::OrderHasActiveLeases);
+    require!(
+        a.order.active_leases == 0,
+        GpumeshError::OrderHasActiveLeases
+    );
     let refund = a.order.escrow_remaining;
     a.order.escrow_remaining = 0;
     a.order.escrow_deposited = a.order.escrow_deposited.safe_sub(refund)?;
     a.market.total_escrow = a.market.total_escrow.safe_sub(refund)?;
     a.market.open_orders = a.market.open_orders.safe_sub(1)?;
-    withdraw(&a.token_program, &a.market, &a.escrow_vault, &a.buyer_token, refund)?;
+    withdraw(
+        &a.token_program,
+        &a.market,
+        &a.escrow_vault,
+        &a.buyer_token,
+        refund,
+    )?;
     a.order.invariant()?;
     a.market.invariant()?;
     emit_event(&OrderClosed {
@@ -215,6 +239,9 @@ pub fn complete_order(ctx: Context<CloseOrder>) -> Result<()> {
         signer == ctx.accounts.order.buyer || signer == ctx.accounts.market.orchestrator,
         GpumeshError::NotBuyer
     );
-    require!(ctx.accounts.order.total_paid > 0, GpumeshError::NothingServed);
+    require!(
+        ctx.accounts.order.total_paid > 0,
+        GpumeshError::NothingServed
+    );
     close_order(ctx, true)
 }

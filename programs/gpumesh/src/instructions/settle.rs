@@ -9,8 +9,8 @@
 
 use super::token::withdraw;
 use crate::errors::GpumeshError;
-use crate::events::{emit_event, ReceiptSettled};
-use crate::math::{bps_of, lease_cost, SafeMath};
+use crate::events::{ReceiptSettled, emit_event};
+use crate::math::{SafeMath, bps_of, lease_cost};
 use crate::receipt::{parse_ed25519, receipt_message};
 use crate::state::{Lease, Market, Order, Worker};
 use anchor_lang::prelude::*;
@@ -41,7 +41,10 @@ pub struct Settle<'info> {
     // remaining accounts: (lease, order, worker) for each receipt, all writable
 }
 
-pub fn settle<'info>(mut ctx: Context<'info, Settle<'info>>, receipts: Vec<ReceiptArgs>) -> Result<()> {
+pub fn settle<'info>(
+    mut ctx: Context<'info, Settle<'info>>,
+    receipts: Vec<ReceiptArgs>,
+) -> Result<()> {
     let a = &mut ctx.accounts;
     require!(
         !receipts.is_empty() && receipts.len() <= a.market.params.max_receipts_per_settle as usize,
@@ -104,7 +107,14 @@ pub fn settle<'info>(mut ctx: Context<'info, Settle<'info>>, receipts: Vec<Recei
             GpumeshError::ReceiptMessageMismatch
         );
 
-        let fee = settle_one(&mut a.market, &mut lease, &mut order, &mut worker, receipt, now)?;
+        let fee = settle_one(
+            &mut a.market,
+            &mut lease,
+            &mut order,
+            &mut worker,
+            receipt,
+            now,
+        )?;
         total_fee = total_fee.safe_add(fee)?;
 
         lease.exit(ctx.program_id)?;

@@ -4,12 +4,12 @@
 use super::token::{deposit, withdraw};
 use crate::errors::GpumeshError;
 use crate::events::{
-    emit_event, EarningsClaimed, StakeChangeKind, StakeChanged, WorkerClosed, WorkerRegistered,
-    WorkerUpdated,
+    EarningsClaimed, StakeChangeKind, StakeChanged, WorkerClosed, WorkerRegistered, WorkerUpdated,
+    emit_event,
 };
 use crate::math::SafeMath;
 use crate::state::{
-    seeds, HardwareClaim, Market, Worker, WorkerRecord, WorkerStatus, ACCOUNT_VERSION,
+    ACCOUNT_VERSION, HardwareClaim, Market, Worker, WorkerRecord, WorkerStatus, seeds,
 };
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Token, TokenAccount};
@@ -102,7 +102,10 @@ pub fn update_worker(ctx: Context<UpdateWorker>, args: UpdateWorkerArgs) -> Resu
     let price_before = worker.price_per_gpu_second;
     if args.node_key.is_some() || args.hardware.is_some() {
         // Receipts in flight are signed by the current key for the current hardware.
-        require!(worker.status != WorkerStatus::Busy, GpumeshError::WorkerBusy);
+        require!(
+            worker.status != WorkerStatus::Busy,
+            GpumeshError::WorkerBusy
+        );
     }
     if let Some(node_key) = args.node_key {
         require!(node_key != worker.owner, GpumeshError::NodeKeyIsOwner);
@@ -182,7 +185,13 @@ pub fn stake(mut ctx: Context<StakeAccounts>, amount: u64) -> Result<()> {
     require!(amount > 0, GpumeshError::ZeroAmount);
     let a = &mut ctx.accounts;
     let before = a.snapshot()?;
-    deposit(&a.token_program, &a.owner_token, &a.stake_vault, &a.owner, amount)?;
+    deposit(
+        &a.token_program,
+        &a.owner_token,
+        &a.stake_vault,
+        &a.owner,
+        amount,
+    )?;
     a.worker.stake = a.worker.stake.safe_add(amount)?;
     a.market.total_stake = a.market.total_stake.safe_add(amount)?;
     a.emit(StakeChangeKind::Deposit, amount, before)
@@ -219,7 +228,13 @@ pub fn withdraw_unstaked(mut ctx: Context<StakeAccounts>) -> Result<()> {
     require!(!a.worker.is_jailed(now), GpumeshError::WorkerJailed);
     a.worker.unbonding = 0;
     a.market.total_unbonding = a.market.total_unbonding.safe_sub(amount)?;
-    withdraw(&a.token_program, &a.market, &a.stake_vault, &a.owner_token, amount)?;
+    withdraw(
+        &a.token_program,
+        &a.market,
+        &a.stake_vault,
+        &a.owner_token,
+        amount,
+    )?;
     a.emit(StakeChangeKind::Withdrawn, amount, before)
 }
 
@@ -251,7 +266,13 @@ pub fn claim_earnings(mut ctx: Context<ClaimEarnings>) -> Result<()> {
     require!(amount > 0, GpumeshError::NothingToClaim);
     a.worker.earnings_claimable = 0;
     a.market.total_claimable = a.market.total_claimable.safe_sub(amount)?;
-    withdraw(&a.token_program, &a.market, &a.escrow_vault, &a.owner_token, amount)?;
+    withdraw(
+        &a.token_program,
+        &a.market,
+        &a.escrow_vault,
+        &a.owner_token,
+        amount,
+    )?;
     a.worker.invariant()?;
     a.market.invariant()?;
     emit_event(&EarningsClaimed {
@@ -280,7 +301,10 @@ pub struct CloseWorker<'info> {
 
 pub fn close_worker(ctx: Context<CloseWorker>) -> Result<()> {
     let worker = &ctx.accounts.worker;
-    require!(worker.status != WorkerStatus::Busy, GpumeshError::WorkerBusy);
+    require!(
+        worker.status != WorkerStatus::Busy,
+        GpumeshError::WorkerBusy
+    );
     require!(
         worker.stake == 0
             && worker.unbonding == 0

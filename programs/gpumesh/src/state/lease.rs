@@ -45,8 +45,14 @@ impl Lease {
     pub const SPACE: usize = 8 + Self::INIT_SPACE;
 
     pub fn invariant(&self) -> Result<()> {
-        require!(self.version == ACCOUNT_VERSION, GpumeshError::LeaseNotActive);
-        require!(self.fee_paid <= self.amount_paid, GpumeshError::MathOverflow);
+        require!(
+            self.version == ACCOUNT_VERSION,
+            GpumeshError::LeaseNotActive
+        );
+        require!(
+            self.fee_paid <= self.amount_paid,
+            GpumeshError::MathOverflow
+        );
         Ok(())
     }
 }

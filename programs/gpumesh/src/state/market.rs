@@ -80,7 +80,9 @@ impl Default for MarketParams {
 
 /// The suppliers' emission allocation, released linearly. Funded and paid by the rewards
 /// instructions; the fields live here from the start so the layout does not change.
-#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace)]
+#[derive(
+    AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace,
+)]
 pub struct EmissionSchedule {
     /// Base units allocated to suppliers over the whole schedule.
     pub total: u64,
@@ -154,7 +156,10 @@ impl Market {
     }
 
     pub fn invariant(&self) -> Result<()> {
-        require!(self.version == ACCOUNT_VERSION, GpumeshError::InvalidMarketParams);
+        require!(
+            self.version == ACCOUNT_VERSION,
+            GpumeshError::InvalidMarketParams
+        );
         self.params.validate()?;
         self.stake_vault_expected()?;
         self.escrow_vault_expected()?;

@@ -41,7 +41,9 @@ impl HardwareClaim {
 }
 
 /// Served time and failures, which the scheduler turns into a reliability score.
-#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace)]
+#[derive(
+    AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace,
+)]
 pub struct WorkerRecord {
     pub served_gpu_seconds: u64,
     pub leases: u32,
@@ -94,7 +96,10 @@ impl Worker {
     }
 
     pub fn invariant(&self) -> Result<()> {
-        require!(self.version == ACCOUNT_VERSION, GpumeshError::InvalidHardware);
+        require!(
+            self.version == ACCOUNT_VERSION,
+            GpumeshError::InvalidHardware
+        );
         self.hardware.validate()?;
         require!(
             (self.status == WorkerStatus::Busy) == self.active_lease.is_some(),

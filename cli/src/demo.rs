@@ -1,0 +1,437 @@
+//! `gpumesh demo`: one buyer, one supplier and the orchestrator go through the whole market
+//! flow on the in-process chain (the real runtime with the program loaded), and every step is
+//! told with the balances it moved. Everything shown is read back from the chain.
+
+use crate::amount::format;
+use anchor_lang::prelude::Pubkey;
+use gpumesh_client::ix::{self, LeaseRef};
+use gpumesh_client::local::LocalMarket;
+use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
+use gpumesh_client::program::state::{
+    CloseReason, HardwareClaim, Lease, Market, MarketParams, Order, OrderMode, OrderRequirements,
+    Worker,
+};
+use gpumesh_client::{
+    Chain, ChainError, ChainExt, GpumeshEvent, Keypair, SignedReceipt, Signer, SvmChain,
+};
+use gpumesh_protocol::{GpuClass, Region};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Decimals of the demo payment mint.
+    #[arg(long, default_value_t = 6)]
+    decimals: u8,
+}
+
+const DAY: i64 = 86_400;
+
+struct Demo {
+    chain: SvmChain,
+    m: LocalMarket,
+    step: u32,
+    buyer: Keypair,
+    owner: Keypair,
+    node: Keypair,
+    minted: u64,
+}
+
+impl Demo {
+    fn tokens(&self, base: u64) -> String {
+        format(base, self.m.decimals)
+    }
+
+    fn say(&mut self, what: &str) {
+        self.step += 1;
+        println!("\n{:>2}. {what}", self.step);
+    }
+
+    fn detail(&self, line: impl AsRef<str>) {
+        println!("    {}", line.as_ref());
+    }
+
+    fn balances(&self) -> Result<(), ChainError> {
+        let a = &self.m.addrs;
+        let market: Market = self.chain.fetch(&a.market)?;
+        let rows = [
+            (
+                "buyer wallet",
+                self.m.balance_of(&self.chain, &self.buyer.pubkey())?,
+            ),
+            (
+                "supplier wallet",
+                self.m.balance_of(&self.chain, &self.owner.pubkey())?,
+            ),
+            ("escrow vault", self.chain.token_balance(&a.escrow_vault)?),
+            ("stake vault", self.chain.token_balance(&a.stake_vault)?),
+            (
+                "treasury vault",
+                self.chain.token_balance(&a.treasury_vault)?,
+            ),
+        ];
+        let line = rows
+            .iter()
+            .map(|(k, v)| format!("{k} {}", self.tokens(*v)))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        self.detail(format!("balances: {line}"));
+        self.detail(format!(
+            "escrow vault = orders' escrow {} + workers' unclaimed earnings {}",
+            self.tokens(market.total_escrow),
+            self.tokens(market.total_claimable)
+        ));
+        Ok(())
+    }
+
+    fn events(&self, events: &[GpumeshEvent]) {
+        for e in events {
+            let line = match e {
+                GpumeshEvent::ReceiptSettled(e) => format!(
+                    "event ReceiptSettled: seconds {} -> {}, paid {} (fee {}), escrow {} -> {}, worker claimable {} -> {}",
+                    e.seconds_before,
+                    e.seconds_after,
+                    self.tokens(e.amount),
+                    self.tokens(e.fee),
+                    self.tokens(e.escrow_before),
+                    self.tokens(e.escrow_after),
+                    self.tokens(e.claimable_before),
+                    self.tokens(e.claimable_after)
+                ),
+                GpumeshEvent::StakeChanged(e) => format!(
+                    "event StakeChanged ({:?}): stake {} -> {}, unbonding {} -> {}",
+                    e.kind,
+                    self.tokens(e.stake_before),
+                    self.tokens(e.stake_after),
+                    self.tokens(e.unbonding_before),
+                    self.tokens(e.unbonding_after)
+                ),
+                GpumeshEvent::OrderClosed(e) => format!(
+                    "event OrderClosed: paid {}, refund {}",
+                    self.tokens(e.total_paid),
+                    self.tokens(e.refund)
+                ),
+                GpumeshEvent::LeaseClosed(e) => format!(
+                    "event LeaseClosed ({:?}): {} s settled, {} paid",
+                    e.reason,
+                    e.seconds_settled,
+                    self.tokens(e.amount_paid)
+                ),
+                other => format!("event {}", event_name(other)),
+            };
+            self.detail(line);
+        }
+    }
+}
+
+fn event_name(e: &GpumeshEvent) -> String {
+    let debug = format!("{e:?}");
+    debug.split('(').next().unwrap_or_default().to_string()
+}
+
+fn short(k: &Pubkey) -> String {
+    let s = k.to_string();
+    format!("{}…{}", &s[..4], &s[s.len() - 4..])
+}
+
+pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let one = 10u64.pow(args.decimals as u32);
+    println!("gpumesh demo: the market flow in an in-process Solana runtime (LiteSVM),");
+    println!("with the gpumesh program loaded and SPL Token running as its real program.");
+
+    let mut chain = SvmChain::new();
+    let params = MarketParams {
+        protocol_fee_bps: 250,
+        min_stake_per_gpu: 100 * one,
+        ..MarketParams::default()
+    };
+    let m = LocalMarket::create(&mut chain, params, args.decimals)?;
+    let buyer = m.funded_user(&mut chain, 100 * one)?;
+    let owner = m.funded_user(&mut chain, 1_000 * one)?;
+    let mut d = Demo {
+        chain,
+        m,
+        step: 0,
+        buyer,
+        owner,
+        node: Keypair::new(),
+        minted: 1_100 * one,
+    };
+    let a = d.m.addrs;
+    let orch = d.m.orchestrator.insecure_clone();
+
+    d.say("The operator creates a market for a payment mint");
+    d.detail(format!(
+        "market {} for mint {} ({} decimals)",
+        short(&a.market),
+        short(&a.mint),
+        args.decimals
+    ));
+    d.detail(format!(
+        "protocol fee {:.2}%, minimum stake {} per GPU, unbonding {} days, vaults owned by the market",
+        params.protocol_fee_bps as f64 / 100.0,
+        d.tokens(params.min_stake_per_gpu),
+        params.unbonding_period / DAY
+    ));
+    d.detail(format!(
+        "buyer {} holds {}; supplier {} holds {}",
+        short(&d.buyer.pubkey()),
+        d.tokens(100 * one),
+        short(&d.owner.pubkey()),
+        d.tokens(1_000 * one)
+    ));
+
+    let class: GpuClass = "h100".parse()?;
+    let region: Region = "eu-west".parse()?;
+    let price = 300; // base units per GPU-second
+    let hardware = HardwareClaim {
+        gpu_class: class.code(),
+        gpu_count: 8,
+        vram_mib: 81_920,
+        bandwidth_gbps: 3_350,
+        region: region.code(),
+    };
+    d.say("A supplier registers an 8 x H100 machine and stakes");
+    let owner_token = d.m.token_account(&d.owner.pubkey());
+    let worker = a.worker(&d.owner.pubkey());
+    let out = d.chain.send(
+        &[
+            ix::register_worker(
+                &a,
+                &d.owner.pubkey(),
+                RegisterWorkerArgs {
+                    node_key: d.node.pubkey(),
+                    hardware,
+                    price_per_gpu_second: price,
+                },
+            ),
+            ix::stake(&a, &d.owner.pubkey(), &owner_token, 1_000 * one),
+        ],
+        &d.owner,
+        &[],
+    )?;
+    d.detail(format!(
+        "worker {}: 8 x {class}, 80 GiB, 3350 GB/s, {region}, asking {} per GPU-second; node key {} signs receipts",
+        short(&worker),
+        d.tokens(price),
+        short(&d.node.pubkey())
+    ));
+    d.detail(format!("tx {}", short_sig(&out.signature)));
+    d.events(&out.events);
+    d.balances()?;
+
+    d.say("A buyer orders 8 x H100 in eu-west and puts 60 tokens in escrow");
+    let buyer_token = d.m.token_account(&d.buyer.pubkey());
+    let order_id = 1;
+    let order = a.order(&d.buyer.pubkey(), order_id);
+    d.chain.send(
+        &[ix::create_order(
+            &a,
+            &d.buyer.pubkey(),
+            &buyer_token,
+            CreateOrderArgs {
+                order_id,
+                requirements: OrderRequirements {
+                    gpu_class: class.code(),
+                    gpu_count: 8,
+                    min_vram_mib: 40_000,
+                    min_bandwidth_gbps: 2_000,
+                    regions: Region::set(&[region]),
+                },
+                max_price_per_gpu_second: 400,
+                duration: 2 * 3_600,
+                mode: OrderMode::Spot,
+                job_spec_hash: [0x42; 32],
+                deposit: 60 * one,
+            },
+        )],
+        &d.buyer,
+        &[],
+    )?;
+    d.detail(format!(
+        "order {}: max {} per GPU-second, 2 hours, spot",
+        short(&order),
+        d.tokens(400)
+    ));
+    d.balances()?;
+
+    d.say("The orchestrator assigns the worker to the order (the program checks class, VRAM, bandwidth, region, price, stake)");
+    d.chain.send(
+        &[ix::assign(&a, &orch.pubkey(), &order, &worker, 8)],
+        &orch,
+        &[],
+    )?;
+    let lease = LeaseRef::new(order, worker);
+    let l: Lease = d.chain.fetch(&lease.lease)?;
+    d.detail(format!(
+        "lease {}: 8 GPUs at {} per GPU-second = {} per hour",
+        short(&lease.lease),
+        d.tokens(l.price_per_gpu_second),
+        d.tokens(l.price_per_gpu_second * 8 * 3_600)
+    ));
+
+    d.say("10 minutes pass; the worker signs a receipt for 600 s and the orchestrator settles it");
+    d.chain.warp(600)?;
+    let head = |s: u64| {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&s.to_le_bytes());
+        h
+    };
+    let r1 = SignedReceipt::sign(&d.node, lease.lease, 600, head(600));
+    d.detail(format!(
+        "receipt verifies off chain: {}; on chain through the Ed25519 precompile",
+        r1.verify()
+    ));
+    let out = d.chain.send(
+        &ix::settle(&a, &orch.pubkey(), &[(lease, r1.clone())]),
+        &orch,
+        &[],
+    )?;
+    d.events(&out.events);
+    d.balances()?;
+
+    d.say("The same receipt sent again is refused: the same seconds are never paid twice");
+    match d
+        .chain
+        .send(&ix::settle(&a, &orch.pubkey(), &[(lease, r1)]), &orch, &[])
+    {
+        Err(e) => d.detail(format!("refused: {e}")),
+        Ok(_) => return Err("a replayed receipt was accepted".into()),
+    }
+    d.say("A receipt claiming more seconds than have passed is refused");
+    let greedy = SignedReceipt::sign(&d.node, lease.lease, 700, head(700));
+    match d.chain.send(
+        &ix::settle(&a, &orch.pubkey(), &[(lease, greedy)]),
+        &orch,
+        &[],
+    ) {
+        Err(e) => d.detail(format!("refused: {e}")),
+        Ok(_) => return Err("a receipt beyond wall time was accepted".into()),
+    }
+
+    d.say("20 more minutes; the job ends: final receipt, settlement and lease close in one transaction");
+    d.chain.warp(1_200)?;
+    let r2 = SignedReceipt::sign(&d.node, lease.lease, 1_800, head(1_800));
+    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease, r2)]).to_vec();
+    ixs.push(ix::close_lease(
+        &a,
+        &orch.pubkey(),
+        &lease,
+        CloseReason::Completed,
+    ));
+    let out = d.chain.send(&ixs, &orch, &[])?;
+    d.events(&out.events);
+    let w: Worker = d.chain.fetch(&worker)?;
+    d.detail(format!(
+        "worker is {:?} again; served {} GPU-seconds",
+        w.status, w.record.served_gpu_seconds
+    ));
+    d.balances()?;
+
+    d.say("The buyer completes the order and gets the unspent escrow back");
+    let o: Order = d.chain.fetch(&order)?;
+    d.detail(format!(
+        "escrow left {}, paid {}",
+        d.tokens(o.escrow_remaining),
+        d.tokens(o.total_paid)
+    ));
+    let out = d.chain.send(
+        &[ix::complete_order(
+            &a,
+            &d.buyer.pubkey(),
+            &d.buyer.pubkey(),
+            &buyer_token,
+            &order,
+        )],
+        &d.buyer,
+        &[],
+    )?;
+    d.events(&out.events);
+    d.balances()?;
+
+    d.say("The supplier claims its earnings");
+    let out = d.chain.send(
+        &[ix::claim_earnings(&a, &d.owner.pubkey(), &owner_token)],
+        &d.owner,
+        &[],
+    )?;
+    if let [GpumeshEvent::EarningsClaimed(e)] = &out.events[..] {
+        d.detail(format!("claimed {}", d.tokens(e.amount)));
+    }
+    d.balances()?;
+
+    d.say("The supplier unstakes: the stake unbonds for 14 days, then comes back");
+    let out = d.chain.send(
+        &[ix::request_unstake(
+            &a,
+            &d.owner.pubkey(),
+            &owner_token,
+            1_000 * one,
+        )],
+        &d.owner,
+        &[],
+    )?;
+    d.events(&out.events);
+    match d.chain.send(
+        &[ix::withdraw_unstaked(&a, &d.owner.pubkey(), &owner_token)],
+        &d.owner,
+        &[],
+    ) {
+        Err(e) => d.detail(format!("withdrawing at once is refused: {e}")),
+        Ok(_) => return Err("an early withdrawal was accepted".into()),
+    }
+    d.chain.warp(14 * DAY)?;
+    let out = d.chain.send(
+        &[ix::withdraw_unstaked(&a, &d.owner.pubkey(), &owner_token)],
+        &d.owner,
+        &[],
+    )?;
+    d.detail("14 days later:");
+    d.events(&out.events);
+    d.balances()?;
+
+    d.say("Totals");
+    let total = [d.buyer.pubkey(), d.owner.pubkey()]
+        .iter()
+        .map(|k| d.m.balance_of(&d.chain, k))
+        .chain(
+            [
+                a.escrow_vault,
+                a.stake_vault,
+                a.treasury_vault,
+                a.rewards_vault,
+            ]
+            .iter()
+            .map(|k| d.chain.token_balance(k)),
+        )
+        .sum::<Result<u64, _>>()?;
+    let buyer_spent = 100 * one - d.m.balance_of(&d.chain, &d.buyer.pubkey())?;
+    let supplier_earned = d.m.balance_of(&d.chain, &d.owner.pubkey())? - 1_000 * one;
+    let fees = d.chain.token_balance(&a.treasury_vault)?;
+    d.detail(format!(
+        "buyer paid {} for 8 GPUs x 1800 s; supplier earned {}; protocol fees {}",
+        d.tokens(buyer_spent),
+        d.tokens(supplier_earned),
+        d.tokens(fees)
+    ));
+    d.detail(format!(
+        "tokens in existence {} = minted {}: {}",
+        d.tokens(total),
+        d.tokens(d.minted),
+        if total == d.minted {
+            "conserved"
+        } else {
+            "MISMATCH"
+        }
+    ));
+    if total != d.minted || buyer_spent != supplier_earned + fees {
+        return Err("balances do not add up".into());
+    }
+    Ok(())
+}
+
+fn short_sig(sig: &str) -> String {
+    if sig.len() > 16 {
+        format!("{}…", &sig[..16])
+    } else {
+        sig.to_string()
+    }
+}
