@@ -328,7 +328,7 @@ fn settle_refuses_beyond_wall_time_duration_and_replays() {
     );
 
     let r50 = fx.receipt(&w, &lease, 50);
-    fx.settle(&[r50.clone()]).unwrap();
+    fx.settle(std::slice::from_ref(&r50)).unwrap();
     // The same receipt again, and an older one.
     fx.refuses(
         &ix::settle(&a, &orch.pubkey(), &[r50]),
@@ -442,8 +442,12 @@ fn settle_checks_the_ed25519_instruction() {
     );
 
     // No Ed25519 instruction at all.
-    let [_, settle_only] = ix::settle(&a, &orch.pubkey(), &[good.clone()]);
-    fx.refuses(&[settle_only.clone()], &orch, E::MissingEd25519Instruction);
+    let [_, settle_only] = ix::settle(&a, &orch.pubkey(), std::slice::from_ref(&good));
+    fx.refuses(
+        std::slice::from_ref(&settle_only),
+        &orch,
+        E::MissingEd25519Instruction,
+    );
 
     // A valid signature over a different receipt than the one settled.
     let other = fx.receipt(&w, &lease, 90);
@@ -456,7 +460,7 @@ fn settle_checks_the_ed25519_instruction() {
 
     // Offsets that point at another instruction's data (here instruction 0, itself: the
     // precompile accepts it, the program must not).
-    let mut pointing = ed25519_instruction(&[good.1.clone()]);
+    let mut pointing = ed25519_instruction(std::slice::from_ref(&good.1));
     for field in [4usize, 8, 14] {
         pointing.data[field..field + 2].copy_from_slice(&0u16.to_le_bytes());
     }
@@ -473,7 +477,7 @@ fn settle_checks_the_ed25519_instruction() {
     // One signature for two receipts.
     let r2 = fx.receipt(&w, &lease, 120);
     let [_, settle_two] = ix::settle(&a, &orch.pubkey(), &[good.clone(), r2]);
-    let ed_one = ed25519_instruction(&[good.1.clone()]);
+    let ed_one = ed25519_instruction(std::slice::from_ref(&good.1));
     fx.refuses(&[ed_one, settle_two], &orch, E::Ed25519CountMismatch);
 
     // A tampered signature: the precompile itself fails the transaction.
@@ -500,7 +504,7 @@ fn settle_checks_the_ed25519_instruction() {
 
     // Someone other than the orchestrator.
     let stranger = fx.user(0);
-    let mut by_stranger = ix::settle(&a, &stranger.pubkey(), &[good.clone()]);
+    let mut by_stranger = ix::settle(&a, &stranger.pubkey(), std::slice::from_ref(&good));
     by_stranger[1].accounts[0].is_signer = true;
     fx.refuses(&by_stranger, &stranger, E::NotOrchestrator);
 

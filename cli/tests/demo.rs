@@ -1,0 +1,43 @@
+//! The demo is the README's main job: run the real binary and check its account adds up.
+
+use assert_cmd::Command;
+
+#[test]
+fn demo_runs_the_whole_flow_and_balances_add_up() {
+    let out = Command::cargo_bin("gpumesh")
+        .expect("binary")
+        .arg("demo")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "ReceiptSettled: seconds 0 -> 600",
+        "refused: instruction 1 refused: the receipt's served seconds are not above",
+        "BeyondWallTime",
+        "LeaseClosed (Completed): 1800 s settled",
+        "OrderClosed: paid 4.32, refund 55.68",
+        "buyer paid 4.32 for 8 GPUs x 1800 s; supplier earned 4.212; protocol fees 0.108",
+        "tokens in existence 1100 = minted 1100: conserved",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn unknown_commands_fail_with_usage() {
+    let out = Command::cargo_bin("gpumesh")
+        .expect("binary")
+        .arg("frobnicate")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
+}

@@ -1,0 +1,21 @@
+//! Account sizes are part of the on-chain layout: a change here is a migration, so it must be
+//! deliberate. Also reports the rent each account costs.
+
+use gpumesh_client::program::state::*;
+use gpumesh_client::*;
+
+#[test]
+fn account_sizes_are_pinned() {
+    let chain = SvmChain::new();
+    let sizes = [
+        ("Market", Market::SPACE, 674),
+        ("Worker", Worker::SPACE, 336),
+        ("Order", Order::SPACE, 251),
+        ("Lease", Lease::SPACE, 252),
+    ];
+    for (name, size, pinned) in sizes {
+        let rent = chain.rent_exempt_minimum(size).unwrap();
+        println!("{name}: {size} bytes, rent {rent} lamports");
+        assert_eq!(size, pinned, "{name} layout changed");
+    }
+}
