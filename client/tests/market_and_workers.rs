@@ -91,6 +91,19 @@ fn update_market_is_authority_only_and_bounded() {
         &authority,
         E::InvalidMarketParams,
     );
+    let to_nobody = UpdateMarketArgs {
+        new_authority: Some(anchor_lang::prelude::Pubkey::default()),
+        ..Default::default()
+    };
+    fx.refuses(
+        &[ix::update_market(
+            &fx.m.addrs,
+            &authority.pubkey(),
+            to_nobody,
+        )],
+        &authority,
+        E::InvalidMarketParams,
+    );
     let out = fx
         .send(
             &[ix::update_market(

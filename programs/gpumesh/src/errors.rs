@@ -120,8 +120,6 @@ errors! {
     BatchTooLarge,
     #[msg("invalid close reason for this instruction")]
     InvalidCloseReason,
-    #[msg("the account is not the expected program-derived address")]
-    WrongPda,
     #[msg("vault account is not this market's vault")]
     WrongVault,
     #[msg("the emission schedule is invalid: a non-zero total needs a positive duration")]

@@ -75,6 +75,11 @@ pub struct InitMarket<'info> {
 
 pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result<()> {
     args.params.validate()?;
+    require_keys_neq!(
+        args.orchestrator,
+        Pubkey::default(),
+        GpumeshError::InvalidMarketParams
+    );
     require!(
         args.emission_total == 0 || args.emission_duration > 0,
         GpumeshError::InvalidEmission
@@ -152,9 +157,20 @@ pub fn update_market(ctx: Context<UpdateMarket>, args: UpdateMarketArgs) -> Resu
         market.params = params;
     }
     if let Some(orchestrator) = args.orchestrator {
+        require_keys_neq!(
+            orchestrator,
+            Pubkey::default(),
+            GpumeshError::InvalidMarketParams
+        );
         market.orchestrator = orchestrator;
     }
     if let Some(authority) = args.new_authority {
+        // The default key has no private key: handing the market to it would lock it forever.
+        require_keys_neq!(
+            authority,
+            Pubkey::default(),
+            GpumeshError::InvalidMarketParams
+        );
         market.authority = authority;
     }
     if let Some(paused) = args.paused {
