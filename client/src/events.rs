@@ -40,6 +40,13 @@ events!(
     LeaseAssigned,
     ReceiptSettled,
     LeaseClosed,
+    WorkerSlashed,
+    WorkerJailChanged,
+    BreakerTripped,
+    ReferencePriceUpdated,
+    RewardsFunded,
+    RewardsClaimed,
+    TreasuryWithdrawn,
 );
 
 /// All gpumesh events in a transaction's logs, in order.

@@ -313,7 +313,148 @@ pub fn close_lease(
             order: lease.order,
             worker: lease.worker,
             lease: lease.lease,
+            buyer_token: None,
+            stake_vault: None,
+            treasury_vault: None,
+            token_program: None,
         },
         data::CloseLease { reason },
+    )
+}
+
+/// Closes a lease whose worker went offline: slashes the worker and pays `buyer_token`.
+pub fn close_lease_offline(
+    m: &MarketAddresses,
+    orchestrator: &Pubkey,
+    lease: &LeaseRef,
+    buyer_token: &Pubkey,
+) -> Instruction {
+    build(
+        acc::CloseLease {
+            orchestrator: *orchestrator,
+            market: m.market,
+            order: lease.order,
+            worker: lease.worker,
+            lease: lease.lease,
+            buyer_token: Some(*buyer_token),
+            stake_vault: Some(m.stake_vault),
+            treasury_vault: Some(m.treasury_vault),
+            token_program: Some(TOKEN_PROGRAM),
+        },
+        data::CloseLease {
+            reason: CloseReason::WorkerOffline,
+        },
+    )
+}
+
+/// Slashes a worker for proven fraud. `serving` names the lease it serves, if any, with the
+/// buyer's token account that receives the compensation.
+pub fn slash_fraud(
+    m: &MarketAddresses,
+    orchestrator: &Pubkey,
+    worker: &Pubkey,
+    serving: Option<(&LeaseRef, &Pubkey)>,
+    evidence_hash: [u8; 32],
+) -> Instruction {
+    build(
+        acc::SlashFraud {
+            orchestrator: *orchestrator,
+            market: m.market,
+            worker: *worker,
+            stake_vault: m.stake_vault,
+            treasury_vault: m.treasury_vault,
+            token_program: TOKEN_PROGRAM,
+            lease: serving.map(|(l, _)| l.lease),
+            order: serving.map(|(l, _)| l.order),
+            buyer_token: serving.map(|(_, t)| *t),
+        },
+        data::SlashFraud { evidence_hash },
+    )
+}
+
+pub fn unjail(m: &MarketAddresses, owner: &Pubkey) -> Instruction {
+    build(
+        acc::Unjail {
+            owner: *owner,
+            market: m.market,
+            worker: m.worker(owner),
+        },
+        data::Unjail {},
+    )
+}
+
+/// Anyone may expire a lease with no settled receipt for the market's maximum receipt age;
+/// `orchestrator` is the market's current orchestrator key, which gets the lease's rent back.
+pub fn expire_lease(
+    m: &MarketAddresses,
+    caller: &Pubkey,
+    orchestrator: &Pubkey,
+    lease: &LeaseRef,
+) -> Instruction {
+    build(
+        acc::ExpireLease {
+            caller: *caller,
+            market: m.market,
+            orchestrator: *orchestrator,
+            order: lease.order,
+            worker: lease.worker,
+            lease: lease.lease,
+        },
+        data::ExpireLease {},
+    )
+}
+
+pub fn claim_rewards(m: &MarketAddresses, owner: &Pubkey, owner_token: &Pubkey) -> Instruction {
+    build(
+        acc::ClaimRewards {
+            owner: *owner,
+            market: m.market,
+            worker: m.worker(owner),
+            owner_token: *owner_token,
+            rewards_vault: m.rewards_vault,
+            token_program: TOKEN_PROGRAM,
+        },
+        data::ClaimRewards {},
+    )
+}
+
+fn authority_transfer(
+    m: &MarketAddresses,
+    authority: &Pubkey,
+    authority_token: &Pubkey,
+    vault: Pubkey,
+) -> acc::AuthorityTransfer {
+    acc::AuthorityTransfer {
+        authority: *authority,
+        market: m.market,
+        authority_token: *authority_token,
+        vault,
+        token_program: TOKEN_PROGRAM,
+    }
+}
+
+/// The authority funds the rewards vault from `authority_token`.
+pub fn fund_rewards(
+    m: &MarketAddresses,
+    authority: &Pubkey,
+    authority_token: &Pubkey,
+    amount: u64,
+) -> Instruction {
+    build(
+        authority_transfer(m, authority, authority_token, m.rewards_vault),
+        data::FundRewards { amount },
+    )
+}
+
+/// The authority withdraws protocol fees to `to` (a token account of the market's mint).
+pub fn withdraw_treasury(
+    m: &MarketAddresses,
+    authority: &Pubkey,
+    to: &Pubkey,
+    amount: u64,
+) -> Instruction {
+    build(
+        authority_transfer(m, authority, to, m.treasury_vault),
+        data::WithdrawTreasury { amount },
     )
 }

@@ -207,7 +207,7 @@ fn assign_checks_every_requirement() {
         )
         .unwrap();
     assert!(
-        matches!(&out.events[..], [GpumeshEvent::LeaseAssigned(e)] if e.order_gpus_before == 0 && e.order_gpus_after == 1 && e.price_per_gpu_second == PRICE)
+        matches!(&out.events[..], [GpumeshEvent::ReferencePriceUpdated(r), GpumeshEvent::LeaseAssigned(e)] if e.order_gpus_before == 0 && e.order_gpus_after == 1 && e.price_per_gpu_second == PRICE && r.reference_before == 0 && r.reference_after == PRICE)
     );
     let worker: Worker = fx.chain.fetch(&w.worker).unwrap();
     assert_eq!(worker.status, WorkerStatus::Busy);
@@ -529,10 +529,20 @@ fn close_lease_frees_the_worker_and_cancel_refunds_the_rest() {
             &a,
             &orch.pubkey(),
             &lease,
-            CloseReason::WorkerOffline,
+            CloseReason::Fraud,
         )],
         &orch,
         E::InvalidCloseReason,
+    );
+    fx.refuses(
+        &[ix::close_lease(
+            &a,
+            &orch.pubkey(),
+            &lease,
+            CloseReason::WorkerOffline,
+        )],
+        &orch,
+        E::MissingSlashAccounts,
     );
     let stranger = fx.user(0);
     let mut by_stranger = ix::close_lease(&a, &stranger.pubkey(), &lease, CloseReason::Completed);

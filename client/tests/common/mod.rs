@@ -299,11 +299,18 @@ impl Fx {
         let mut stake = 0u128;
         let mut unbonding = 0u128;
         let mut claimable = 0u128;
+        let mut rewards_owed = 0u128;
+        let mut leased = 0u64;
         for w in &self.workers {
             if let Some(w) = self.chain.fetch_opt::<Worker>(w).expect("worker") {
                 stake += w.stake as u128;
                 unbonding += w.unbonding as u128;
                 claimable += w.earnings_claimable as u128;
+                rewards_owed += w.rewards_claimable as u128;
+                if let Some(lease) = w.active_lease {
+                    let lease: Lease = self.chain.fetch(&lease).expect("active lease");
+                    leased += lease.gpus as u64;
+                }
             }
         }
         let mut escrow = 0u128;
@@ -339,6 +346,26 @@ impl Fx {
             market.treasury_balance,
             "treasury"
         );
+        // Emission: paid ≤ owed ≤ released ≤ min(unlocked, funded); the vault holds funded − paid.
+        let e = &market.emission;
+        assert_eq!(
+            self.balance(&a.rewards_vault),
+            e.funded - e.paid,
+            "rewards vault"
+        );
+        assert_eq!(
+            rewards_owed + e.paid as u128,
+            e.accrued as u128,
+            "rewards owed"
+        );
+        assert!(e.accrued <= e.distributed, "owed more than released");
+        let now = self.chain.unix_time().expect("clock");
+        let unlocked = gpumesh_client::program::emission::unlocked(e, now).expect("unlocked");
+        assert!(
+            e.distributed + e.undistributed <= unlocked.min(e.funded),
+            "released more than unlocked"
+        );
+        assert_eq!(market.leased_gpus, leased, "leased GPUs");
         let total: u128 = self
             .token_accounts
             .iter()

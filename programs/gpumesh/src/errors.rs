@@ -126,6 +126,20 @@ errors! {
     InvalidEmission,
     #[msg("signer is not the worker's owner")]
     NotWorkerOwner,
+    #[msg("circuit breaker: the price is above the class's reference price x (1 + band); wait for the reference to catch up or ask the market authority to reset it")]
+    PriceAboveBreaker,
+    #[msg("slashing needs the buyer's token account, the stake and treasury vaults and the token program")]
+    MissingSlashAccounts,
+    #[msg("the lease, its order and the buyer's token account must be passed: the worker is serving that lease")]
+    ActiveLeaseAccountsMissing,
+    #[msg("the worker is not jailed")]
+    NotJailed,
+    #[msg("the lease is not expired: it had a settled receipt within the market's maximum receipt age")]
+    LeaseNotExpired,
+    #[msg("not enough in the treasury for this withdrawal")]
+    TreasuryInsufficient,
+    #[msg("funding would exceed the emission schedule's total")]
+    EmissionOverfunded,
 }
 
 #[cfg(test)]

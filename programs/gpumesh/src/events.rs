@@ -162,6 +162,8 @@ pub struct ReceiptSettled {
     pub escrow_after: u64,
     pub claimable_before: u64,
     pub claimable_after: u64,
+    /// Emission rewards the proven seconds earned.
+    pub rewards: u64,
     pub chain_head: [u8; 32],
 }
 
@@ -176,4 +178,83 @@ pub struct LeaseClosed {
     pub amount_paid: u64,
     pub order_gpus_before: u16,
     pub order_gpus_after: u16,
+}
+
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlashReason {
+    /// Missed heartbeats past the grace period during a lease.
+    Offline,
+    /// Proven dishonest (e.g. a failed compute challenge).
+    Fraud,
+}
+
+#[event]
+#[derive(Debug, Clone)]
+pub struct WorkerSlashed {
+    pub worker: Pubkey,
+    pub reason: SlashReason,
+    /// Hash of the off-chain evidence (zero for an offline slash).
+    pub evidence_hash: [u8; 32],
+    /// The compensated buyer, if a lease was affected.
+    pub buyer: Option<Pubkey>,
+    pub amount: u64,
+    pub to_buyer: u64,
+    pub to_treasury: u64,
+    pub stake_before: u64,
+    pub stake_after: u64,
+    pub unbonding_before: u64,
+    pub unbonding_after: u64,
+}
+
+#[event]
+#[derive(Debug, Clone)]
+pub struct WorkerJailChanged {
+    pub worker: Pubkey,
+    pub jailed: bool,
+    pub jailed_until: i64,
+}
+
+/// Logged by a refused `assign`: the transaction fails, its logs keep the record.
+#[event]
+#[derive(Debug, Clone)]
+pub struct BreakerTripped {
+    pub gpu_class: u8,
+    pub price: u64,
+    pub reference: u64,
+    pub cap: u64,
+}
+
+#[event]
+#[derive(Debug, Clone)]
+pub struct ReferencePriceUpdated {
+    pub gpu_class: u8,
+    pub lease_price: u64,
+    pub reference_before: u64,
+    pub reference_after: u64,
+}
+
+#[event]
+#[derive(Debug, Clone)]
+pub struct RewardsFunded {
+    pub amount: u64,
+    pub funded_before: u64,
+    pub funded_after: u64,
+}
+
+#[event]
+#[derive(Debug, Clone)]
+pub struct RewardsClaimed {
+    pub worker: Pubkey,
+    pub amount: u64,
+    pub paid_before: u64,
+    pub paid_after: u64,
+}
+
+#[event]
+#[derive(Debug, Clone)]
+pub struct TreasuryWithdrawn {
+    pub amount: u64,
+    pub to: Pubkey,
+    pub treasury_before: u64,
+    pub treasury_after: u64,
 }

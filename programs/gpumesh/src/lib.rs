@@ -8,6 +8,7 @@
 
 use anchor_lang::prelude::*;
 
+pub mod emission;
 pub mod errors;
 pub mod events;
 pub mod instructions;
@@ -34,6 +35,14 @@ pub mod gpumesh {
         instructions::admin::update_market(ctx, args)
     }
 
+    pub fn fund_rewards(ctx: Context<AuthorityTransfer>, amount: u64) -> Result<()> {
+        instructions::admin::fund_rewards(ctx, amount)
+    }
+
+    pub fn withdraw_treasury(ctx: Context<AuthorityTransfer>, amount: u64) -> Result<()> {
+        instructions::admin::withdraw_treasury(ctx, amount)
+    }
+
     // ---- suppliers ----
 
     pub fn register_worker(ctx: Context<RegisterWorker>, args: RegisterWorkerArgs) -> Result<()> {
@@ -58,6 +67,14 @@ pub mod gpumesh {
 
     pub fn claim_earnings(ctx: Context<ClaimEarnings>) -> Result<()> {
         instructions::worker::claim_earnings(ctx)
+    }
+
+    pub fn claim_rewards(ctx: Context<ClaimRewards>) -> Result<()> {
+        instructions::worker::claim_rewards(ctx)
+    }
+
+    pub fn unjail(ctx: Context<Unjail>) -> Result<()> {
+        instructions::slash::unjail(ctx)
     }
 
     pub fn close_worker(ctx: Context<CloseWorker>) -> Result<()> {
@@ -97,5 +114,15 @@ pub mod gpumesh {
 
     pub fn close_lease(ctx: Context<CloseLease>, reason: CloseReason) -> Result<()> {
         instructions::lease::close_lease(ctx, reason)
+    }
+
+    pub fn slash_fraud(ctx: Context<SlashFraud>, evidence_hash: [u8; 32]) -> Result<()> {
+        instructions::slash::slash_fraud(ctx, evidence_hash)
+    }
+
+    // ---- anyone ----
+
+    pub fn expire_lease(ctx: Context<ExpireLease>) -> Result<()> {
+        instructions::slash::expire_lease(ctx)
     }
 }

@@ -1,9 +1,14 @@
 //! The market authority's instructions: create a market for a payment mint, tune it.
 
+use super::token::{deposit, withdraw};
 use crate::errors::GpumeshError;
-use crate::events::{MarketInitialized, MarketUpdated, emit_event};
+use crate::events::{
+    MarketInitialized, MarketUpdated, RewardsFunded, TreasuryWithdrawn, emit_event,
+};
+use crate::math::{SafeMath, bps_of};
 use crate::state::{
-    ACCOUNT_VERSION, EmissionSchedule, GPU_CLASS_SLOTS, Market, MarketParams, seeds,
+    ACCOUNT_VERSION, BPS_DENOMINATOR, EmissionSchedule, GPU_CLASS_SLOTS, Market, MarketParams,
+    seeds,
 };
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Mint, Token, TokenAccount};
@@ -14,8 +19,11 @@ pub struct InitMarketArgs {
     pub params: MarketParams,
     /// Initial reference price per GPU class (0 = unknown until the first lease).
     pub reference_prices: [u64; GPU_CLASS_SLOTS],
-    /// Suppliers' emission allocation, its start and its duration (seconds).
-    pub emission_total: u64,
+    /// Token supply the emission schedule is a share of (e.g. 1,000,000,000 tokens, in base
+    /// units), the suppliers' share of it in bps (e.g. 3,000 = 30%), when the linear release
+    /// starts and how long it lasts (e.g. 12 years).
+    pub emission_supply: u64,
+    pub emission_supplier_share_bps: u16,
     pub emission_start_ts: i64,
     pub emission_duration: i64,
 }
@@ -81,7 +89,12 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         GpumeshError::InvalidMarketParams
     );
     require!(
-        args.emission_total == 0 || args.emission_duration > 0,
+        args.emission_supplier_share_bps as u64 <= BPS_DENOMINATOR,
+        GpumeshError::InvalidEmission
+    );
+    let emission_total = bps_of(args.emission_supply, args.emission_supplier_share_bps)?;
+    require!(
+        emission_total == 0 || args.emission_duration > 0,
         GpumeshError::InvalidEmission
     );
     let accounts = &mut ctx.accounts;
@@ -103,8 +116,9 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         rewards_vault: accounts.rewards_vault.key(),
         params: args.params,
         reference_prices: args.reference_prices,
+        reference_updated_ts: [0; GPU_CLASS_SLOTS],
         emission: EmissionSchedule {
-            total: args.emission_total,
+            total: emission_total,
             start_ts: args.emission_start_ts,
             duration: args.emission_duration,
             last_update_ts: args.emission_start_ts,
@@ -116,6 +130,7 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         total_claimable: 0,
         treasury_balance: 0,
         total_gpu_seconds: 0,
+        leased_gpus: 0,
         workers: 0,
         open_orders: 0,
         active_leases: 0,
@@ -188,6 +203,89 @@ pub fn update_market(ctx: Context<UpdateMarket>, args: UpdateMarketArgs) -> Resu
         orchestrator_after: market.orchestrator,
         authority_after: market.authority,
         paused_after: market.paused,
+    });
+    Ok(())
+}
+
+/// The authority moving tokens between its own token account and the market's rewards or
+/// treasury vault.
+#[derive(Accounts)]
+pub struct AuthorityTransfer<'info> {
+    pub authority: Signer<'info>,
+    #[account(mut, has_one = authority @ GpumeshError::NotMarketAuthority)]
+    pub market: Box<Account<'info, Market>>,
+    #[account(mut, constraint = authority_token.mint == market.mint @ GpumeshError::WrongMint)]
+    pub authority_token: Box<Account<'info, TokenAccount>>,
+    /// The rewards vault (`fund_rewards`) or the treasury vault (`withdraw_treasury`).
+    #[account(mut)]
+    pub vault: Box<Account<'info, TokenAccount>>,
+    pub token_program: Program<'info, Token>,
+}
+
+/// Puts the suppliers' allocation (or part of it) into the rewards vault; release never outruns
+/// funding, and funding never exceeds the schedule's total.
+pub fn fund_rewards(ctx: Context<AuthorityTransfer>, amount: u64) -> Result<()> {
+    require!(amount > 0, GpumeshError::ZeroAmount);
+    let a = ctx.accounts;
+    require_keys_eq!(
+        a.vault.key(),
+        a.market.rewards_vault,
+        GpumeshError::WrongVault
+    );
+    require_keys_eq!(
+        a.authority_token.owner,
+        a.authority.key(),
+        GpumeshError::WrongTokenOwner
+    );
+    let before = a.market.emission.funded;
+    let after = before.safe_add(amount)?;
+    require!(
+        after <= a.market.emission.total,
+        GpumeshError::EmissionOverfunded
+    );
+    deposit(
+        &a.token_program,
+        &a.authority_token,
+        &a.vault,
+        &a.authority,
+        amount,
+    )?;
+    a.market.emission.funded = after;
+    a.market.invariant()?;
+    emit_event(&RewardsFunded {
+        amount,
+        funded_before: before,
+        funded_after: after,
+    });
+    Ok(())
+}
+
+/// The authority, and nobody else, withdraws accrued protocol fees (to any token account of the
+/// market's mint).
+pub fn withdraw_treasury(ctx: Context<AuthorityTransfer>, amount: u64) -> Result<()> {
+    require!(amount > 0, GpumeshError::ZeroAmount);
+    let a = ctx.accounts;
+    require_keys_eq!(
+        a.vault.key(),
+        a.market.treasury_vault,
+        GpumeshError::WrongVault
+    );
+    let before = a.market.treasury_balance;
+    require!(amount <= before, GpumeshError::TreasuryInsufficient);
+    a.market.treasury_balance = before.safe_sub(amount)?;
+    withdraw(
+        &a.token_program,
+        &a.market,
+        &a.vault,
+        &a.authority_token,
+        amount,
+    )?;
+    a.market.invariant()?;
+    emit_event(&TreasuryWithdrawn {
+        amount,
+        to: a.authority_token.key(),
+        treasury_before: before,
+        treasury_after: a.market.treasury_balance,
     });
     Ok(())
 }

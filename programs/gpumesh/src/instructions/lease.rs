@@ -1,13 +1,19 @@
 //! The orchestrator's lease instructions: put a worker on an order (`assign`) and take it off
 //! (`close_lease`), freeing the worker. Settlement of receipts is in `settle`.
 
+use super::slash::{SlashPayout, check_buyer_token, slash_worker};
+use crate::emission;
 use crate::errors::GpumeshError;
-use crate::events::{LeaseAssigned, LeaseClosed, emit_event};
-use crate::math::SafeMath;
+use crate::events::{
+    BreakerTripped, LeaseAssigned, LeaseClosed, ReferencePriceUpdated, SlashReason, emit_event,
+};
+use crate::math::{SafeMath, to_u64};
 use crate::state::{
-    ACCOUNT_VERSION, CloseReason, Lease, Market, Order, Worker, WorkerStatus, seeds,
+    ACCOUNT_VERSION, BPS_DENOMINATOR, CloseReason, Lease, Market, Order, Worker, WorkerStatus,
+    seeds,
 };
 use anchor_lang::prelude::*;
+use anchor_spl::token::{Token, TokenAccount};
 
 #[derive(Accounts)]
 pub struct Assign<'info> {
@@ -75,12 +81,75 @@ pub fn check_assignable(
     Ok(())
 }
 
+/// The circuit breaker's cap for a class: reference × (1 + band), or none while the class has no
+/// reference price yet.
+pub fn breaker_cap(market: &Market, gpu_class: u8) -> Result<Option<u64>> {
+    let reference = market.reference_prices[gpu_class as usize];
+    if reference == 0 {
+        return Ok(None);
+    }
+    let factor = BPS_DENOMINATOR as u128 + market.params.breaker_band_bps as u128;
+    let cap = (reference as u128).safe_mul(factor)? / BPS_DENOMINATOR as u128;
+    Ok(Some(u64::try_from(cap).unwrap_or(u64::MAX)))
+}
+
+/// Moves a class's reference price toward a new lease price: by the smoothing share of the gap,
+/// at most once per update interval (the first price seeds an unknown reference). Each step is
+/// therefore bounded by a factor (1 + band × smoothing) up, (1 − smoothing) down, per interval,
+/// however many leases are assigned inside it.
+pub fn update_reference(market: &mut Market, gpu_class: u8, price: u64, now: i64) -> Result<()> {
+    let class = gpu_class as usize;
+    let before = market.reference_prices[class];
+    let after = if before == 0 {
+        price
+    } else if now.safe_sub(market.reference_updated_ts[class])?
+        < market.params.reference_update_interval
+    {
+        return Ok(());
+    } else {
+        let alpha = market.params.reference_smoothing_bps as u128;
+        let gap = (price as u128).abs_diff(before as u128);
+        let step = to_u64(gap.safe_mul(alpha)? / BPS_DENOMINATOR as u128)?;
+        if price >= before {
+            before.safe_add(step)?
+        } else {
+            before.safe_sub(step)?
+        }
+    };
+    market.reference_prices[class] = after;
+    market.reference_updated_ts[class] = now;
+    emit_event(&ReferencePriceUpdated {
+        gpu_class,
+        lease_price: price,
+        reference_before: before,
+        reference_after: after,
+    });
+    Ok(())
+}
+
 pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
     let now = Clock::get()?.unix_timestamp;
     let a = &mut ctx.accounts;
     check_assignable(&a.market, &a.order, &a.worker, gpus, now)?;
     let lease_key = a.lease.key();
     let price = a.worker.price_per_gpu_second;
+    let class = a.order.requirements.gpu_class;
+    if let Some(cap) = breaker_cap(&a.market, class)? {
+        if price > cap {
+            // The transaction fails; its logs keep the trip for monitoring.
+            emit_event(&BreakerTripped {
+                gpu_class: class,
+                price,
+                reference: a.market.reference_prices[class as usize],
+                cap,
+            });
+            return err!(GpumeshError::PriceAboveBreaker);
+        }
+    }
+    update_reference(&mut a.market, class, price, now)?;
+    let leased_before = a.market.leased_gpus;
+    emission::update(&mut a.market.emission, leased_before, now)?;
+    a.market.leased_gpus = leased_before.safe_add(gpus as u64)?;
     a.lease.set_inner(Lease {
         version: ACCOUNT_VERSION,
         bump: ctx.bumps.lease,
@@ -95,6 +164,7 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
         fee_paid: 0,
         last_settle_ts: now,
         last_chain_head: [0; 32],
+        reward_acc_snapshot: a.market.emission.acc_per_gpu,
         reserved: [0; 64],
     });
     let gpus_before = a.order.gpus_assigned;
@@ -108,6 +178,7 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
     a.lease.invariant()?;
     a.order.invariant()?;
     a.worker.invariant()?;
+    a.market.invariant()?;
     emit_event(&LeaseAssigned {
         lease: lease_key,
         order: a.order.key(),
@@ -139,20 +210,69 @@ pub struct CloseLease<'info> {
         has_one = worker @ GpumeshError::WrongMarket,
     )]
     pub lease: Box<Account<'info, Lease>>,
+    // Needed only to close a lease as `WorkerOffline` (the slash pays the buyer).
+    #[account(mut)]
+    pub buyer_token: Option<Box<Account<'info, TokenAccount>>>,
+    #[account(mut, address = market.stake_vault @ GpumeshError::WrongVault)]
+    pub stake_vault: Option<Box<Account<'info, TokenAccount>>>,
+    #[account(mut, address = market.treasury_vault @ GpumeshError::WrongVault)]
+    pub treasury_vault: Option<Box<Account<'info, TokenAccount>>>,
+    pub token_program: Option<Program<'info, Token>>,
 }
 
 /// Takes the lease off the books: the order gets its GPUs back to re-assign and the worker is
 /// free. Whatever the worker served must be settled before (the client sends the final
 /// `settle` in the same transaction); seconds not settled by then are not paid.
+///
+/// `WorkerOffline` (the worker missed heartbeats past the grace period) also slashes the worker's
+/// stake at the market's offline rate and pays it to the buyer (see `slash`); the order re-opens
+/// with its remaining escrow for a new `assign`.
 pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<()> {
     require!(
-        matches!(reason, CloseReason::Completed | CloseReason::Cancelled),
+        matches!(
+            reason,
+            CloseReason::Completed | CloseReason::Cancelled | CloseReason::WorkerOffline
+        ),
         GpumeshError::InvalidCloseReason
     );
+    let now = Clock::get()?.unix_timestamp;
     let a = &mut ctx.accounts;
-    release_lease(&mut a.market, &mut a.order, &mut a.worker, &a.lease)?;
-    if reason == CloseReason::Completed {
-        a.worker.record.leases_completed = a.worker.record.leases_completed.safe_add(1)?;
+    release_lease(&mut a.market, &mut a.order, &mut a.worker, &a.lease, now)?;
+    match reason {
+        CloseReason::Completed => {
+            a.worker.record.leases_completed = a.worker.record.leases_completed.safe_add(1)?;
+        }
+        CloseReason::WorkerOffline => {
+            let (Some(buyer_token), Some(stake_vault), Some(treasury_vault), Some(token_program)) = (
+                &a.buyer_token,
+                &a.stake_vault,
+                &a.treasury_vault,
+                &a.token_program,
+            ) else {
+                return err!(GpumeshError::MissingSlashAccounts);
+            };
+            check_buyer_token(&a.market, &a.order, buyer_token)?;
+            let payout = SlashPayout {
+                token_program,
+                stake_vault,
+                treasury_vault,
+                buyer_token: Some(buyer_token),
+            };
+            let rate = a.market.params.offline_slash_bps;
+            let buyer = Some(a.order.buyer);
+            slash_worker(
+                &mut a.market,
+                &mut a.worker,
+                &payout,
+                rate,
+                SlashReason::Offline,
+                [0; 32],
+                buyer,
+            )?;
+            a.worker.invariant()?;
+            a.market.invariant()?;
+        }
+        _ => {}
     }
     emit_event(&LeaseClosed {
         lease: a.lease.key(),
@@ -167,17 +287,21 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
     Ok(())
 }
 
-/// Book-keeping shared by every way a lease ends.
+/// Book-keeping shared by every way a lease ends: the order gets its GPUs back, the worker is
+/// free (unless jailed), and the lease's GPUs stop sharing emission.
 pub fn release_lease(
     market: &mut Market,
     order: &mut Order,
     worker: &mut Worker,
     lease: &Account<Lease>,
+    now: i64,
 ) -> Result<()> {
     require!(
         worker.active_lease == Some(lease.key()),
         GpumeshError::LeaseNotActive
     );
+    emission::update(&mut market.emission, market.leased_gpus, now)?;
+    market.leased_gpus = market.leased_gpus.safe_sub(lease.gpus as u64)?;
     order.gpus_assigned = order.gpus_assigned.safe_sub(lease.gpus)?;
     order.active_leases = order.active_leases.safe_sub(1)?;
     order.refresh_status();

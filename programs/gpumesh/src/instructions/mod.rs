@@ -6,6 +6,7 @@ pub mod admin;
 pub mod lease;
 pub mod order;
 pub mod settle;
+pub mod slash;
 pub mod token;
 pub mod worker;
 
@@ -13,4 +14,5 @@ pub use admin::*;
 pub use lease::*;
 pub use order::*;
 pub use settle::*;
+pub use slash::*;
 pub use worker::*;

@@ -8,6 +8,7 @@
 //! duration, never the same seconds twice (a receipt must be strictly newer than the last one).
 
 use super::token::withdraw;
+use crate::emission;
 use crate::errors::GpumeshError;
 use crate::events::{ReceiptSettled, emit_event};
 use crate::math::{SafeMath, bps_of, lease_cost};
@@ -74,6 +75,8 @@ pub fn settle<'info>(
 
     let now = Clock::get()?.unix_timestamp;
     let market_key = a.market.key();
+    let leased = a.market.leased_gpus;
+    emission::update(&mut a.market.emission, leased, now)?;
     let mut total_fee: u64 = 0;
     for (i, receipt) in receipts.iter().enumerate() {
         let infos = &ctx.remaining_accounts[i * 3..i * 3 + 3];
@@ -148,6 +151,10 @@ fn settle_one(
     require!(served <= order.duration, GpumeshError::BeyondDuration);
 
     let delta = served.safe_sub(lease.seconds_settled)?;
+    let wall_since_last = now.safe_sub(lease.last_settle_ts)?.max(0) as u64;
+    let rewards = emission::lease_rewards(&mut market.emission, lease, delta, wall_since_last)?;
+    worker.rewards_claimable = worker.rewards_claimable.safe_add(rewards)?;
+    worker.rewards_total = worker.rewards_total.safe_add(rewards)?;
     let cost = lease_cost(delta, lease.gpus, lease.price_per_gpu_second)?;
     // The escrow is a hard cap: a lease that outran its funding is paid what is left.
     let amount = cost.min(order.escrow_remaining);
@@ -189,6 +196,7 @@ fn settle_one(
         escrow_after: order.escrow_remaining,
         claimable_before,
         claimable_after: worker.earnings_claimable,
+        rewards,
         chain_head: receipt.chain_head,
     });
     Ok(fee)

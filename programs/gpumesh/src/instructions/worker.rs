@@ -4,8 +4,8 @@
 use super::token::{deposit, withdraw};
 use crate::errors::GpumeshError;
 use crate::events::{
-    EarningsClaimed, StakeChangeKind, StakeChanged, WorkerClosed, WorkerRegistered, WorkerUpdated,
-    emit_event,
+    EarningsClaimed, RewardsClaimed, StakeChangeKind, StakeChanged, WorkerClosed, WorkerRegistered,
+    WorkerUpdated, emit_event,
 };
 use crate::math::SafeMath;
 use crate::state::{
@@ -65,7 +65,7 @@ pub fn register_worker(ctx: Context<RegisterWorker>, args: RegisterWorkerArgs) -
         earnings_claimable: 0,
         earnings_total: 0,
         rewards_claimable: 0,
-        reward_debt: 0,
+        rewards_total: 0,
         record: WorkerRecord::default(),
         registered_ts: now,
         reserved: [0; 64],
@@ -317,6 +317,54 @@ pub fn close_worker(ctx: Context<CloseWorker>) -> Result<()> {
     emit_event(&WorkerClosed {
         worker: worker.key(),
         owner: worker.owner,
+    });
+    Ok(())
+}
+
+#[derive(Accounts)]
+pub struct ClaimRewards<'info> {
+    pub owner: Signer<'info>,
+    #[account(mut)]
+    pub market: Box<Account<'info, Market>>,
+    #[account(
+        mut,
+        has_one = owner @ GpumeshError::NotWorkerOwner,
+        has_one = market @ GpumeshError::WrongMarket,
+    )]
+    pub worker: Box<Account<'info, Worker>>,
+    #[account(
+        mut,
+        constraint = owner_token.mint == market.mint @ GpumeshError::WrongMint,
+        constraint = owner_token.owner == owner.key() @ GpumeshError::WrongTokenOwner,
+    )]
+    pub owner_token: Box<Account<'info, TokenAccount>>,
+    #[account(mut, address = market.rewards_vault @ GpumeshError::WrongVault)]
+    pub rewards_vault: Box<Account<'info, TokenAccount>>,
+    pub token_program: Program<'info, Token>,
+}
+
+/// Pays the worker owner the emission rewards its settled GPU-seconds earned.
+pub fn claim_rewards(ctx: Context<ClaimRewards>) -> Result<()> {
+    let a = ctx.accounts;
+    let amount = a.worker.rewards_claimable;
+    require!(amount > 0, GpumeshError::NothingToClaim);
+    let paid_before = a.market.emission.paid;
+    a.worker.rewards_claimable = 0;
+    a.market.emission.paid = paid_before.safe_add(amount)?;
+    withdraw(
+        &a.token_program,
+        &a.market,
+        &a.rewards_vault,
+        &a.owner_token,
+        amount,
+    )?;
+    a.worker.invariant()?;
+    a.market.invariant()?;
+    emit_event(&RewardsClaimed {
+        worker: a.worker.key(),
+        amount,
+        paid_before,
+        paid_after: a.market.emission.paid,
     });
     Ok(())
 }

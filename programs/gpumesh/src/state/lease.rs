@@ -38,6 +38,8 @@ pub struct Lease {
     pub last_settle_ts: i64,
     /// Heartbeat-chain head of the last settled receipt.
     pub last_chain_head: [u8; 32],
+    /// Emission accumulator when this lease's rewards were last brought up to date.
+    pub reward_acc_snapshot: u128,
     pub reserved: [u8; 64],
 }
 

@@ -38,6 +38,8 @@ pub struct MarketParams {
     pub breaker_band_bps: u32,
     /// Weight of a new lease price in the reference-price moving average, in bps (1 ..= 5,000).
     pub reference_smoothing_bps: u16,
+    /// A class's reference price moves at most once per this many seconds (0 ..= 1 day).
+    pub reference_update_interval: i64,
 }
 
 impl MarketParams {
@@ -53,7 +55,8 @@ impl MarketParams {
             && self.slash_treasury_share_bps as u64 <= BPS_DENOMINATOR
             && (0..=365 * DAY).contains(&self.jail_period)
             && (1_000..=100_000).contains(&self.breaker_band_bps)
-            && (1..=5_000).contains(&self.reference_smoothing_bps);
+            && (1..=5_000).contains(&self.reference_smoothing_bps)
+            && (0..=DAY).contains(&self.reference_update_interval);
         require!(ok, GpumeshError::InvalidMarketParams);
         Ok(())
     }
@@ -74,29 +77,36 @@ impl Default for MarketParams {
             jail_period: 7 * DAY,
             breaker_band_bps: 30_000,
             reference_smoothing_bps: 1_000,
+            reference_update_interval: 300,
         }
     }
 }
 
-/// The suppliers' emission allocation, released linearly. Funded and paid by the rewards
-/// instructions; the fields live here from the start so the layout does not change.
+/// The suppliers' emission allocation, released linearly from `start_ts` over `duration` and
+/// shared among leased GPUs second by second (see `crate::emission`).
 #[derive(
     AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace,
 )]
 pub struct EmissionSchedule {
-    /// Base units allocated to suppliers over the whole schedule.
+    /// Base units allocated to suppliers over the whole schedule (supply × share).
     pub total: u64,
     /// Unix time the linear release begins.
     pub start_ts: i64,
     /// Seconds over which `total` is released (e.g. 12 years).
     pub duration: i64,
-    /// Base units paid out to workers so far.
-    pub paid: u64,
-    /// Base units released into the accumulator so far (≤ unlocked at every clock).
+    /// Base units put into the rewards vault so far (release never outruns funding).
+    pub funded: u64,
+    /// Base units released into the accumulator (shared among leased GPUs) so far.
     pub distributed: u64,
-    /// Reward per settled GPU-second, scaled by 2^64.
-    pub acc_per_gpu_second: u128,
-    /// Last time the accumulator was brought up to date.
+    /// Base units released while no GPU was leased: nobody earned them; they stay in the vault.
+    pub undistributed: u64,
+    /// Base units owed to workers (settled, not yet claimed) plus already paid.
+    pub accrued: u64,
+    /// Base units paid out to workers.
+    pub paid: u64,
+    /// Reward per leased GPU since the start, scaled by 2^64.
+    pub acc_per_gpu: u128,
+    /// Time up to which release has been accounted.
     pub last_update_ts: i64,
 }
 
@@ -120,6 +130,8 @@ pub struct Market {
     pub params: MarketParams,
     /// Reference price per GPU class (base units per GPU-second); 0 = not yet known.
     pub reference_prices: [u64; GPU_CLASS_SLOTS],
+    /// When each class's reference price last moved.
+    pub reference_updated_ts: [i64; GPU_CLASS_SLOTS],
     pub emission: EmissionSchedule,
     /// Σ workers' bonded stake (held in the stake vault).
     pub total_stake: u64,
@@ -133,6 +145,8 @@ pub struct Market {
     pub treasury_balance: u64,
     /// Settled GPU-seconds over the market's life.
     pub total_gpu_seconds: u64,
+    /// GPUs under an active lease right now: the weight emission is shared by.
+    pub leased_gpus: u64,
     /// Counters for dashboards and sanity checks.
     pub workers: u32,
     pub open_orders: u32,
@@ -149,6 +163,12 @@ impl Market {
         self.total_stake.safe_add(self.total_unbonding)
     }
 
+    /// What the rewards vault must hold.
+    pub fn rewards_vault_expected(&self) -> Result<u64> {
+        use crate::math::SafeMath;
+        self.emission.funded.safe_sub(self.emission.paid)
+    }
+
     /// What the escrow vault must hold.
     pub fn escrow_vault_expected(&self) -> Result<u64> {
         use crate::math::SafeMath;
@@ -163,6 +183,14 @@ impl Market {
         self.params.validate()?;
         self.stake_vault_expected()?;
         self.escrow_vault_expected()?;
+        let e = &self.emission;
+        // Never owed more than released, never released more than unlocked and funded.
+        require!(
+            e.paid <= e.accrued
+                && e.accrued <= e.distributed
+                && e.distributed.checked_add(e.undistributed) <= Some(e.funded.min(e.total)),
+            GpumeshError::InvalidEmission
+        );
         Ok(())
     }
 

@@ -74,9 +74,9 @@ pub struct Worker {
     /// Earnings settled and not yet claimed (held in the escrow vault).
     pub earnings_claimable: u64,
     pub earnings_total: u64,
-    /// Emission rewards owed and not yet claimed, and the accumulator snapshot.
+    /// Emission rewards earned and not yet claimed (held in the rewards vault).
     pub rewards_claimable: u64,
-    pub reward_debt: u128,
+    pub rewards_total: u64,
     pub record: WorkerRecord,
     pub registered_ts: i64,
     pub reserved: [u8; 64],
