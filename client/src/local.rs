@@ -21,12 +21,31 @@ pub struct LocalMarket {
     pub decimals: u8,
 }
 
+/// An emission schedule for a new market: `share_bps` of `supply`, released linearly over
+/// `duration` seconds from the market's creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EmissionConfig {
+    pub supply: u64,
+    pub share_bps: u16,
+    pub duration: i64,
+}
+
 impl LocalMarket {
-    /// Creates a mint with `decimals` and a market for it with `params`.
+    /// Creates a mint with `decimals` and a market for it with `params`, without emission.
     pub fn create(
         chain: &mut dyn Chain,
         params: MarketParams,
         decimals: u8,
+    ) -> Result<Self, ChainError> {
+        Self::create_with_emission(chain, params, decimals, EmissionConfig::default())
+    }
+
+    /// Like [`LocalMarket::create`], with an emission schedule starting now.
+    pub fn create_with_emission(
+        chain: &mut dyn Chain,
+        params: MarketParams,
+        decimals: u8,
+        emission: EmissionConfig,
     ) -> Result<Self, ChainError> {
         let authority = Keypair::new();
         let orchestrator = Keypair::new();
@@ -57,10 +76,10 @@ impl LocalMarket {
                     orchestrator: orchestrator.pubkey(),
                     params,
                     reference_prices: [0; GPU_CLASS_SLOTS],
-                    emission_supply: 0,
-                    emission_supplier_share_bps: 0,
+                    emission_supply: emission.supply,
+                    emission_supplier_share_bps: emission.share_bps,
                     emission_start_ts: chain.unix_time()?,
-                    emission_duration: 0,
+                    emission_duration: emission.duration,
                 },
             )],
             &authority,

@@ -1,12 +1,16 @@
 //! Random sequences of market instructions by several buyers and workers, with clock warps, run
 //! through the real runtime. After every step, whether the program accepted or refused it:
 //! every vault holds exactly what the accounts say, no token is created or destroyed, no lease is
-//! paid beyond wall time or its price, and a refused step changed nothing.
+//! paid beyond wall time or its price, emission paid never exceeds what the schedule has unlocked,
+//! and a refused step changed nothing. Steps include slashing (offline and fraud), expiry, jail,
+//! the price circuit breaker (reference resets and worker re-pricing) and reward claims.
 
 mod common;
 
 use common::*;
 use gpumesh_client::ix::{self, LeaseRef};
+use gpumesh_client::local::EmissionConfig;
+use gpumesh_client::program::instructions::{UpdateMarketArgs, UpdateWorkerArgs};
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
 use proptest::prelude::*;
@@ -61,6 +65,28 @@ enum Step {
     Warp {
         seconds: i64,
     },
+    Offline {
+        lease: usize,
+    },
+    Fraud {
+        worker: usize,
+    },
+    Expire {
+        lease: usize,
+    },
+    Unjail {
+        worker: usize,
+    },
+    ClaimRewards {
+        worker: usize,
+    },
+    SetReference {
+        price: u64,
+    },
+    Reprice {
+        worker: usize,
+        price: u64,
+    },
 }
 
 /// Indices in steps are taken modulo what exists, so most steps act on something real.
@@ -87,6 +113,13 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..4usize).prop_map(|worker| Step::Withdraw { worker }),
         1 => (0..4usize).prop_map(|worker| Step::Claim { worker }),
         4 => prop_oneof![9 => 0..600i64, 1 => Just(params().unbonding_period)].prop_map(|seconds| Step::Warp { seconds }),
+        1 => (0..8usize).prop_map(|lease| Step::Offline { lease }),
+        1 => (0..4usize).prop_map(|worker| Step::Fraud { worker }),
+        1 => (0..8usize).prop_map(|lease| Step::Expire { lease }),
+        1 => (0..4usize).prop_map(|worker| Step::Unjail { worker }),
+        1 => (0..4usize).prop_map(|worker| Step::ClaimRewards { worker }),
+        1 => (1..30u64).prop_map(|price| Step::SetReference { price }),
+        1 => (0..4usize, 1..60u64).prop_map(|(worker, price)| Step::Reprice { worker, price }),
     ]
 }
 
@@ -102,7 +135,31 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        let mut fx = Fx::new();
+        let params = MarketParams {
+            max_receipt_age: 600,
+            jail_period: 3_600,
+            slash_treasury_share_bps: 2_000,
+            ..params()
+        };
+        let emission = EmissionConfig {
+            supply: 1_000_000_000,
+            share_bps: 3_000,
+            duration: 100_000,
+        };
+        let mut fx = Fx::with_emission(params, emission);
+        let authority = fx.m.authority.insecure_clone();
+        let total = fx.market().emission.total;
+        let auth_token = fx.fund_authority(total);
+        fx.send(
+            &[ix::fund_rewards(
+                &fx.m.addrs,
+                &authority.pubkey(),
+                &auth_token,
+                total,
+            )],
+            &authority,
+        )
+        .expect("fund rewards");
         let buyers = (0..3).map(|_| fx.user(200_000)).collect();
         let workers = vec![
             fx.worker_with(hardware(), 5, 1_000),
@@ -289,6 +346,83 @@ impl Model {
                 self.fx.chain.warp(seconds).unwrap();
                 return;
             }
+            Step::Offline { lease } => {
+                let Some((lref, _)) = pick(&self.leases, lease) else {
+                    return;
+                };
+                let Some(o) = self.orders.iter().find(|o| o.order == lref.order) else {
+                    return;
+                };
+                (
+                    vec![ix::close_lease_offline(&a, &orch.pubkey(), lref, &o.token)],
+                    orch,
+                )
+            }
+            Step::Fraud { worker } => {
+                let w = &self.workers[worker];
+                let state: Worker = self.fx.chain.fetch(&w.worker).unwrap();
+                let serving = state.active_lease.and_then(|l| {
+                    let (lref, _) = self.leases.iter().find(|(r, _)| r.lease == l)?;
+                    let o = self.orders.iter().find(|o| o.order == lref.order)?;
+                    Some((*lref, o.token))
+                });
+                let ix = ix::slash_fraud(
+                    &a,
+                    &orch.pubkey(),
+                    &w.worker,
+                    serving.as_ref().map(|(l, t)| (l, t)),
+                    [3; 32],
+                );
+                (vec![ix], orch)
+            }
+            Step::Expire { lease } => {
+                let Some((lref, _)) = pick(&self.leases, lease) else {
+                    return;
+                };
+                let caller = self.buyers[0].insecure_clone();
+                (
+                    vec![ix::expire_lease(&a, &caller.pubkey(), &orch.pubkey(), lref)],
+                    caller,
+                )
+            }
+            Step::Unjail { worker } => {
+                let w = &self.workers[worker];
+                (
+                    vec![ix::unjail(&a, &w.owner.pubkey())],
+                    w.owner.insecure_clone(),
+                )
+            }
+            Step::ClaimRewards { worker } => {
+                let w = &self.workers[worker];
+                (
+                    vec![ix::claim_rewards(&a, &w.owner.pubkey(), &w.token)],
+                    w.owner.insecure_clone(),
+                )
+            }
+            Step::SetReference { price } => {
+                let authority = self.fx.m.authority.insecure_clone();
+                let mut prices = [0u64; 16];
+                prices[H100 as usize] = price;
+                let args = UpdateMarketArgs {
+                    reference_prices: Some(prices),
+                    ..Default::default()
+                };
+                (
+                    vec![ix::update_market(&a, &authority.pubkey(), args)],
+                    authority,
+                )
+            }
+            Step::Reprice { worker, price } => {
+                let w = &self.workers[worker];
+                let args = UpdateWorkerArgs {
+                    price_per_gpu_second: Some(price),
+                    ..Default::default()
+                };
+                (
+                    vec![ix::update_worker(&a, &w.owner.pubkey(), args)],
+                    w.owner.insecure_clone(),
+                )
+            }
         };
         let before = self.fx.snapshot();
         match self.fx.chain.send(&ixs, &payer, &[]) {
@@ -347,7 +481,7 @@ impl Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, max_shrink_iters: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn random_sequences_keep_every_invariant(steps in prop::collection::vec(step(), 1..60)) {

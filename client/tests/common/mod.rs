@@ -6,7 +6,7 @@
 
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::local::LocalMarket;
+use gpumesh_client::local::{EmissionConfig, LocalMarket};
 use gpumesh_client::program::errors::GpumeshError;
 use gpumesh_client::program::instructions::*;
 use gpumesh_client::program::state::*;
@@ -79,8 +79,12 @@ impl Fx {
     }
 
     pub fn with_params(p: MarketParams) -> Self {
+        Self::with_emission(p, EmissionConfig::default())
+    }
+
+    pub fn with_emission(p: MarketParams, emission: EmissionConfig) -> Self {
         let mut chain = SvmChain::new();
-        let m = LocalMarket::create(&mut chain, p, 6).expect("market");
+        let m = LocalMarket::create_with_emission(&mut chain, p, 6, emission).expect("market");
         let token_accounts = vec![
             m.addrs.stake_vault,
             m.addrs.escrow_vault,
@@ -97,6 +101,24 @@ impl Fx {
             minted: 0,
             next_order_id: 1,
         }
+    }
+
+    /// Gives the market authority `tokens` (for funding rewards) and tracks its token account.
+    pub fn fund_authority(&mut self, tokens: u64) -> Pubkey {
+        let authority = self.m.authority.insecure_clone();
+        self.m
+            .mint_to(&mut self.chain, &authority, tokens)
+            .expect("mint to authority");
+        let token = self.m.token_account(&authority.pubkey());
+        if !self.token_accounts.contains(&token) {
+            self.token_accounts.push(token);
+        }
+        self.minted += tokens;
+        token
+    }
+
+    pub fn worker_state(&self, w: &WorkerKeys) -> Worker {
+        self.chain.fetch(&w.worker).expect("worker")
     }
 
     pub fn orch(&self) -> Pubkey {

@@ -134,17 +134,17 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
     let lease_key = a.lease.key();
     let price = a.worker.price_per_gpu_second;
     let class = a.order.requirements.gpu_class;
-    if let Some(cap) = breaker_cap(&a.market, class)? {
-        if price > cap {
-            // The transaction fails; its logs keep the trip for monitoring.
-            emit_event(&BreakerTripped {
-                gpu_class: class,
-                price,
-                reference: a.market.reference_prices[class as usize],
-                cap,
-            });
-            return err!(GpumeshError::PriceAboveBreaker);
-        }
+    if let Some(cap) = breaker_cap(&a.market, class)?
+        && price > cap
+    {
+        // The transaction fails; its logs keep the trip for monitoring.
+        emit_event(&BreakerTripped {
+            gpu_class: class,
+            price,
+            reference: a.market.reference_prices[class as usize],
+            cap,
+        });
+        return err!(GpumeshError::PriceAboveBreaker);
     }
     update_reference(&mut a.market, class, price, now)?;
     let leased_before = a.market.leased_gpus;

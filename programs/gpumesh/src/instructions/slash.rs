@@ -204,10 +204,10 @@ pub fn slash_fraud(ctx: Context<SlashFraud>, evidence_hash: [u8; 32]) -> Result<
     if let Some(order) = &mut a.order {
         order.invariant()?;
     }
-    if let Some(lease) = &a.lease {
-        if buyer.is_some() {
-            lease.close(a.orchestrator.to_account_info())?;
-        }
+    if let Some(lease) = &a.lease
+        && buyer.is_some()
+    {
+        lease.close(a.orchestrator.to_account_info())?;
     }
     a.worker.invariant()?;
     a.market.invariant()?;
