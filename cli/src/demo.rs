@@ -32,6 +32,8 @@ struct Demo {
     buyer: Keypair,
     owner: Keypair,
     node: Keypair,
+    /// The second supplier, once it exists (the one that fails).
+    owner2: Option<Keypair>,
     minted: u64,
 }
 
@@ -52,7 +54,7 @@ impl Demo {
     fn balances(&self) -> Result<(), ChainError> {
         let a = &self.m.addrs;
         let market: Market = self.chain.fetch(&a.market)?;
-        let rows = [
+        let mut rows = vec![
             (
                 "buyer wallet",
                 self.m.balance_of(&self.chain, &self.buyer.pubkey())?,
@@ -61,13 +63,21 @@ impl Demo {
                 "supplier wallet",
                 self.m.balance_of(&self.chain, &self.owner.pubkey())?,
             ),
+        ];
+        if let Some(owner2) = &self.owner2 {
+            rows.push((
+                "supplier 2 wallet",
+                self.m.balance_of(&self.chain, &owner2.pubkey())?,
+            ));
+        }
+        rows.extend([
             ("escrow vault", self.chain.token_balance(&a.escrow_vault)?),
             ("stake vault", self.chain.token_balance(&a.stake_vault)?),
             (
                 "treasury vault",
                 self.chain.token_balance(&a.treasury_vault)?,
             ),
-        ];
+        ]);
         let line = rows
             .iter()
             .map(|(k, v)| format!("{k} {}", self.tokens(*v)))
@@ -115,6 +125,15 @@ impl Demo {
                     e.seconds_settled,
                     self.tokens(e.amount_paid)
                 ),
+                GpumeshEvent::WorkerSlashed(e) => format!(
+                    "event WorkerSlashed ({:?}): {} taken, {} to the buyer, {} to the treasury; stake {} -> {}",
+                    e.reason,
+                    self.tokens(e.amount),
+                    self.tokens(e.to_buyer),
+                    self.tokens(e.to_treasury),
+                    self.tokens(e.stake_before),
+                    self.tokens(e.stake_after)
+                ),
                 other => format!("event {}", event_name(other)),
             };
             self.detail(line);
@@ -153,6 +172,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         buyer,
         owner,
         node: Keypair::new(),
+        owner2: None,
         minted: 1_100 * one,
     };
     let a = d.m.addrs;
@@ -219,6 +239,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     d.balances()?;
 
     d.say("A buyer orders 8 x H100 in eu-west and puts 60 tokens in escrow");
+    let requirements = OrderRequirements {
+        gpu_class: class.code(),
+        gpu_count: 8,
+        min_vram_mib: 40_000,
+        min_bandwidth_gbps: 2_000,
+        regions: Region::set(&[region]),
+    };
     let buyer_token = d.m.token_account(&d.buyer.pubkey());
     let order_id = 1;
     let order = a.order(&d.buyer.pubkey(), order_id);
@@ -229,13 +256,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             &buyer_token,
             CreateOrderArgs {
                 order_id,
-                requirements: OrderRequirements {
-                    gpu_class: class.code(),
-                    gpu_count: 8,
-                    min_vram_mib: 40_000,
-                    min_bandwidth_gbps: 2_000,
-                    regions: Region::set(&[region]),
-                },
+                requirements,
                 max_price_per_gpu_second: 400,
                 duration: 2 * 3_600,
                 mode: OrderMode::Spot,
@@ -358,6 +379,122 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     d.balances()?;
 
+    d.say("A second, cheaper supplier registers an 8 x H100 machine and stakes 1000; the buyer orders again");
+    let owner2 = d.m.funded_user(&mut d.chain, 1_000 * one)?;
+    d.minted += 1_000 * one;
+    let node2 = Keypair::new();
+    let owner2_token = d.m.token_account(&owner2.pubkey());
+    let worker2 = a.worker(&owner2.pubkey());
+    d.chain.send(
+        &[
+            ix::register_worker(
+                &a,
+                &owner2.pubkey(),
+                RegisterWorkerArgs {
+                    node_key: node2.pubkey(),
+                    hardware,
+                    price_per_gpu_second: 250,
+                },
+            ),
+            ix::stake(&a, &owner2.pubkey(), &owner2_token, 1_000 * one),
+        ],
+        &owner2,
+        &[],
+    )?;
+    d.owner2 = Some(owner2.insecure_clone());
+    let order2 = a.order(&d.buyer.pubkey(), 2);
+    d.chain.send(
+        &[ix::create_order(
+            &a,
+            &d.buyer.pubkey(),
+            &buyer_token,
+            CreateOrderArgs {
+                order_id: 2,
+                requirements,
+                max_price_per_gpu_second: 400,
+                duration: 3_600,
+                mode: OrderMode::Spot,
+                job_spec_hash: [0x43; 32],
+                deposit: 10 * one,
+            },
+        )],
+        &d.buyer,
+        &[],
+    )?;
+    d.detail(format!(
+        "worker {} asks {} per GPU-second; order {} holds 10 in escrow",
+        short(&worker2),
+        d.tokens(250),
+        short(&order2)
+    ));
+    d.balances()?;
+
+    d.say("Order 2 goes to the cheaper supplier; it serves 5 minutes, then its heartbeats stop");
+    d.chain.send(
+        &[ix::assign(&a, &orch.pubkey(), &order2, &worker2, 8)],
+        &orch,
+        &[],
+    )?;
+    let lease2 = LeaseRef::new(order2, worker2);
+    d.chain.warp(300)?;
+    let last = SignedReceipt::sign(&node2, lease2.lease, 300, head(300));
+    d.chain.warp(20)?;
+    d.say("Past the grace period the orchestrator settles the last receipt and closes the lease as offline");
+    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease2, last)]).to_vec();
+    ixs.push(ix::close_lease_offline(
+        &a,
+        &orch.pubkey(),
+        &lease2,
+        &buyer_token,
+    ));
+    let out = d.chain.send(&ixs, &orch, &[])?;
+    d.events(&out.events);
+    let o2: Order = d.chain.fetch(&order2)?;
+    d.detail(format!(
+        "order 2 is {:?} again with {} of escrow left; the buyer was paid the slash",
+        o2.status,
+        d.tokens(o2.escrow_remaining)
+    ));
+    d.balances()?;
+
+    d.say("The order is re-placed on the first supplier, which finishes it (10 minutes)");
+    d.chain.send(
+        &[ix::assign(&a, &orch.pubkey(), &order2, &worker, 8)],
+        &orch,
+        &[],
+    )?;
+    let lease3 = LeaseRef::new(order2, worker);
+    d.chain.warp(600)?;
+    let r = SignedReceipt::sign(&d.node, lease3.lease, 600, head(600));
+    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease3, r)]).to_vec();
+    ixs.push(ix::close_lease(
+        &a,
+        &orch.pubkey(),
+        &lease3,
+        CloseReason::Completed,
+    ));
+    ixs.push(ix::complete_order(
+        &a,
+        &orch.pubkey(),
+        &d.buyer.pubkey(),
+        &buyer_token,
+        &order2,
+    ));
+    let out = d.chain.send(&ixs, &orch, &[])?;
+    d.events(&out.events);
+    d.chain.send(
+        &[ix::claim_earnings(&a, &d.owner.pubkey(), &owner_token)],
+        &d.owner,
+        &[],
+    )?;
+    d.chain.send(
+        &[ix::claim_earnings(&a, &owner2.pubkey(), &owner2_token)],
+        &owner2,
+        &[],
+    )?;
+    d.detail("both suppliers claim their earnings");
+    d.balances()?;
+
     d.say("The supplier unstakes: the stake unbonds for 14 days, then comes back");
     let out = d.chain.send(
         &[ix::request_unstake(
@@ -389,27 +526,50 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     d.balances()?;
 
     d.say("Totals");
-    let total = [d.buyer.pubkey(), d.owner.pubkey()]
+    let mut holders = vec![d.buyer.pubkey(), d.owner.pubkey(), owner2.pubkey()];
+    holders.extend([
+        a.escrow_vault,
+        a.stake_vault,
+        a.treasury_vault,
+        a.rewards_vault,
+    ]);
+    let total = holders
         .iter()
-        .map(|k| d.m.balance_of(&d.chain, k))
-        .chain(
-            [
-                a.escrow_vault,
-                a.stake_vault,
-                a.treasury_vault,
-                a.rewards_vault,
-            ]
-            .iter()
-            .map(|k| d.chain.token_balance(k)),
-        )
+        .map(|k| {
+            if *k == a.escrow_vault
+                || *k == a.stake_vault
+                || *k == a.treasury_vault
+                || *k == a.rewards_vault
+            {
+                d.chain.token_balance(k)
+            } else {
+                d.m.balance_of(&d.chain, k)
+            }
+        })
         .sum::<Result<u64, _>>()?;
-    let buyer_spent = 100 * one - d.m.balance_of(&d.chain, &d.buyer.pubkey())?;
-    let supplier_earned = d.m.balance_of(&d.chain, &d.owner.pubkey())? - 1_000 * one;
+    let signed = |v: u64| v as i128;
+    let buyer_change = signed(d.m.balance_of(&d.chain, &d.buyer.pubkey())?) - signed(100 * one);
+    let supplier_change =
+        signed(d.m.balance_of(&d.chain, &d.owner.pubkey())?) - signed(1_000 * one);
+    let w1: Worker = d.chain.fetch(&worker)?;
+    let w2: Worker = d.chain.fetch(&worker2)?;
+    // Supplier 2 still has its remaining stake bonded: count it as what it holds.
+    let supplier2_change =
+        signed(d.m.balance_of(&d.chain, &owner2.pubkey())? + w2.stake) - signed(1_000 * one);
     let fees = d.chain.token_balance(&a.treasury_vault)?;
+    let o = |v: i128| {
+        let sign = if v < 0 { "-" } else { "+" };
+        format!("{sign}{}", d.tokens(v.unsigned_abs() as u64))
+    };
     d.detail(format!(
-        "buyer paid {} for 8 GPUs x 1800 s; supplier earned {}; protocol fees {}",
-        d.tokens(buyer_spent),
-        d.tokens(supplier_earned),
+        "buyer {} (paid for 8 GPUs x 2700 s, received a {} slash); supplier {} (earned {}); supplier 2 {} (earned {}, slashed {}); protocol fees {}",
+        o(buyer_change),
+        d.tokens(w2.record.slashed_total),
+        o(supplier_change),
+        d.tokens(w1.earnings_total),
+        o(supplier2_change),
+        d.tokens(w2.earnings_total),
+        d.tokens(w2.record.slashed_total),
         d.tokens(fees)
     ));
     d.detail(format!(
@@ -422,7 +582,8 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             "MISMATCH"
         }
     ));
-    if total != d.minted || buyer_spent != supplier_earned + fees {
+    let adds_up = buyer_change + supplier_change + supplier2_change + signed(fees) == 0;
+    if total != d.minted || !adds_up {
         return Err("balances do not add up".into());
     }
     Ok(())

@@ -21,8 +21,10 @@ fn demo_runs_the_whole_flow_and_balances_add_up() {
         "BeyondWallTime",
         "LeaseClosed (Completed): 1800 s settled",
         "OrderClosed: paid 4.32, refund 55.68",
-        "buyer paid 4.32 for 8 GPUs x 1800 s; supplier earned 4.212; protocol fees 0.108",
-        "tokens in existence 1100 = minted 1100: conserved",
+        "WorkerSlashed (Offline): 50 taken, 50 to the buyer, 0 to the treasury",
+        "order 2 is Open again with 9.4 of escrow left",
+        "buyer +43.64 (paid for 8 GPUs x 2700 s, received a 50 slash); supplier +5.616 (earned 5.616); supplier 2 -49.415 (earned 0.585, slashed 50); protocol fees 0.159",
+        "tokens in existence 2100 = minted 2100: conserved",
     ] {
         assert!(
             stdout.contains(expected),
