@@ -111,13 +111,13 @@ impl RpcChain {
 
     /// An RPC failure in words a user can act on: which URL, and what to do about it.
     fn rpc_error(&self, err: ClientError) -> ChainError {
-        match err.kind() {
-            ErrorKind::Io(_) | ErrorKind::Reqwest(_) => ChainError::Rpc(format!(
+        match is_unreachable(&err) {
+            true => ChainError::Rpc(format!(
                 "{} did not answer ({err}). Is the cluster running? Start a local one with \
                  `gpumesh localnet`, or pass another --url",
                 self.url
             )),
-            _ => ChainError::Rpc(format!("{} refused the request: {err}", self.url)),
+            false => ChainError::Rpc(format!("{} refused the request: {err}", self.url)),
         }
     }
 
@@ -186,8 +186,16 @@ impl RpcChain {
     }
 }
 
+/// Whether the endpoint did not answer at all (as opposed to answering with an error). Some
+/// client calls wrap the transport failure into a message for users, hence the text check.
 fn is_unreachable(err: &ClientError) -> bool {
-    matches!(err.kind(), ErrorKind::Io(_) | ErrorKind::Reqwest(_))
+    match err.kind() {
+        ErrorKind::Io(_) | ErrorKind::Reqwest(_) => true,
+        ErrorKind::RpcError(RpcError::ForUser(message)) => {
+            message.contains("error sending request")
+        }
+        _ => false,
+    }
 }
 
 impl Chain for RpcChain {
