@@ -430,3 +430,54 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
     assert!(net.chain.account(&a.worker(&poor_key)).unwrap().is_none());
     let _ = operator_key;
 }
+
+#[test]
+fn gpumesh_localnet_serves_the_program_a_mint_and_funded_wallets() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let rpc_port = gpumesh_localnet::free_port().unwrap();
+    let ws_port = gpumesh_localnet::free_port().unwrap();
+    let wallet = Keypair::new();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpumesh"))
+        .env("HOME", dir.path())
+        .args(["localnet", "--output", "json", "--tokens", "250"])
+        .args([
+            "--rpc-port",
+            &rpc_port.to_string(),
+            "--ws-port",
+            &ws_port.to_string(),
+        ])
+        .args(["--fund", &wallet.pubkey().to_string()])
+        .arg("--localnet-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        let _ = child.kill();
+        panic!("{e}: {line:?}")
+    });
+    let chain = RpcChain::new(ready["rpc_url"].as_str().unwrap());
+    let mint = Pubkey::from_str(ready["mint"].as_str().unwrap()).unwrap();
+    let program = chain.account(&gpumesh_client::program::ID).unwrap();
+    let tokens = chain
+        .token_balance(&token::ata(&wallet.pubkey(), &mint))
+        .unwrap();
+    let sol = chain.lamports(&wallet.pubkey()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(program.is_some_and(
+        |p| p.owner == Pubkey::from_str("NativeLoader1111111111111111111111111111111").unwrap()
+    ));
+    assert_eq!(ready["program_id"], gpumesh_client::program::ID.to_string());
+    assert_eq!(tokens, 250 * ONE);
+    assert_eq!(sol, 100 * 1_000_000_000);
+    // The mint's keys stay in the state directory, so a restart brings it back at this address.
+    let state = LocalState::open(&dir.path().join("state")).unwrap();
+    assert_eq!(state.mint(), mint);
+}
