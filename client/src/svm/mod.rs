@@ -17,6 +17,17 @@ use solana_transaction::Transaction;
 
 crate::native_builtin!(GpumeshBuiltin, gpumesh::entry);
 
+/// Registers the gpumesh program (its host build, through [`native`]) in a LiteSVM runtime.
+/// The in-process chain and the local RPC node (gpumesh-localnet, whose surfpool node runs on
+/// the same LiteSVM) both load the program through here.
+pub fn register_program(svm: &mut LiteSVM) {
+    native::install_syscall_stubs();
+    svm.add_builtin(
+        gpumesh::ID,
+        <GpumeshBuiltin as BuiltinFunctionDefinition<_>>::register,
+    );
+}
+
 /// Unix time the in-process clock starts at (2026-01-01T00:00:00Z).
 pub const GENESIS_UNIX_TIME: i64 = 1_767_225_600;
 /// Slots per second of warped time (400 ms slots).
@@ -34,12 +45,8 @@ impl Default for SvmChain {
 
 impl SvmChain {
     pub fn new() -> Self {
-        native::install_syscall_stubs();
         let mut svm = LiteSVM::new().with_log_bytes_limit(Some(1 << 20));
-        svm.add_builtin(
-            gpumesh::ID,
-            <GpumeshBuiltin as BuiltinFunctionDefinition<_>>::register,
-        );
+        register_program(&mut svm);
         let mut clock: Clock = svm.get_sysvar();
         clock.unix_timestamp = GENESIS_UNIX_TIME;
         clock.epoch_start_timestamp = GENESIS_UNIX_TIME;

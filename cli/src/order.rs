@@ -1,0 +1,369 @@
+//! `gpumesh order`: the buyer's commands. An order asks for GPUs (class, count, VRAM,
+//! bandwidth, regions) at a max price for a duration, with escrow deposited up front and the hash
+//! of a job-spec file on chain; it can be topped up, cancelled (unspent escrow back), shown and
+//! listed.
+
+use crate::context::{Ctx, MarketView};
+use crate::error::CliError;
+use anchor_lang::prelude::Pubkey;
+use gpumesh_client::chain::{Chain, ChainExt};
+use gpumesh_client::program::instructions::CreateOrderArgs;
+use gpumesh_client::program::state::{Order, OrderMode, OrderRequirements};
+use gpumesh_client::{Signer, ix, rpc, token};
+use gpumesh_protocol::{GpuClass, Region};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+#[derive(clap::Subcommand)]
+pub enum OrderCommand {
+    /// Put escrow down and ask for GPUs.
+    Create(CreateArgs),
+    /// Add escrow (whole tokens) to an order.
+    TopUp { id: u64, amount: String },
+    /// Cancel an order with no active lease; its unspent escrow comes back.
+    Cancel { id: u64 },
+    /// Print an order.
+    Show {
+        id: u64,
+        /// The buyer's address [default: --keypair's].
+        #[arg(long)]
+        buyer: Option<String>,
+    },
+    /// List a buyer's orders in this market.
+    List {
+        /// The buyer's address [default: --keypair's].
+        #[arg(long)]
+        buyer: Option<String>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Mode {
+    /// Pay per second; cancel any time once leases are closed.
+    Spot,
+    /// Funded for the whole term at the max price.
+    Reserved,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum HashKind {
+    Blake3,
+    Sha256,
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// GPU class by name (h100, a100-80gb, rtx4090, …).
+    #[arg(long)]
+    class: String,
+    /// GPUs wanted.
+    #[arg(long, default_value_t = 1)]
+    gpus: u16,
+    /// Least VRAM per GPU, MiB.
+    #[arg(long, default_value_t = 0)]
+    min_vram_mib: u32,
+    /// Least memory bandwidth, GB/s.
+    #[arg(long, default_value_t = 0)]
+    min_bandwidth_gbps: u32,
+    /// Allowed regions, comma-separated (us-east,eu-west,…).
+    #[arg(long, value_delimiter = ',', required = true)]
+    regions: Vec<String>,
+    /// Most you pay, whole tokens per GPU-second.
+    #[arg(long)]
+    max_price: String,
+    /// Seconds of service per lease.
+    #[arg(long)]
+    duration: u64,
+    /// Escrow to deposit now, whole tokens.
+    #[arg(long)]
+    deposit: String,
+    /// The job-spec file; its hash goes on chain, the file stays with you and the orchestrator.
+    #[arg(long)]
+    spec: PathBuf,
+    #[arg(long, value_enum, default_value_t = HashKind::Blake3)]
+    hash: HashKind,
+    #[arg(long, value_enum, default_value_t = Mode::Spot)]
+    mode: Mode,
+    /// The order's id [default: one above the wallet's highest in this market].
+    #[arg(long)]
+    id: Option<u64>,
+}
+
+pub fn run(ctx: &mut Ctx, cmd: &OrderCommand) -> Result<(), CliError> {
+    match cmd {
+        OrderCommand::Create(args) => create(ctx, args),
+        OrderCommand::TopUp { id, amount } => top_up(ctx, *id, amount),
+        OrderCommand::Cancel { id } => cancel(ctx, *id),
+        OrderCommand::Show { id, buyer } => show(ctx, *id, buyer.as_deref()),
+        OrderCommand::List { buyer } => list(ctx, buyer.as_deref()),
+    }
+}
+
+fn buyer_key(ctx: &Ctx, buyer: Option<&str>) -> Result<Pubkey, CliError> {
+    match buyer {
+        Some(b) => Pubkey::from_str(b.trim())
+            .map_err(|_| CliError::Input(format!("--buyer {b:?} is not a base58 address"))),
+        None => Ok(ctx.wallet()?.pubkey()),
+    }
+}
+
+fn orders_of(ctx: &Ctx, m: &MarketView, buyer: &Pubkey) -> Result<Vec<(Pubkey, Order)>, CliError> {
+    let accounts = ctx.chain.program_accounts(
+        &gpumesh_client::program::ID,
+        rpc::order_filters(&m.addrs.market, buyer),
+    )?;
+    let mut orders = accounts
+        .into_iter()
+        .filter_map(|(key, raw)| {
+            <Order as anchor_lang::AccountDeserialize>::try_deserialize(&mut &raw.data[..])
+                .ok()
+                .map(|o| (key, o))
+        })
+        .collect::<Vec<_>>();
+    orders.sort_by_key(|(_, o)| o.order_id);
+    Ok(orders)
+}
+
+fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
+    let class = GpuClass::from_str(&args.class).map_err(|e| CliError::Input(e.to_string()))?;
+    let regions = args
+        .regions
+        .iter()
+        .map(|r| Region::from_str(r).map_err(|e| CliError::Input(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = std::fs::read(&args.spec).map_err(|e| {
+        CliError::Input(format!(
+            "cannot read the job spec {}: {e}",
+            args.spec.display()
+        ))
+    })?;
+    let job_spec_hash: [u8; 32] = match args.hash {
+        HashKind::Blake3 => *blake3::hash(&spec).as_bytes(),
+        HashKind::Sha256 => sha2::Sha256::digest(&spec).into(),
+    };
+    let buyer = ctx.wallet()?;
+    let m = ctx.market()?;
+    let max_price = m.parse("--max-price", &args.max_price)?;
+    let deposit = m.parse("--deposit", &args.deposit)?;
+    let id = match args.id {
+        Some(id) => id,
+        None => orders_of(ctx, &m, &buyer.pubkey())?
+            .last()
+            .map(|(_, o)| o.order_id + 1)
+            .unwrap_or(1),
+    };
+    let order = m.addrs.order(&buyer.pubkey(), id);
+    if ctx.chain.account(&order)?.is_some() {
+        return Err(CliError::Input(format!(
+            "order {id} exists already ({order}); pick another --id"
+        )));
+    }
+    let token = ctx.require_tokens(&m, &buyer.pubkey(), deposit)?;
+    ctx.require_sol(
+        &buyer.pubkey(),
+        ctx.chain.rent_exempt_minimum(Order::SPACE)?,
+    )?;
+    let mode = match args.mode {
+        Mode::Spot => OrderMode::Spot,
+        Mode::Reserved => OrderMode::Reserved,
+    };
+    let outcome = ctx.send(
+        "create order",
+        &[ix::create_order(
+            &m.addrs,
+            &buyer.pubkey(),
+            &token,
+            CreateOrderArgs {
+                order_id: id,
+                requirements: OrderRequirements {
+                    gpu_class: class.code(),
+                    gpu_count: args.gpus,
+                    min_vram_mib: args.min_vram_mib,
+                    min_bandwidth_gbps: args.min_bandwidth_gbps,
+                    regions: Region::set(&regions),
+                },
+                max_price_per_gpu_second: max_price,
+                duration: args.duration,
+                mode,
+                job_spec_hash,
+                deposit,
+            },
+        )],
+        &buyer,
+        &[],
+    )?;
+    let hash_hex = hex(&job_spec_hash);
+    ctx.report(
+        "order create",
+        &outcome,
+        json!({"order": order.to_string(), "id": id, "deposit": deposit, "job_spec_hash": hash_hex}),
+        format!(
+            "created order {id} ({order}): {} x {class}, up to {} per GPU-second for {} s, {} in escrow\njob spec {:?} hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
+            args.gpus,
+            m.tokens(max_price),
+            args.duration,
+            m.tokens(deposit),
+            args.hash
+        ),
+    );
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn my_order(
+    ctx: &Ctx,
+    m: &MarketView,
+    buyer: &Pubkey,
+    id: u64,
+) -> Result<(Pubkey, Order), CliError> {
+    let key = m.addrs.order(buyer, id);
+    let order = ctx
+        .chain
+        .fetch_opt::<Order>(&key)?
+        .ok_or_else(|| CliError::Missing {
+            what: "order",
+            key,
+            hint: format!(
+                " (no order {id} of {buyer} in this market); `gpumesh order list` shows the wallet's orders"
+            ),
+        })?;
+    Ok((key, order))
+}
+
+fn top_up(ctx: &mut Ctx, id: u64, amount: &str) -> Result<(), CliError> {
+    let buyer = ctx.wallet()?;
+    let m = ctx.market()?;
+    let amount = m.parse("top-up amount", amount)?;
+    let (key, order) = my_order(ctx, &m, &buyer.pubkey(), id)?;
+    let token = ctx.require_tokens(&m, &buyer.pubkey(), amount)?;
+    ctx.require_sol(&buyer.pubkey(), 0)?;
+    let outcome = ctx.send(
+        "top up order",
+        &[ix::top_up_order(
+            &m.addrs,
+            &buyer.pubkey(),
+            &token,
+            &key,
+            amount,
+        )],
+        &buyer,
+        &[],
+    )?;
+    let after = order.escrow_remaining + amount;
+    ctx.report(
+        "order top-up",
+        &outcome,
+        json!({"order": key.to_string(), "id": id, "escrow_remaining": after}),
+        format!("order {id}: escrow now {}", m.tokens(after)),
+    );
+    Ok(())
+}
+
+fn cancel(ctx: &mut Ctx, id: u64) -> Result<(), CliError> {
+    let buyer = ctx.wallet()?;
+    let m = ctx.market()?;
+    let (key, order) = my_order(ctx, &m, &buyer.pubkey(), id)?;
+    if order.active_leases > 0 {
+        return Err(CliError::Input(format!(
+            "order {id} has {} active lease(s); they must close (final settlement) before it can be cancelled",
+            order.active_leases
+        )));
+    }
+    ctx.require_sol(&buyer.pubkey(), 0)?;
+    let token = token::ata(&buyer.pubkey(), &m.addrs.mint);
+    let outcome = ctx.send(
+        "cancel order",
+        &[ix::cancel_order(&m.addrs, &buyer.pubkey(), &token, &key)],
+        &buyer,
+        &[],
+    )?;
+    ctx.report(
+        "order cancel",
+        &outcome,
+        json!({"order": key.to_string(), "id": id, "refund": order.escrow_remaining, "paid": order.total_paid}),
+        format!(
+            "cancelled order {id}: {} back to {token}, {} paid for service",
+            m.tokens(order.escrow_remaining),
+            m.tokens(order.total_paid)
+        ),
+    );
+    Ok(())
+}
+
+fn order_json(m: &MarketView, key: &Pubkey, o: &Order) -> Value {
+    json!({
+        "order": key.to_string(),
+        "id": o.order_id,
+        "buyer": o.buyer.to_string(),
+        "class": GpuClass::from_code(o.requirements.gpu_class).map(|c| c.to_string()).unwrap_or_default(),
+        "gpus": o.requirements.gpu_count,
+        "regions": Region::from_set(o.requirements.regions).iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "max_price_per_gpu_second": o.max_price_per_gpu_second,
+        "duration": o.duration,
+        "mode": format!("{:?}", o.mode),
+        "status": format!("{:?}", o.status),
+        "escrow_deposited": o.escrow_deposited,
+        "escrow_remaining": o.escrow_remaining,
+        "total_paid": o.total_paid,
+        "gpus_assigned": o.gpus_assigned,
+        "active_leases": o.active_leases,
+        "job_spec_hash": hex(&o.job_spec_hash),
+        "decimals": m.decimals,
+    })
+}
+
+fn order_line(m: &MarketView, key: &Pubkey, o: &Order) -> String {
+    let class = GpuClass::from_code(o.requirements.gpu_class)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| format!("class {}", o.requirements.gpu_class));
+    format!(
+        "order {} ({key}): {:?} {:?}, {}/{} x {class} assigned, {} active lease(s); escrow {} of {} left, {} paid; up to {} per GPU-second for {} s",
+        o.order_id,
+        o.mode,
+        o.status,
+        o.gpus_assigned,
+        o.requirements.gpu_count,
+        o.active_leases,
+        m.tokens(o.escrow_remaining),
+        m.tokens(o.escrow_deposited),
+        m.tokens(o.total_paid),
+        m.tokens(o.max_price_per_gpu_second),
+        o.duration
+    )
+}
+
+fn show(ctx: &mut Ctx, id: u64, buyer: Option<&str>) -> Result<(), CliError> {
+    let buyer = buyer_key(ctx, buyer)?;
+    let m = ctx.market()?;
+    let (key, order) = my_order(ctx, &m, &buyer, id)?;
+    ctx.print(order_json(&m, &key, &order), || {
+        order_line(&m, &key, &order)
+    });
+    Ok(())
+}
+
+fn list(ctx: &mut Ctx, buyer: Option<&str>) -> Result<(), CliError> {
+    let buyer = buyer_key(ctx, buyer)?;
+    let m = ctx.market()?;
+    let orders = orders_of(ctx, &m, &buyer)?;
+    ctx.print(
+        json!({"buyer": buyer.to_string(), "orders": orders.iter().map(|(k, o)| order_json(&m, k, o)).collect::<Vec<_>>()}),
+        || {
+            if orders.is_empty() {
+                format!("no orders of {buyer} in this market")
+            } else {
+                orders
+                    .iter()
+                    .map(|(k, o)| order_line(&m, k, o))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        },
+    );
+    Ok(())
+}

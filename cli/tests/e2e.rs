@@ -1,0 +1,483 @@
+//! End to end: the local chain runs in this process on free ports; the real `gpumesh` binary
+//! runs as a subprocess against it, as a user would run it. The orchestrator's part (assign,
+//! settle a signed receipt, close the lease) goes through the client crate with the
+//! orchestrator's key. Balances are read back over RPC after every step.
+
+use anchor_lang::prelude::Pubkey;
+use assert_cmd::Command;
+use gpumesh_client::chain::{Chain, ChainExt};
+use gpumesh_client::ix::{self, LeaseRef};
+use gpumesh_client::program::state::{CloseReason, Market, Order, Worker};
+use gpumesh_client::{Keypair, MarketAddresses, RpcChain, SignedReceipt, Signer, cluster, token};
+use gpumesh_localnet::{LocalState, Localnet, LocalnetConfig};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+const ONE: u64 = 1_000_000;
+
+struct Net {
+    _node: Localnet,
+    url: String,
+    dir: tempfile::TempDir,
+    chain: RpcChain,
+    mint: Pubkey,
+}
+
+impl Net {
+    /// A fresh local chain with the local mint, as `gpumesh localnet` sets it up.
+    fn start() -> Self {
+        let node = Localnet::start(LocalnetConfig {
+            slot_time_ms: 100,
+            ..LocalnetConfig::on_free_ports().unwrap()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = node.rpc_url().to_string();
+        let mut chain = RpcChain::new(url.clone());
+        let state = LocalState::open_or_create(&dir.path().join("state")).unwrap();
+        state.ensure_mint(&mut chain, 6).unwrap();
+        Net {
+            mint: state.mint(),
+            _node: node,
+            url,
+            dir,
+            chain,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `gpumesh` with this chain, this test's state directory and a wallet.
+    fn gpumesh(&self, wallet: &Path) -> Command {
+        let mut cmd = Command::cargo_bin("gpumesh").unwrap();
+        cmd.env_clear()
+            .env("HOME", self.dir.path())
+            .args(["--url", &self.url, "--output", "json"])
+            .arg("--localnet-dir")
+            .arg(self.path("state"))
+            .arg("--keypair")
+            .arg(wallet);
+        cmd
+    }
+
+    /// Runs a command that must succeed; its JSON output.
+    fn ok(&self, wallet: &Path, args: &[&str]) -> Value {
+        let out = self.gpumesh(wallet).args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "gpumesh {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+
+    /// Runs a command that must fail; its error message.
+    fn fails(&self, wallet: &Path, args: &[&str]) -> String {
+        let out = self.gpumesh(wallet).args(args).output().unwrap();
+        assert!(!out.status.success(), "gpumesh {args:?} should have failed");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// A new wallet file, funded through `gpumesh airdrop`.
+    fn wallet(&self, name: &str, sol: &str, tokens: &str) -> (PathBuf, Pubkey) {
+        let path = self.path(name);
+        let v = self.ok(&path, &["keys", "new", "--outfile", path.to_str().unwrap()]);
+        let key = Pubkey::from_str(v["pubkey"].as_str().unwrap()).unwrap();
+        self.ok(&path, &["airdrop", sol, "--tokens", tokens]);
+        (path, key)
+    }
+
+    fn tokens(&self, owner: &Pubkey) -> u64 {
+        self.chain
+            .token_balance(&token::ata(owner, &self.mint))
+            .unwrap()
+    }
+
+    fn addrs(&self) -> MarketAddresses {
+        MarketAddresses::new(self.mint)
+    }
+
+    fn vault(&self, key: &Pubkey) -> u64 {
+        self.chain.token_balance(key).unwrap()
+    }
+
+    /// A market owned by `authority` with an orchestrator key this test holds.
+    fn market(&self, authority: &Path) -> Keypair {
+        let orchestrator = Keypair::new();
+        let config = self.path("market.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "mint = \"{}\"\norchestrator = \"{}\"\n[params]\nprotocol_fee_bps = 250\nmin_stake_per_gpu = \"100\"\n",
+                self.mint,
+                orchestrator.pubkey()
+            ),
+        )
+        .unwrap();
+        let v = self.ok(
+            authority,
+            &["market", "init", "--config", config.to_str().unwrap()],
+        );
+        assert_eq!(v["created"], true);
+        assert!(v["signature"].as_str().is_some());
+        orchestrator
+    }
+}
+
+#[test]
+fn market_worker_order_settlement_and_cancel_through_the_binary() {
+    let mut net = Net::start();
+    let (operator, _) = net.wallet("operator.json", "10", "0");
+    let (supplier, supplier_key) = net.wallet("supplier.json", "10", "1000");
+    let (buyer, buyer_key) = net.wallet("buyer.json", "10", "500");
+    assert_eq!(net.tokens(&supplier_key), 1_000 * ONE);
+    let a = net.addrs();
+
+    // Operator: market init, then the same again changes nothing.
+    let orch = net.market(&operator);
+    let config = net.path("market.toml");
+    let again = net.ok(
+        &operator,
+        &[
+            "market",
+            "init",
+            "--config",
+            config.to_str().unwrap(),
+            "--if-missing",
+        ],
+    );
+    assert_eq!(again["created"], false);
+    assert_eq!(again["differences"].as_array().map(Vec::len), Some(0));
+    let shown = net.ok(&operator, &["market", "show"]);
+    assert_eq!(shown["params"]["min_stake_per_gpu"], 100 * ONE);
+    assert_eq!(shown["orchestrator"], orch.pubkey().to_string());
+
+    // Supplier: register and stake.
+    let node = Keypair::new();
+    let node_path = net.path("node.json");
+    cluster::write_keypair(&node, &node_path, false).unwrap();
+    let v = net.ok(
+        &supplier,
+        &[
+            "worker",
+            "register",
+            "--class",
+            "h100",
+            "--gpus",
+            "1",
+            "--region",
+            "eu-west",
+            "--price",
+            "0.001",
+            "--node-key",
+            node_path.to_str().unwrap(),
+        ],
+    );
+    let worker = Pubkey::from_str(v["worker"].as_str().unwrap()).unwrap();
+    assert_eq!(worker, a.worker(&supplier_key));
+    net.ok(&supplier, &["worker", "stake", "150"]);
+    assert_eq!(net.tokens(&supplier_key), 850 * ONE);
+    assert_eq!(net.vault(&a.stake_vault), 150 * ONE);
+    let w = net.ok(&supplier, &["worker", "show"]);
+    assert_eq!(w["stake"], 150 * ONE);
+    assert_eq!(w["class"], "h100");
+
+    // Buyer: an order with a job spec whose hash goes on chain.
+    let spec = net.path("job.toml");
+    std::fs::write(&spec, "image = \"pytorch\"\n").unwrap();
+    let v = net.ok(
+        &buyer,
+        &[
+            "order",
+            "create",
+            "--class",
+            "h100",
+            "--gpus",
+            "1",
+            "--regions",
+            "eu-west,us-east",
+            "--max-price",
+            "0.002",
+            "--duration",
+            "3600",
+            "--deposit",
+            "40",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--hash",
+            "sha256",
+        ],
+    );
+    assert_eq!(v["id"], 1);
+    let order = a.order(&buyer_key, 1);
+    assert_eq!(net.tokens(&buyer_key), 460 * ONE);
+    assert_eq!(net.vault(&a.escrow_vault), 40 * ONE);
+    let on_chain: Order = net.chain.fetch(&order).unwrap();
+    use sha2::Digest;
+    let expected: [u8; 32] = sha2::Sha256::digest(b"image = \"pytorch\"\n").into();
+    assert_eq!(on_chain.job_spec_hash, expected);
+    net.ok(&buyer, &["order", "top-up", "1", "2.5"]);
+    assert_eq!(net.vault(&a.escrow_vault), 42_500_000);
+
+    // Orchestrator (through the client): assign, let 3 s pass, settle a receipt for 2 s.
+    net.chain
+        .airdrop(&orch.pubkey(), 10 * 1_000_000_000)
+        .unwrap();
+    net.chain
+        .send(
+            &[ix::assign(&a, &orch.pubkey(), &order, &worker, 1)],
+            &orch,
+            &[],
+        )
+        .unwrap();
+    let lease = LeaseRef::new(order, worker);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let receipt = SignedReceipt::sign(&node, lease.lease, 2, [7; 32]);
+    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease, receipt)]).to_vec();
+    ixs.push(ix::close_lease(
+        &a,
+        &orch.pubkey(),
+        &lease,
+        CloseReason::Completed,
+    ));
+    net.chain.send(&ixs, &orch, &[]).unwrap();
+    let paid = 2 * 1_000; // 2 s x 0.001 tokens
+    let fee = paid * 250 / 10_000;
+    assert_eq!(net.vault(&a.treasury_vault), fee);
+    let o = net.ok(&buyer, &["order", "show", "1"]);
+    assert_eq!(o["total_paid"], paid);
+    assert_eq!(o["active_leases"], 0);
+    let listed = net.ok(&buyer, &["order", "list"]);
+    assert_eq!(listed["orders"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        net.ok(&supplier, &["order", "list"])["orders"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "the memcmp filter keeps other buyers' orders out"
+    );
+
+    // Supplier claims; buyer cancels and gets the rest back.
+    net.ok(&supplier, &["worker", "claim"]);
+    assert_eq!(net.tokens(&supplier_key), 850 * ONE + paid - fee);
+    let c = net.ok(&buyer, &["order", "cancel", "1"]);
+    assert_eq!(c["refund"], 42_500_000 - paid);
+    assert_eq!(net.tokens(&buyer_key), 500 * ONE - paid);
+    assert!(net.chain.account(&order).unwrap().is_none());
+    let market: Market = net.chain.fetch(&a.market).unwrap();
+    assert_eq!(market.total_escrow, 0);
+    assert_eq!(net.vault(&a.escrow_vault), 0);
+
+    // Unstake starts the unbonding clock; withdrawing early is refused before sending.
+    net.ok(&supplier, &["worker", "unstake", "50"]);
+    let w: Worker = net.chain.fetch(&worker).unwrap();
+    assert_eq!((w.stake, w.unbonding), (100 * ONE, 50 * ONE));
+    let early = net.fails(&supplier, &["worker", "withdraw"]);
+    assert!(early.contains("unbonding until"), "{early}");
+    let _ = &mut net;
+}
+
+#[test]
+fn bad_inputs_say_what_to_do_and_move_nothing() {
+    let net = Net::start();
+    let (operator, operator_key) = net.wallet("operator.json", "10", "0");
+    let (user, user_key) = net.wallet("user.json", "10", "100");
+    net.market(&operator);
+    let a = net.addrs();
+    let node_path = net.path("node.json");
+    cluster::write_keypair(&Keypair::new(), &node_path, false).unwrap();
+    net.ok(
+        &user,
+        &[
+            "worker",
+            "register",
+            "--class",
+            "h100",
+            "--region",
+            "eu-west",
+            "--price",
+            "0.001",
+            "--node-key",
+            node_path.to_str().unwrap(),
+        ],
+    );
+    let balances = || {
+        (
+            net.tokens(&user_key),
+            net.vault(&a.stake_vault),
+            net.vault(&a.escrow_vault),
+            net.chain.lamports(&user_key).unwrap(),
+        )
+    };
+    let before = balances();
+
+    // Amounts.
+    let e = net.fails(&user, &["worker", "stake", "1.0000001"]);
+    assert!(e.contains("more decimals than the token's 6"), "{e}");
+    let e = net.fails(&user, &["worker", "stake", "ten"]);
+    assert!(e.contains("is not an amount"), "{e}");
+    // Too few tokens: checked before sending.
+    let e = net.fails(&user, &["worker", "stake", "101"]);
+    assert!(e.contains("holds 100 tokens and this needs 101"), "{e}");
+    assert!(e.contains("gpumesh airdrop --tokens"), "{e}");
+    // Keypair files.
+    let e = net.fails(&net.path("nobody.json"), &["worker", "stake", "1"]);
+    assert!(
+        e.contains("no keypair file") && e.contains("gpumesh keys new"),
+        "{e}"
+    );
+    let garbage = net.path("garbage.json");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let e = net.fails(&garbage, &["worker", "stake", "1"]);
+    assert!(e.contains("is not a keypair file"), "{e}");
+    // An unreachable cluster.
+    let port = gpumesh_localnet::free_port().unwrap();
+    let dead = format!("http://127.0.0.1:{port}");
+    let out = Command::cargo_bin("gpumesh")
+        .unwrap()
+        .args(["--url", &dead, "--mint", &net.mint.to_string(), "--keypair"])
+        .arg(&user)
+        .args(["worker", "stake", "1"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains(&dead) && e.contains("gpumesh localnet"), "{e}");
+    // A program error, by its message (a reserved order must be funded for its whole term).
+    let spec = net.path("job.json");
+    std::fs::write(&spec, "{}").unwrap();
+    let e = net.fails(
+        &user,
+        &[
+            "order",
+            "create",
+            "--class",
+            "h100",
+            "--regions",
+            "eu-west",
+            "--max-price",
+            "1",
+            "--duration",
+            "3600",
+            "--deposit",
+            "5",
+            "--mode",
+            "reserved",
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("ReservedUnderfunded") && e.contains("funded for its whole term"),
+        "{e}"
+    );
+    // The wrong signer for an operator command.
+    let e = net.fails(&user, &["market", "update", "--pause"]);
+    assert!(e.contains("not this market's authority"), "{e}");
+    // Names the program does not know.
+    let e = net.fails(
+        &user,
+        &[
+            "order",
+            "create",
+            "--class",
+            "a100",
+            "--regions",
+            "eu-west",
+            "--max-price",
+            "1",
+            "--duration",
+            "1",
+            "--deposit",
+            "1",
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("unknown GPU class"), "{e}");
+
+    let after = balances();
+    assert_eq!(before.0, after.0, "token balance unchanged");
+    assert_eq!(before.1, after.1, "stake vault unchanged");
+    assert_eq!(before.2, after.2, "escrow vault unchanged");
+    assert_eq!(before.3, after.3, "no fee was paid: nothing was sent");
+
+    // Too little SOL: a wallet with tokens and no SOL is refused before sending.
+    let (poor, poor_key) = net.wallet("poor.json", "0", "10");
+    let e = net.fails(
+        &poor,
+        &[
+            "worker",
+            "register",
+            "--class",
+            "h100",
+            "--region",
+            "eu-west",
+            "--price",
+            "0.001",
+            "--node-key",
+            node_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("lamports of SOL") && e.contains("gpumesh airdrop"),
+        "{e}"
+    );
+    assert!(net.chain.account(&a.worker(&poor_key)).unwrap().is_none());
+    let _ = operator_key;
+}
+
+#[test]
+fn gpumesh_localnet_serves_the_program_a_mint_and_funded_wallets() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let rpc_port = gpumesh_localnet::free_port().unwrap();
+    let ws_port = gpumesh_localnet::free_port().unwrap();
+    let wallet = Keypair::new();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpumesh"))
+        .env("HOME", dir.path())
+        .args(["localnet", "--output", "json", "--tokens", "250"])
+        .args([
+            "--rpc-port",
+            &rpc_port.to_string(),
+            "--ws-port",
+            &ws_port.to_string(),
+        ])
+        .args(["--fund", &wallet.pubkey().to_string()])
+        .arg("--localnet-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        let _ = child.kill();
+        panic!("{e}: {line:?}")
+    });
+    let chain = RpcChain::new(ready["rpc_url"].as_str().unwrap());
+    let mint = Pubkey::from_str(ready["mint"].as_str().unwrap()).unwrap();
+    let program = chain.account(&gpumesh_client::program::ID).unwrap();
+    let tokens = chain
+        .token_balance(&token::ata(&wallet.pubkey(), &mint))
+        .unwrap();
+    let sol = chain.lamports(&wallet.pubkey()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(program.is_some_and(
+        |p| p.owner == Pubkey::from_str("NativeLoader1111111111111111111111111111111").unwrap()
+    ));
+    assert_eq!(ready["program_id"], gpumesh_client::program::ID.to_string());
+    assert_eq!(tokens, 250 * ONE);
+    assert_eq!(sol, 100 * 1_000_000_000);
+    // The mint's keys stay in the state directory, so a restart brings it back at this address.
+    let state = LocalState::open(&dir.path().join("state")).unwrap();
+    assert_eq!(state.mint(), mint);
+}
