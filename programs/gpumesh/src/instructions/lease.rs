@@ -237,7 +237,14 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
     );
     let now = Clock::get()?.unix_timestamp;
     let a = &mut ctx.accounts;
-    release_lease(&mut a.market, &mut a.order, &mut a.worker, &a.lease, now)?;
+    release_lease(
+        &mut a.market,
+        &mut a.order,
+        &mut a.worker,
+        &a.lease,
+        now,
+        reason,
+    )?;
     match reason {
         CloseReason::Completed => {
             a.worker.record.leases_completed = a.worker.record.leases_completed.safe_add(1)?;
@@ -274,27 +281,18 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
         }
         _ => {}
     }
-    emit_event(&LeaseClosed {
-        lease: a.lease.key(),
-        order: a.order.key(),
-        worker: a.worker.key(),
-        reason,
-        seconds_settled: a.lease.seconds_settled,
-        amount_paid: a.lease.amount_paid,
-        order_gpus_before: a.order.gpus_assigned.safe_add(a.lease.gpus)?,
-        order_gpus_after: a.order.gpus_assigned,
-    });
     Ok(())
 }
 
 /// Book-keeping shared by every way a lease ends: the order gets its GPUs back, the worker is
-/// free (unless jailed), and the lease's GPUs stop sharing emission.
+/// free (unless jailed), the lease's GPUs stop sharing emission, and `LeaseClosed` is emitted.
 pub fn release_lease(
     market: &mut Market,
     order: &mut Order,
     worker: &mut Worker,
     lease: &Account<Lease>,
     now: i64,
+    reason: CloseReason,
 ) -> Result<()> {
     require!(
         worker.active_lease == Some(lease.key()),
@@ -312,5 +310,16 @@ pub fn release_lease(
     market.active_leases = market.active_leases.safe_sub(1)?;
     order.invariant()?;
     worker.invariant()?;
-    market.invariant()
+    market.invariant()?;
+    emit_event(&LeaseClosed {
+        lease: lease.key(),
+        order: lease.order,
+        worker: lease.worker,
+        reason,
+        seconds_settled: lease.seconds_settled,
+        amount_paid: lease.amount_paid,
+        order_gpus_before: order.gpus_assigned.safe_add(lease.gpus)?,
+        order_gpus_after: order.gpus_assigned,
+    });
+    Ok(())
 }

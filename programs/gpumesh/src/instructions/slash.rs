@@ -10,7 +10,7 @@
 use super::lease::release_lease;
 use super::token::withdraw;
 use crate::errors::GpumeshError;
-use crate::events::{LeaseClosed, SlashReason, WorkerJailChanged, WorkerSlashed, emit_event};
+use crate::events::{SlashReason, WorkerJailChanged, WorkerSlashed, emit_event};
 use crate::math::{SafeMath, bps_of, to_u64};
 use crate::state::{BPS_DENOMINATOR, CloseReason, Lease, Market, Order, Worker, WorkerStatus};
 use anchor_lang::prelude::*;
@@ -167,17 +167,14 @@ pub fn slash_fraud(ctx: Context<SlashFraud>, evidence_hash: [u8; 32]) -> Result<
         );
         check_buyer_token(&a.market, order, buyer_token)?;
         buyer = Some(order.buyer);
-        release_lease(&mut a.market, order, &mut a.worker, lease, now)?;
-        emit_event(&LeaseClosed {
-            lease: lease.key(),
-            order: order.key(),
-            worker: a.worker.key(),
-            reason: CloseReason::Fraud,
-            seconds_settled: lease.seconds_settled,
-            amount_paid: lease.amount_paid,
-            order_gpus_before: order.gpus_assigned.safe_add(lease.gpus)?,
-            order_gpus_after: order.gpus_assigned,
-        });
+        release_lease(
+            &mut a.market,
+            order,
+            &mut a.worker,
+            lease,
+            now,
+            CloseReason::Fraud,
+        )?;
     }
     let payout = SlashPayout {
         token_program: &a.token_program,
@@ -294,18 +291,14 @@ pub fn expire_lease(ctx: Context<ExpireLease>) -> Result<()> {
         idle >= a.market.params.max_receipt_age,
         GpumeshError::LeaseNotExpired
     );
-    release_lease(&mut a.market, &mut a.order, &mut a.worker, &a.lease, now)?;
-    emit_event(&LeaseClosed {
-        lease: a.lease.key(),
-        order: a.order.key(),
-        worker: a.worker.key(),
-        reason: CloseReason::Expired,
-        seconds_settled: a.lease.seconds_settled,
-        amount_paid: a.lease.amount_paid,
-        order_gpus_before: a.order.gpus_assigned.safe_add(a.lease.gpus)?,
-        order_gpus_after: a.order.gpus_assigned,
-    });
-    Ok(())
+    release_lease(
+        &mut a.market,
+        &mut a.order,
+        &mut a.worker,
+        &a.lease,
+        now,
+        CloseReason::Expired,
+    )
 }
 
 #[cfg(test)]
