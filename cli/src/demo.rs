@@ -526,27 +526,20 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     d.balances()?;
 
     d.say("Totals");
-    let mut holders = vec![d.buyer.pubkey(), d.owner.pubkey(), owner2.pubkey()];
-    holders.extend([
+    let wallets = [d.buyer.pubkey(), d.owner.pubkey(), owner2.pubkey()]
+        .iter()
+        .map(|k| d.m.balance_of(&d.chain, k))
+        .sum::<Result<u64, _>>()?;
+    let vaults = [
         a.escrow_vault,
         a.stake_vault,
         a.treasury_vault,
         a.rewards_vault,
-    ]);
-    let total = holders
-        .iter()
-        .map(|k| {
-            if *k == a.escrow_vault
-                || *k == a.stake_vault
-                || *k == a.treasury_vault
-                || *k == a.rewards_vault
-            {
-                d.chain.token_balance(k)
-            } else {
-                d.m.balance_of(&d.chain, k)
-            }
-        })
-        .sum::<Result<u64, _>>()?;
+    ]
+    .iter()
+    .map(|k| d.chain.token_balance(k))
+    .sum::<Result<u64, _>>()?;
+    let total = wallets + vaults;
     let signed = |v: u64| v as i128;
     let buyer_change = signed(d.m.balance_of(&d.chain, &d.buyer.pubkey())?) - signed(100 * one);
     let supplier_change =

@@ -61,11 +61,7 @@ impl LocalMarket {
             &mint_authority.pubkey(),
             decimals,
             rent,
-        )
-        .map_err(|e| ChainError::Transaction {
-            error: e.to_string(),
-            logs: vec![],
-        })?;
+        )?;
         chain.send(&create, &mint_authority, &[&mint])?;
         let addrs = MarketAddresses::new(mint.pubkey());
         chain.send(
@@ -116,18 +112,12 @@ impl LocalMarket {
             &self.addrs.mint,
         )];
         if tokens > 0 {
-            ixs.push(
-                token::mint_to(
-                    &self.addrs.mint,
-                    &ata,
-                    &self.mint_authority.pubkey(),
-                    tokens,
-                )
-                .map_err(|e| ChainError::Transaction {
-                    error: e.to_string(),
-                    logs: vec![],
-                })?,
-            );
+            ixs.push(token::mint_to(
+                &self.addrs.mint,
+                &ata,
+                &self.mint_authority.pubkey(),
+                tokens,
+            )?);
         }
         chain.send(&ixs, &self.mint_authority, &[])?;
         Ok(())

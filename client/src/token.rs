@@ -1,10 +1,21 @@
 //! SPL Token set-up: mints, associated token accounts, minting. Used by local networks, demos and
 //! tests; the program itself only ever moves tokens between existing accounts.
 
+use crate::error::ChainError;
 use anchor_lang::prelude::Pubkey;
 use anchor_spl::associated_token::{get_associated_token_address, spl_associated_token_account};
 use anchor_spl::token::spl_token;
 use solana_instruction::Instruction;
+use solana_program_error::ProgramError;
+
+/// SPL Token's builders only fail on a wrong token program id, which would be a bug here; it is
+/// still reported as an error, never a panic.
+fn build_error(e: ProgramError) -> ChainError {
+    ChainError::Transaction {
+        error: format!("could not build the SPL Token instruction: {e}"),
+        logs: vec![],
+    }
+}
 
 pub const MINT_LEN: usize = 82;
 
@@ -15,7 +26,7 @@ pub fn create_mint(
     authority: &Pubkey,
     decimals: u8,
     rent_lamports: u64,
-) -> Result<[Instruction; 2], spl_token::error::TokenError> {
+) -> Result<[Instruction; 2], ChainError> {
     Ok([
         solana_system_interface::instruction::create_account(
             payer,
@@ -25,7 +36,7 @@ pub fn create_mint(
             &spl_token::ID,
         ),
         spl_token::instruction::initialize_mint2(&spl_token::ID, mint, authority, None, decimals)
-            .map_err(|_| spl_token::error::TokenError::InvalidMint)?,
+            .map_err(build_error)?,
     ])
 }
 
@@ -49,7 +60,7 @@ pub fn mint_to(
     to: &Pubkey,
     authority: &Pubkey,
     amount: u64,
-) -> Result<Instruction, spl_token::error::TokenError> {
+) -> Result<Instruction, ChainError> {
     spl_token::instruction::mint_to(&spl_token::ID, mint, to, authority, &[], amount)
-        .map_err(|_| spl_token::error::TokenError::InvalidMint)
+        .map_err(build_error)
 }

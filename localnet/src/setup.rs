@@ -90,11 +90,7 @@ impl LocalState {
             &self.mint_authority.pubkey(),
             decimals,
             rent,
-        )
-        .map_err(|e| ChainError::Transaction {
-            error: e.to_string(),
-            logs: vec![],
-        })?;
+        )?;
         chain.send(&create, &self.mint_authority, &[&self.mint])?;
         Ok(true)
     }
@@ -114,14 +110,12 @@ impl LocalState {
             &mint,
         )];
         if tokens > 0 {
-            ixs.push(
-                token::mint_to(&mint, &ata, &self.mint_authority.pubkey(), tokens).map_err(
-                    |e| ChainError::Transaction {
-                        error: e.to_string(),
-                        logs: vec![],
-                    },
-                )?,
-            );
+            ixs.push(token::mint_to(
+                &mint,
+                &ata,
+                &self.mint_authority.pubkey(),
+                tokens,
+            )?);
         }
         if chain.lamports(&self.mint_authority.pubkey())? < LAMPORTS_PER_SOL {
             chain.airdrop(&self.mint_authority.pubkey(), 10 * LAMPORTS_PER_SOL)?;
