@@ -1,5 +1,5 @@
 //! What every wallet-signed command shares: which cluster (`--url`), which wallet
-//! (`--keypair`), which market (`--mint`), how to print (`--output`), and sending a transaction
+//! (`--keypair`), which market (`--market`), how to print (`--output`), and sending a transaction
 //! with a spinner while it confirms.
 
 use crate::error::CliError;
@@ -31,9 +31,10 @@ pub struct GlobalArgs {
     /// The wallet that signs and pays [default: ~/.config/solana/id.json].
     #[arg(long, short = 'k', global = true, env = "GPUMESH_KEYPAIR")]
     pub keypair: Option<PathBuf>,
-    /// The market's payment mint [default on a local chain: the mint `gpumesh localnet` made].
-    #[arg(long, global = true, env = "GPUMESH_MINT")]
-    pub mint: Option<String>,
+    /// The market's address, as `gpumesh market init` printed it [default on a local chain: the
+    /// market `gpumesh market init` created there].
+    #[arg(long, global = true, env = "GPUMESH_MARKET")]
+    pub market: Option<String>,
     /// Where `gpumesh localnet` keeps its mint keys.
     #[arg(
         long,
@@ -105,29 +106,35 @@ impl Ctx {
         Ok(cluster::read_keypair(&self.keypair_path()?)?)
     }
 
-    /// The payment mint: `--mint`, or on a local chain the one `gpumesh localnet` made.
-    pub fn mint(&self) -> Result<Pubkey, CliError> {
-        if let Some(m) = &self.args.mint {
+    /// The market's address: `--market`, or on a local chain the one `gpumesh market init`
+    /// created there.
+    pub fn market_key(&self) -> Result<Pubkey, CliError> {
+        if let Some(m) = &self.args.market {
             return Pubkey::from_str(m.trim())
-                .map_err(|_| CliError::Input(format!("--mint {m:?} is not a base58 address")));
+                .map_err(|_| CliError::Input(format!("--market {m:?} is not a base58 address")));
         }
         if cluster::is_local(&self.url) {
-            return Ok(LocalState::open(&self.args.localnet_dir)?.mint());
+            let state = LocalState::open(&self.args.localnet_dir)?;
+            return state.market().ok_or_else(|| {
+                CliError::Input(
+                    "no market on the local chain yet: create one with `gpumesh market init --config market.toml`, or pass --market".into(),
+                )
+            });
         }
         Err(CliError::Input(
-            "which market? pass --mint <payment mint> (or set GPUMESH_MINT)".into(),
+            "which market? pass --market <address> (or set GPUMESH_MARKET); `gpumesh market init` prints it".into(),
         ))
     }
 
-    /// The market for [`Ctx::mint`], read from the chain.
+    /// The market named by [`Ctx::market_key`], read from the chain.
     pub fn market(&self) -> Result<MarketView, CliError> {
-        let mint = self.mint()?;
-        let addrs = MarketAddresses::new(mint);
+        let key = self.market_key()?;
         let market = self
             .chain
-            .fetch_opt::<Market>(&addrs.market)?
-            .ok_or(CliError::NoMarket(mint))?;
-        let decimals = mint_decimals(&self.chain, &mint)?;
+            .fetch_opt::<Market>(&key)?
+            .ok_or(CliError::NoMarket(key))?;
+        let addrs = MarketAddresses::of(&market);
+        let decimals = mint_decimals(&self.chain, &addrs.mint)?;
         Ok(MarketView {
             addrs,
             market,

@@ -9,7 +9,7 @@ use gpumesh_client::local::LocalMarket;
 use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
 use gpumesh_client::program::state::{
     CloseReason, HardwareClaim, Lease, Market, MarketParams, Order, OrderMode, OrderRequirements,
-    Worker,
+    OrderTerms, Worker,
 };
 use gpumesh_client::{
     Chain, ChainError, ChainExt, GpumeshEvent, Keypair, SignedReceipt, Signer, SvmChain,
@@ -256,11 +256,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             &buyer_token,
             CreateOrderArgs {
                 order_id,
-                requirements,
-                max_price_per_gpu_second: 400,
-                duration: 2 * 3_600,
-                mode: OrderMode::Spot,
-                job_spec_hash: [0x42; 32],
+                terms: OrderTerms {
+                    requirements,
+                    max_price_per_gpu_second: 400,
+                    duration: 2 * 3_600,
+                    mode: OrderMode::Spot,
+                    job_spec_hash: [0x42; 32],
+                },
                 deposit: 60 * one,
             },
         )],
@@ -280,7 +282,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         &orch,
         &[],
     )?;
-    let lease = LeaseRef::new(order, worker);
+    let lease = LeaseRef::of(
+        &d.chain
+            .fetch::<Lease>(&gpumesh_client::pda::lease(&order, &worker).0)?,
+    );
     let l: Lease = d.chain.fetch(&lease.lease)?;
     d.detail(format!(
         "lease {}: 8 GPUs at {} per GPU-second = {} per hour",
@@ -296,7 +301,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         h[..8].copy_from_slice(&s.to_le_bytes());
         h
     };
-    let r1 = SignedReceipt::sign(&d.node, lease.lease, 600, head(600));
+    let r1 = SignedReceipt::sign(&d.node, lease.lease, lease.nonce, 600, head(600));
     d.detail(format!(
         "receipt verifies off chain: {}; on chain through the Ed25519 precompile",
         r1.verify()
@@ -318,7 +323,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         Ok(_) => return Err("a replayed receipt was accepted".into()),
     }
     d.say("A receipt claiming more seconds than have passed is refused");
-    let greedy = SignedReceipt::sign(&d.node, lease.lease, 700, head(700));
+    let greedy = SignedReceipt::sign(&d.node, lease.lease, lease.nonce, 700, head(700));
     match d.chain.send(
         &ix::settle(&a, &orch.pubkey(), &[(lease, greedy)]),
         &orch,
@@ -330,7 +335,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     d.say("20 more minutes; the job ends: final receipt, settlement and lease close in one transaction");
     d.chain.warp(1_200)?;
-    let r2 = SignedReceipt::sign(&d.node, lease.lease, 1_800, head(1_800));
+    let r2 = SignedReceipt::sign(&d.node, lease.lease, lease.nonce, 1_800, head(1_800));
     let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease, r2)]).to_vec();
     ixs.push(ix::close_lease(
         &a,
@@ -342,8 +347,8 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     d.events(&out.events);
     let w: Worker = d.chain.fetch(&worker)?;
     d.detail(format!(
-        "worker is {:?} again; served {} GPU-seconds",
-        w.status, w.record.served_gpu_seconds
+        "worker has {} of {} GPUs leased again; served {} GPU-seconds",
+        w.gpus_leased, w.hardware.gpu_count, w.record.served_gpu_seconds
     ));
     d.balances()?;
 
@@ -410,11 +415,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             &buyer_token,
             CreateOrderArgs {
                 order_id: 2,
-                requirements,
-                max_price_per_gpu_second: 400,
-                duration: 3_600,
-                mode: OrderMode::Spot,
-                job_spec_hash: [0x43; 32],
+                terms: OrderTerms {
+                    requirements,
+                    max_price_per_gpu_second: 400,
+                    duration: 3_600,
+                    mode: OrderMode::Spot,
+                    job_spec_hash: [0x43; 32],
+                },
                 deposit: 10 * one,
             },
         )],
@@ -435,9 +442,12 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         &orch,
         &[],
     )?;
-    let lease2 = LeaseRef::new(order2, worker2);
+    let lease2 = LeaseRef::of(
+        &d.chain
+            .fetch::<Lease>(&gpumesh_client::pda::lease(&order2, &worker2).0)?,
+    );
     d.chain.warp(300)?;
-    let last = SignedReceipt::sign(&node2, lease2.lease, 300, head(300));
+    let last = SignedReceipt::sign(&node2, lease2.lease, lease2.nonce, 300, head(300));
     d.chain.warp(20)?;
     d.say("Past the grace period the orchestrator settles the last receipt and closes the lease as offline");
     let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease2, last)]).to_vec();
@@ -463,9 +473,12 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         &orch,
         &[],
     )?;
-    let lease3 = LeaseRef::new(order2, worker);
+    let lease3 = LeaseRef::of(
+        &d.chain
+            .fetch::<Lease>(&gpumesh_client::pda::lease(&order2, &worker).0)?,
+    );
     d.chain.warp(600)?;
-    let r = SignedReceipt::sign(&d.node, lease3.lease, 600, head(600));
+    let r = SignedReceipt::sign(&d.node, lease3.lease, lease3.nonce, 600, head(600));
     let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease3, r)]).to_vec();
     ixs.push(ix::close_lease(
         &a,

@@ -25,7 +25,7 @@ pub enum CliError {
     #[error("{}", describe_chain(.0))]
     Chain(#[from] ChainError),
     #[error(
-        "no market for mint {0} on this cluster: create it with `gpumesh market init --config market.toml`, or check --mint and --url"
+        "no market at {0} on this cluster: create one with `gpumesh market init --config market.toml`, or check --market and --url"
     )]
     NoMarket(Pubkey),
     #[error("{what} {key} does not exist on this cluster{hint}")]
@@ -81,7 +81,7 @@ fn describe_chain(err: &ChainError) -> String {
             }
             "StakeStillLocked" => Some("`gpumesh worker show` prints when the stake unlocks"),
             "OrderHasActiveLeases" => Some("wait until the orchestrator closes the order's leases"),
-            "AccountNotInitialized" => Some("check the address, --mint and --url"),
+            "AccountNotInitialized" => Some("check the address, --market and --url"),
             _ => None,
         },
         _ => None,

@@ -77,14 +77,10 @@ fn init(ctx: &mut Ctx, args: &InitArgs) -> Result<(), CliError> {
     let authority = ctx.wallet()?;
     ctx.chain.ping()?;
     let mint = config.mint()?;
-    if !args.if_missing
-        && ctx
-            .chain
-            .account(&gpumesh_client::MarketAddresses::new(mint).market)?
-            .is_some()
-    {
+    let market = gpumesh_client::MarketAddresses::new(mint, authority.pubkey()).market;
+    if !args.if_missing && ctx.chain.account(&market)?.is_some() {
         return Err(CliError::Input(format!(
-            "a market for mint {mint} already exists; `gpumesh market show --mint {mint}` prints it, `--if-missing` accepts it"
+            "this wallet already created the market {market} for mint {mint}; `gpumesh market show --market {market}` prints it, `--if-missing` accepts it"
         )));
     }
     let spinner_ctx = ctx.json();
@@ -98,7 +94,17 @@ fn init(ctx: &mut Ctx, args: &InitArgs) -> Result<(), CliError> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    match result? {
+    let deployed = result?;
+    let addrs = match &deployed {
+        Deployed::Created { addrs, .. } | Deployed::Existing { addrs, .. } => *addrs,
+    };
+    if gpumesh_client::cluster::is_local(&ctx.url)
+        && let Ok(state) = gpumesh_localnet::LocalState::open(&ctx.args.localnet_dir)
+    {
+        // Later commands on the chain `gpumesh localnet` runs use this market without --market.
+        state.remember_market(&addrs.market)?;
+    }
+    match deployed {
         Deployed::Created { addrs, signature } => ctx.print(
             json!({"created": true, "market": addrs.market.to_string(), "mint": addrs.mint.to_string(), "signature": signature}),
             || {
@@ -167,6 +173,7 @@ fn show(ctx: &mut Ctx) -> Result<(), CliError> {
                 "offline_slash_bps": p.offline_slash_bps,
                 "fraud_slash_bps": p.fraud_slash_bps,
                 "breaker_band_bps": p.breaker_band_bps,
+                "buyer_exit_window": p.buyer_exit_window,
             },
             "total_stake": k.total_stake,
             "total_unbonding": k.total_unbonding,
@@ -191,11 +198,12 @@ fn market_text(m: &MarketView, balances: &[(&str, u64)]) -> String {
         m.addrs.market, m.addrs.mint, m.decimals, k.authority, k.orchestrator, k.paused
     );
     s.push_str(&format!(
-        "  protocol fee {} bps, min stake per GPU {}, unbonding {} s, heartbeat grace {} s\n",
+        "  protocol fee {} bps, min stake per GPU {}, unbonding {} s, heartbeat grace {} s, buyer's exit window {} s\n",
         p.protocol_fee_bps,
         m.tokens(p.min_stake_per_gpu),
         p.unbonding_period,
-        p.heartbeat_grace
+        p.heartbeat_grace,
+        p.buyer_exit_window
     ));
     s.push_str(&format!(
         "  workers {}, open orders {}, active leases {}\n  stake {} (+{} unbonding), escrow {}, unclaimed earnings {}, treasury {}\n",

@@ -1,14 +1,17 @@
 //! `gpumesh order`: the buyer's commands. An order asks for GPUs (class, count, VRAM,
 //! bandwidth, regions) at a max price for a duration, with escrow deposited up front and the hash
 //! of a job-spec file on chain; it can be topped up, cancelled (unspent escrow back), shown and
-//! listed.
+//! listed. Cancelling an order that still has leases asks to close it first; after the market's
+//! exit window the same command ends the leases and takes the escrow back, whatever the
+//! orchestrator did.
 
 use crate::context::{Ctx, MarketView};
 use crate::error::CliError;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
+use gpumesh_client::ix::LeaseRef;
 use gpumesh_client::program::instructions::CreateOrderArgs;
-use gpumesh_client::program::state::{Order, OrderMode, OrderRequirements};
+use gpumesh_client::program::state::{Lease, Order, OrderMode, OrderRequirements, OrderTerms};
 use gpumesh_client::{Signer, ix, rpc, token};
 use gpumesh_protocol::{GpuClass, Region};
 use serde_json::{Value, json};
@@ -22,7 +25,9 @@ pub enum OrderCommand {
     Create(CreateArgs),
     /// Add escrow (whole tokens) to an order.
     TopUp { id: u64, amount: String },
-    /// Cancel an order with no active lease; its unspent escrow comes back.
+    /// Cancel an order; its unspent escrow comes back. With active leases it first asks to close
+    /// the order (no new lease, no pay for later seconds); run it again once the exit window is
+    /// over to end the leases yourself.
     Cancel { id: u64 },
     /// Print an order.
     Show {
@@ -41,7 +46,7 @@ pub enum OrderCommand {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Mode {
-    /// Pay per second; cancel any time once leases are closed.
+    /// Pay per second; leave any time (within the market's exit window).
     Spot,
     /// Funded for the whole term at the max price.
     Reserved,
@@ -177,17 +182,19 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
             &token,
             CreateOrderArgs {
                 order_id: id,
-                requirements: OrderRequirements {
-                    gpu_class: class.code(),
-                    gpu_count: args.gpus,
-                    min_vram_mib: args.min_vram_mib,
-                    min_bandwidth_gbps: args.min_bandwidth_gbps,
-                    regions: Region::set(&regions),
+                terms: OrderTerms {
+                    requirements: OrderRequirements {
+                        gpu_class: class.code(),
+                        gpu_count: args.gpus,
+                        min_vram_mib: args.min_vram_mib,
+                        min_bandwidth_gbps: args.min_bandwidth_gbps,
+                        regions: Region::set(&regions),
+                    },
+                    max_price_per_gpu_second: max_price,
+                    duration: args.duration,
+                    mode,
+                    job_spec_hash,
                 },
-                max_price_per_gpu_second: max_price,
-                duration: args.duration,
-                mode,
-                job_spec_hash,
                 deposit,
             },
         )],
@@ -264,32 +271,91 @@ fn top_up(ctx: &mut Ctx, id: u64, amount: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The live leases of `order`.
+fn leases_of(ctx: &Ctx, order: &Pubkey) -> Result<Vec<LeaseRef>, CliError> {
+    let accounts = ctx
+        .chain
+        .program_accounts(&gpumesh_client::program::ID, rpc::lease_filters(order))?;
+    Ok(accounts
+        .into_iter()
+        .filter_map(|(_, raw)| {
+            <Lease as anchor_lang::AccountDeserialize>::try_deserialize(&mut &raw.data[..]).ok()
+        })
+        .map(|l| LeaseRef::of(&l))
+        .collect())
+}
+
+/// Leases a buyer ends per transaction (each names six accounts).
+const END_LEASES_PER_TX: usize = 6;
+
 fn cancel(ctx: &mut Ctx, id: u64) -> Result<(), CliError> {
     let buyer = ctx.wallet()?;
     let m = ctx.market()?;
     let (key, order) = my_order(ctx, &m, &buyer.pubkey(), id)?;
-    if order.active_leases > 0 {
-        return Err(CliError::Input(format!(
-            "order {id} has {} active lease(s); they must close (final settlement) before it can be cancelled",
-            order.active_leases
-        )));
-    }
     ctx.require_sol(&buyer.pubkey(), 0)?;
+    let now = ctx.chain.unix_time()?;
+    if order.active_leases > 0 && !order.is_closing() {
+        let outcome = ctx.send(
+            "ask to close the order",
+            &[ix::request_close(&m.addrs, &buyer.pubkey(), &key)],
+            &buyer,
+            &[],
+        )?;
+        let exit_ts = now + m.market.params.buyer_exit_window;
+        ctx.report(
+            "order close requested",
+            &outcome,
+            json!({"order": key.to_string(), "id": id, "active_leases": order.active_leases, "buyer_exit_ts": exit_ts}),
+            format!(
+                "order {id}: close requested. It takes no new lease and pays for no second after now; the orchestrator settles and closes its {} lease(s). Run `gpumesh order cancel {id}` again once they are closed, or after {} s at the latest (the market's exit window) to end them yourself.",
+                order.active_leases, m.market.params.buyer_exit_window
+            ),
+        );
+        return Ok(());
+    }
+    let mut ixs = vec![];
+    if order.active_leases > 0 {
+        if now < order.buyer_exit_ts {
+            return Err(CliError::Input(format!(
+                "order {id} still has {} active lease(s) and the orchestrator may settle and close them for {} more s (until unix time {}); run this again then",
+                order.active_leases,
+                order.buyer_exit_ts - now,
+                order.buyer_exit_ts
+            )));
+        }
+        let leases = leases_of(ctx, &key)?;
+        let mut ends: Vec<_> = leases
+            .iter()
+            .map(|l| ix::end_lease(&m.addrs, &buyer.pubkey(), l))
+            .collect();
+        // All but the last few go in their own transactions; the rest ride with the cancel.
+        while ends.len() > END_LEASES_PER_TX {
+            let rest = ends.split_off(END_LEASES_PER_TX);
+            ctx.send("end leases", &ends, &buyer, &[])?;
+            ends = rest;
+        }
+        ixs.extend(ends);
+    }
     let token = token::ata(&buyer.pubkey(), &m.addrs.mint);
-    let outcome = ctx.send(
-        "cancel order",
-        &[ix::cancel_order(&m.addrs, &buyer.pubkey(), &token, &key)],
-        &buyer,
-        &[],
-    )?;
+    ixs.push(ix::cancel_order(&m.addrs, &buyer.pubkey(), &token, &key));
+    let outcome = ctx.send("cancel order", &ixs, &buyer, &[])?;
+    // What the order held when the cancel landed (receipts may have settled since it was read).
+    let refund = outcome
+        .events
+        .iter()
+        .find_map(|e| match e {
+            gpumesh_client::GpumeshEvent::OrderClosed(c) => Some((c.refund, c.total_paid)),
+            _ => None,
+        })
+        .unwrap_or((order.escrow_remaining, order.total_paid));
     ctx.report(
         "order cancel",
         &outcome,
-        json!({"order": key.to_string(), "id": id, "refund": order.escrow_remaining, "paid": order.total_paid}),
+        json!({"order": key.to_string(), "id": id, "refund": refund.0, "paid": refund.1, "leases_ended": order.active_leases}),
         format!(
             "cancelled order {id}: {} back to {token}, {} paid for service",
-            m.tokens(order.escrow_remaining),
-            m.tokens(order.total_paid)
+            m.tokens(refund.0),
+            m.tokens(refund.1)
         ),
     );
     Ok(())
@@ -300,40 +366,51 @@ fn order_json(m: &MarketView, key: &Pubkey, o: &Order) -> Value {
         "order": key.to_string(),
         "id": o.order_id,
         "buyer": o.buyer.to_string(),
-        "class": GpuClass::from_code(o.requirements.gpu_class).map(|c| c.to_string()).unwrap_or_default(),
-        "gpus": o.requirements.gpu_count,
-        "regions": Region::from_set(o.requirements.regions).iter().map(|r| r.name()).collect::<Vec<_>>(),
-        "max_price_per_gpu_second": o.max_price_per_gpu_second,
-        "duration": o.duration,
-        "mode": format!("{:?}", o.mode),
+        "class": GpuClass::from_code(o.terms.requirements.gpu_class).map(|c| c.to_string()).unwrap_or_default(),
+        "gpus": o.terms.requirements.gpu_count,
+        "regions": Region::from_set(o.terms.requirements.regions).iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "max_price_per_gpu_second": o.terms.max_price_per_gpu_second,
+        "duration": o.terms.duration,
+        "mode": format!("{:?}", o.terms.mode),
         "status": format!("{:?}", o.status),
         "escrow_deposited": o.escrow_deposited,
         "escrow_remaining": o.escrow_remaining,
         "total_paid": o.total_paid,
         "gpus_assigned": o.gpus_assigned,
         "active_leases": o.active_leases,
-        "job_spec_hash": hex(&o.job_spec_hash),
+        "job_spec_hash": hex(&o.terms.job_spec_hash),
+        "close_requested_ts": o.close_requested_ts,
+        "buyer_exit_ts": o.buyer_exit_ts,
         "decimals": m.decimals,
     })
 }
 
 fn order_line(m: &MarketView, key: &Pubkey, o: &Order) -> String {
-    let class = GpuClass::from_code(o.requirements.gpu_class)
+    let t = &o.terms;
+    let class = GpuClass::from_code(t.requirements.gpu_class)
         .map(|c| c.to_string())
-        .unwrap_or_else(|_| format!("class {}", o.requirements.gpu_class));
+        .unwrap_or_else(|_| format!("class {}", t.requirements.gpu_class));
+    let closing = if o.is_closing() {
+        format!(
+            "; close requested at {}, the buyer may end its leases from {}",
+            o.close_requested_ts, o.buyer_exit_ts
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "order {} ({key}): {:?} {:?}, {}/{} x {class} assigned, {} active lease(s); escrow {} of {} left, {} paid; up to {} per GPU-second for {} s",
+        "order {} ({key}): {:?} {:?}, {}/{} x {class} assigned, {} active lease(s); escrow {} of {} left, {} paid; up to {} per GPU-second for {} s{closing}",
         o.order_id,
-        o.mode,
+        t.mode,
         o.status,
         o.gpus_assigned,
-        o.requirements.gpu_count,
+        t.requirements.gpu_count,
         o.active_leases,
         m.tokens(o.escrow_remaining),
         m.tokens(o.escrow_deposited),
         m.tokens(o.total_paid),
-        m.tokens(o.max_price_per_gpu_second),
-        o.duration
+        m.tokens(t.max_price_per_gpu_second),
+        t.duration
     )
 }
 

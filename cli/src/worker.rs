@@ -330,8 +330,10 @@ fn show(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
             "bandwidth_gbps": w.hardware.bandwidth_gbps,
             "region": region,
             "price_per_gpu_second": w.price_per_gpu_second,
-            "status": format!("{:?}", w.status),
-            "active_lease": w.active_lease.map(|l| l.to_string()),
+            "gpus_leased": w.gpus_leased,
+            "active_leases": w.active_leases,
+            "jailed": w.jailed,
+            "jailed_until": w.jailed_until,
             "stake": w.stake,
             "unbonding": w.unbonding,
             "unlock_ts": w.unlock_ts,
@@ -341,14 +343,21 @@ fn show(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
         }),
         || {
             format!(
-                "worker {key}\n  owner {}\n  node key {}\n  {} x {class}, {} MiB, {} GB/s, {region}\n  price {} per GPU-second, status {:?}\n  stake {} (+{} unbonding, unlocks at {})\n  earnings: {} to claim, {} in total; {} GPU-seconds served",
+                "worker {key}\n  owner {}\n  node key {}\n  {} x {class}, {} MiB, {} GB/s, {region}\n  price {} per GPU-second; {} of {} GPUs under {} lease(s){}\n  stake {} (+{} unbonding, unlocks at {})\n  earnings: {} to claim, {} in total; {} GPU-seconds served",
                 w.owner,
                 w.node_key,
                 w.hardware.gpu_count,
                 w.hardware.vram_mib,
                 w.hardware.bandwidth_gbps,
                 m.tokens(w.price_per_gpu_second),
-                w.status,
+                w.gpus_leased,
+                w.hardware.gpu_count,
+                w.active_leases,
+                if w.jailed {
+                    format!("; jailed until {}", w.jailed_until)
+                } else {
+                    String::new()
+                },
                 m.tokens(w.stake),
                 m.tokens(w.unbonding),
                 w.unlock_ts,

@@ -7,7 +7,7 @@ use anchor_lang::prelude::Pubkey;
 use assert_cmd::Command;
 use gpumesh_client::chain::{Chain, ChainExt};
 use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::program::state::{CloseReason, Market, Order, Worker};
+use gpumesh_client::program::state::{CloseReason, Lease, Market, Order, Worker};
 use gpumesh_client::{Keypair, MarketAddresses, RpcChain, SignedReceipt, Signer, cluster, token};
 use gpumesh_localnet::{LocalState, Localnet, LocalnetConfig};
 use serde_json::Value;
@@ -22,6 +22,8 @@ struct Net {
     dir: tempfile::TempDir,
     chain: RpcChain,
     mint: Pubkey,
+    /// The market `market()` created.
+    market: Option<Pubkey>,
 }
 
 impl Net {
@@ -43,6 +45,7 @@ impl Net {
             url,
             dir,
             chain,
+            market: None,
         }
     }
 
@@ -98,21 +101,26 @@ impl Net {
     }
 
     fn addrs(&self) -> MarketAddresses {
-        MarketAddresses::new(self.mint)
+        let market: Market = self
+            .chain
+            .fetch(&self.market.expect("create the market first"))
+            .unwrap();
+        MarketAddresses::of(&market)
     }
 
     fn vault(&self, key: &Pubkey) -> u64 {
         self.chain.token_balance(key).unwrap()
     }
 
-    /// A market owned by `authority` with an orchestrator key this test holds.
-    fn market(&self, authority: &Path) -> Keypair {
+    /// A market owned by `authority` with an orchestrator key this test holds. Later commands
+    /// find it without --market (the local state remembers it).
+    fn market(&mut self, authority: &Path) -> Keypair {
         let orchestrator = Keypair::new();
         let config = self.path("market.toml");
         std::fs::write(
             &config,
             format!(
-                "mint = \"{}\"\norchestrator = \"{}\"\n[params]\nprotocol_fee_bps = 250\nmin_stake_per_gpu = \"100\"\n",
+                "mint = \"{}\"\norchestrator = \"{}\"\n[params]\nprotocol_fee_bps = 250\nmin_stake_per_gpu = \"100\"\nbuyer_exit_window = 10\n",
                 self.mint,
                 orchestrator.pubkey()
             ),
@@ -124,7 +132,28 @@ impl Net {
         );
         assert_eq!(v["created"], true);
         assert!(v["signature"].as_str().is_some());
+        self.market = Some(Pubkey::from_str(v["market"].as_str().unwrap()).unwrap());
+        self.chain
+            .airdrop(&orchestrator.pubkey(), 10 * 1_000_000_000)
+            .unwrap();
         orchestrator
+    }
+
+    /// The orchestrator's part through the client: assign `gpus` of `worker` to `order`.
+    fn assign(&mut self, orch: &Keypair, order: &Pubkey, worker: &Pubkey, gpus: u16) -> LeaseRef {
+        let a = self.addrs();
+        self.chain
+            .send(
+                &[ix::assign(&a, &orch.pubkey(), order, worker, gpus)],
+                orch,
+                &[],
+            )
+            .unwrap();
+        let lease: Lease = self
+            .chain
+            .fetch(&gpumesh_client::pda::lease(order, worker).0)
+            .unwrap();
+        LeaseRef::of(&lease)
     }
 }
 
@@ -135,10 +164,10 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     let (supplier, supplier_key) = net.wallet("supplier.json", "10", "1000");
     let (buyer, buyer_key) = net.wallet("buyer.json", "10", "500");
     assert_eq!(net.tokens(&supplier_key), 1_000 * ONE);
-    let a = net.addrs();
 
     // Operator: market init, then the same again changes nothing.
     let orch = net.market(&operator);
+    let a = net.addrs();
     let config = net.path("market.toml");
     let again = net.ok(
         &operator,
@@ -219,24 +248,14 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     let on_chain: Order = net.chain.fetch(&order).unwrap();
     use sha2::Digest;
     let expected: [u8; 32] = sha2::Sha256::digest(b"image = \"pytorch\"\n").into();
-    assert_eq!(on_chain.job_spec_hash, expected);
+    assert_eq!(on_chain.terms.job_spec_hash, expected);
     net.ok(&buyer, &["order", "top-up", "1", "2.5"]);
     assert_eq!(net.vault(&a.escrow_vault), 42_500_000);
 
     // Orchestrator (through the client): assign, let 3 s pass, settle a receipt for 2 s.
-    net.chain
-        .airdrop(&orch.pubkey(), 10 * 1_000_000_000)
-        .unwrap();
-    net.chain
-        .send(
-            &[ix::assign(&a, &orch.pubkey(), &order, &worker, 1)],
-            &orch,
-            &[],
-        )
-        .unwrap();
-    let lease = LeaseRef::new(order, worker);
+    let lease = net.assign(&orch, &order, &worker, 1);
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let receipt = SignedReceipt::sign(&node, lease.lease, 2, [7; 32]);
+    let receipt = SignedReceipt::sign(&node, lease.lease, lease.nonce, 2, [7; 32]);
     let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease, receipt)]).to_vec();
     ixs.push(ix::close_lease(
         &a,
@@ -283,7 +302,7 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
 
 #[test]
 fn bad_inputs_say_what_to_do_and_move_nothing() {
-    let net = Net::start();
+    let mut net = Net::start();
     let (operator, operator_key) = net.wallet("operator.json", "10", "0");
     let (user, user_key) = net.wallet("user.json", "10", "100");
     net.market(&operator);
@@ -339,7 +358,13 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
     let dead = format!("http://127.0.0.1:{port}");
     let out = Command::cargo_bin("gpumesh")
         .unwrap()
-        .args(["--url", &dead, "--mint", &net.mint.to_string(), "--keypair"])
+        .args([
+            "--url",
+            &dead,
+            "--market",
+            &a.market.to_string(),
+            "--keypair",
+        ])
         .arg(&user)
         .args(["worker", "stake", "1"])
         .output()
@@ -429,6 +454,97 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
     );
     assert!(net.chain.account(&a.worker(&poor_key)).unwrap().is_none());
     let _ = operator_key;
+}
+
+/// The buyer's exit through the binary, with an orchestrator that settles but never closes the
+/// lease: `order cancel` asks to close, refuses to end the lease early with the time left, and
+/// after the exit window (10 s on this market) ends the lease and refunds the rest.
+#[test]
+fn a_buyer_leaves_through_the_binary_when_the_orchestrator_does_not_close() {
+    let mut net = Net::start();
+    let (operator, _) = net.wallet("operator.json", "10", "0");
+    let (supplier, supplier_key) = net.wallet("supplier.json", "10", "1000");
+    let (buyer, buyer_key) = net.wallet("buyer.json", "10", "500");
+    let orch = net.market(&operator);
+    let a = net.addrs();
+    let node = Keypair::new();
+    let node_path = net.path("node.json");
+    cluster::write_keypair(&node, &node_path, false).unwrap();
+    net.ok(
+        &supplier,
+        &[
+            "worker",
+            "register",
+            "--class",
+            "h100",
+            "--gpus",
+            "2",
+            "--region",
+            "eu-west",
+            "--price",
+            "0.001",
+            "--node-key",
+            node_path.to_str().unwrap(),
+        ],
+    );
+    net.ok(&supplier, &["worker", "stake", "200"]);
+    let spec = net.path("job.toml");
+    std::fs::write(&spec, "image = \"busybox\"\n").unwrap();
+    net.ok(
+        &buyer,
+        &[
+            "order",
+            "create",
+            "--class",
+            "h100",
+            "--gpus",
+            "2",
+            "--regions",
+            "eu-west",
+            "--max-price",
+            "0.002",
+            "--duration",
+            "3600",
+            "--deposit",
+            "40",
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    );
+    let order = a.order(&buyer_key, 1);
+    let worker = a.worker(&supplier_key);
+    let lease = net.assign(&orch, &order, &worker, 2);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let receipt = SignedReceipt::sign(&node, lease.lease, lease.nonce, 1, [1; 32]);
+    net.chain
+        .send(
+            &ix::settle(&a, &orch.pubkey(), &[(lease, receipt)]),
+            &orch,
+            &[],
+        )
+        .unwrap();
+
+    let asked = net.ok(&buyer, &["order", "cancel", "1"]);
+    assert_eq!(asked["action"], "order close requested");
+    let shown = net.ok(&buyer, &["order", "show", "1"]);
+    assert_eq!(shown["status"], "Closing");
+    let exit_ts = shown["buyer_exit_ts"].as_i64().unwrap();
+    let early = net.fails(&buyer, &["order", "cancel", "1"]);
+    assert!(early.contains("may settle and close them for"), "{early}");
+
+    // The orchestrator does nothing more. Wait out the window on the node's clock.
+    while net.chain.unix_time().unwrap() < exit_ts {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let done = net.ok(&buyer, &["order", "cancel", "1"]);
+    let paid = 2 * 1_000; // 1 s on 2 GPUs at 0.001
+    assert_eq!(done["refund"], 40 * ONE - paid);
+    assert_eq!(done["leases_ended"], 1);
+    assert_eq!(net.tokens(&buyer_key), 500 * ONE - paid);
+    assert!(net.chain.account(&order).unwrap().is_none());
+    assert!(net.chain.account(&lease.lease).unwrap().is_none());
+    let w: Worker = net.chain.fetch(&worker).unwrap();
+    assert_eq!((w.gpus_leased, w.active_leases), (0, 0));
 }
 
 #[test]

@@ -5,8 +5,12 @@
 //! The file is TOML; amounts are whole tokens (strings, parsed with the mint's decimals),
 //! durations are seconds. Anything left out takes the program's default parameters.
 //!
+//! The market's address derives from the mint and the authority that creates it, so nobody can
+//! create "your" market before you do; a second run finds it and changes nothing, and refuses a
+//! market whose authority has since moved to another key.
+//!
 //! ```toml
-//! mint = "…"                  # the payment mint; one market per mint
+//! mint = "…"                  # the payment mint
 //! orchestrator = "…"          # the key that assigns leases and settles receipts
 //! [params]
 //! protocol_fee_bps = 250
@@ -65,6 +69,7 @@ pub struct ParamsConfig {
     pub breaker_band_bps: Option<u32>,
     pub reference_smoothing_bps: Option<u16>,
     pub reference_update_interval: Option<i64>,
+    pub buyer_exit_window: Option<i64>,
 }
 
 /// The suppliers' emission: `supplier_share_bps` of `supply`, released linearly over `duration`
@@ -101,6 +106,10 @@ pub enum DeployError {
         "{who} has {have} lamports and needs about {need} for rent and fees; fund it (on localnet: `gpumesh airdrop`) and run again"
     )]
     InsufficientSol { who: Pubkey, have: u64, need: u64 },
+    #[error(
+        "the market {market} was created by this wallet but its authority is now {authority}: this wallet no longer controls it"
+    )]
+    NotControlled { market: Pubkey, authority: Pubkey },
     #[error(transparent)]
     Chain(#[from] ChainError),
 }
@@ -189,6 +198,7 @@ impl ParamsConfig {
             reference_update_interval: self
                 .reference_update_interval
                 .unwrap_or(d.reference_update_interval),
+            buyer_exit_window: self.buyer_exit_window.unwrap_or(d.buyer_exit_window),
         })
     }
 
@@ -233,8 +243,9 @@ pub enum Deployed {
     },
 }
 
-/// Creates the market for `config.mint` unless it exists. Checks the authority's SOL before
-/// sending, so a refusal leaves nothing half-done.
+/// Creates `authority`'s market for `config.mint` unless it exists. Checks the authority's SOL
+/// before sending, so a refusal leaves nothing half-done. An existing market is reported with
+/// what differs from the config, and refused if `authority` no longer controls it.
 pub fn init_market_if_missing(
     chain: &mut dyn Chain,
     authority: &Keypair,
@@ -243,9 +254,16 @@ pub fn init_market_if_missing(
     let mint = config.mint()?;
     let decimals = mint_decimals(chain, &mint)?;
     let args = config.init_args(decimals, chain.unix_time()?)?;
-    let addrs = MarketAddresses::new(mint);
+    let addrs = MarketAddresses::new(mint, authority.pubkey());
     if let Some(market) = chain.fetch_opt::<Market>(&addrs.market)? {
-        let differences = differences(&market, &args);
+        if market.authority != authority.pubkey() {
+            return Err(DeployError::NotControlled {
+                market: addrs.market,
+                authority: market.authority,
+            });
+        }
+        let explicit_start = config.emission.as_ref().and_then(|e| e.start);
+        let differences = differences(&market, &args, explicit_start);
         return Ok(Deployed::Existing {
             addrs,
             market: Box::new(market),
@@ -274,8 +292,26 @@ pub fn init_market_if_missing(
     })
 }
 
-fn differences(market: &Market, args: &InitMarketArgs) -> Vec<String> {
+fn differences(market: &Market, args: &InitMarketArgs, explicit_start: Option<i64>) -> Vec<String> {
     let mut out = Vec::new();
+    let total = gpumesh::math::bps_of(args.emission_supply, args.emission_supplier_share_bps)
+        .unwrap_or(u64::MAX);
+    let e = &market.emission;
+    if e.total != total || e.duration != args.emission_duration {
+        out.push(format!(
+            "emission: on chain {} base units over {} s, config {} over {} s (the schedule cannot change)",
+            e.total, e.duration, total, args.emission_duration
+        ));
+    }
+    if let Some(start) = explicit_start
+        && total > 0
+        && start != e.start_ts
+    {
+        out.push(format!(
+            "emission start: on chain {}, config {start} (the schedule cannot change)",
+            e.start_ts
+        ));
+    }
     if market.orchestrator != args.orchestrator {
         out.push(format!(
             "orchestrator: on chain {}, config {}",

@@ -37,6 +37,7 @@ events!(
     OrderCreated,
     OrderToppedUp,
     OrderClosed,
+    OrderCloseRequested,
     LeaseAssigned,
     ReceiptSettled,
     LeaseClosed,

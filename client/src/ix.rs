@@ -253,20 +253,26 @@ pub fn assign(
     )
 }
 
-/// Where a receipt's lease lives: its order and worker.
+/// One lease instance as instructions name it: its address, order and worker, the key its rent
+/// goes back to, and the nonce its receipts sign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseRef {
     pub lease: Pubkey,
     pub order: Pubkey,
     pub worker: Pubkey,
+    pub rent_payer: Pubkey,
+    pub nonce: u64,
 }
 
 impl LeaseRef {
-    pub fn new(order: Pubkey, worker: Pubkey) -> Self {
+    /// The reference to a lease read from the chain.
+    pub fn of(lease: &gpumesh::state::Lease) -> Self {
         Self {
-            lease: pda::lease(&order, &worker).0,
-            order,
-            worker,
+            lease: pda::lease(&lease.order, &lease.worker).0,
+            order: lease.order,
+            worker: lease.worker,
+            rent_payer: lease.rent_payer,
+            nonce: lease.nonce,
         }
     }
 }
@@ -313,6 +319,7 @@ pub fn close_lease(
             order: lease.order,
             worker: lease.worker,
             lease: lease.lease,
+            rent_payer: lease.rent_payer,
             buyer_token: None,
             stake_vault: None,
             treasury_vault: None,
@@ -336,6 +343,7 @@ pub fn close_lease_offline(
             order: lease.order,
             worker: lease.worker,
             lease: lease.lease,
+            rent_payer: lease.rent_payer,
             buyer_token: Some(*buyer_token),
             stake_vault: Some(m.stake_vault),
             treasury_vault: Some(m.treasury_vault),
@@ -347,8 +355,9 @@ pub fn close_lease_offline(
     )
 }
 
-/// Slashes a worker for proven fraud. `serving` names the lease it serves, if any, with the
-/// buyer's token account that receives the compensation.
+/// Slashes a worker for proven fraud. `serving` names the lease the fraud was found on, if any,
+/// with the buyer's token account that receives the compensation; without one the slash takes
+/// the share of the worker's free GPUs, for the treasury.
 pub fn slash_fraud(
     m: &MarketAddresses,
     orchestrator: &Pubkey,
@@ -367,6 +376,7 @@ pub fn slash_fraud(
             lease: serving.map(|(l, _)| l.lease),
             order: serving.map(|(l, _)| l.order),
             buyer_token: serving.map(|(_, t)| *t),
+            rent_payer: serving.map(|(l, _)| l.rent_payer),
         },
         data::SlashFraud { evidence_hash },
     )
@@ -383,24 +393,47 @@ pub fn unjail(m: &MarketAddresses, owner: &Pubkey) -> Instruction {
     )
 }
 
-/// Anyone may expire a lease with no settled receipt for the market's maximum receipt age;
-/// `orchestrator` is the market's current orchestrator key, which gets the lease's rent back.
-pub fn expire_lease(
-    m: &MarketAddresses,
-    caller: &Pubkey,
-    orchestrator: &Pubkey,
-    lease: &LeaseRef,
-) -> Instruction {
+/// Anyone may expire a lease with no settled receipt for the market's maximum receipt age; its
+/// rent goes back to whoever paid it.
+pub fn expire_lease(m: &MarketAddresses, caller: &Pubkey, lease: &LeaseRef) -> Instruction {
     build(
         acc::ExpireLease {
             caller: *caller,
             market: m.market,
-            orchestrator: *orchestrator,
             order: lease.order,
             worker: lease.worker,
             lease: lease.lease,
+            rent_payer: lease.rent_payer,
         },
         data::ExpireLease {},
+    )
+}
+
+/// The buyer asks to close its order: no new lease, no receipt for a later second, and after the
+/// market's exit window the buyer may end the remaining leases itself ([`end_lease`]).
+pub fn request_close(m: &MarketAddresses, buyer: &Pubkey, order: &Pubkey) -> Instruction {
+    build(
+        acc::RequestClose {
+            buyer: *buyer,
+            market: m.market,
+            order: *order,
+        },
+        data::RequestClose {},
+    )
+}
+
+/// The buyer ends one lease of an order it asked to close, once the exit window is over.
+pub fn end_lease(m: &MarketAddresses, buyer: &Pubkey, lease: &LeaseRef) -> Instruction {
+    build(
+        acc::EndLease {
+            buyer: *buyer,
+            market: m.market,
+            order: lease.order,
+            worker: lease.worker,
+            lease: lease.lease,
+            rent_payer: lease.rent_payer,
+        },
+        data::EndLease {},
     )
 }
 

@@ -63,7 +63,7 @@ impl LocalMarket {
             rent,
         )?;
         chain.send(&create, &mint_authority, &[&mint])?;
-        let addrs = MarketAddresses::new(mint.pubkey());
+        let addrs = MarketAddresses::new(mint.pubkey(), authority.pubkey());
         chain.send(
             &[ix::init_market(
                 &addrs,

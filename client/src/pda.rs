@@ -3,8 +3,12 @@
 use anchor_lang::prelude::Pubkey;
 use gpumesh::state::seeds;
 
-pub fn market(mint: &Pubkey) -> (Pubkey, u8) {
-    Pubkey::find_program_address(&[seeds::MARKET, mint.as_ref()], &gpumesh::ID)
+/// The market of `mint` created by `creator` (its first authority).
+pub fn market(mint: &Pubkey, creator: &Pubkey) -> (Pubkey, u8) {
+    Pubkey::find_program_address(
+        &[seeds::MARKET, mint.as_ref(), creator.as_ref()],
+        &gpumesh::ID,
+    )
 }
 
 pub fn stake_vault(market: &Pubkey) -> (Pubkey, u8) {
@@ -53,6 +57,8 @@ pub fn lease(order: &Pubkey, worker: &Pubkey) -> (Pubkey, u8) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MarketAddresses {
     pub mint: Pubkey,
+    /// The authority that created the market (part of its address).
+    pub creator: Pubkey,
     pub market: Pubkey,
     pub stake_vault: Pubkey,
     pub escrow_vault: Pubkey,
@@ -61,16 +67,23 @@ pub struct MarketAddresses {
 }
 
 impl MarketAddresses {
-    pub fn new(mint: Pubkey) -> Self {
-        let market = market(&mint).0;
+    /// The addresses of the market `creator` makes (or made) for `mint`.
+    pub fn new(mint: Pubkey, creator: Pubkey) -> Self {
+        let market = market(&mint, &creator).0;
         Self {
             mint,
+            creator,
             market,
             stake_vault: stake_vault(&market).0,
             escrow_vault: escrow_vault(&market).0,
             treasury_vault: treasury_vault(&market).0,
             rewards_vault: rewards_vault(&market).0,
         }
+    }
+
+    /// The addresses of a market read from the chain (its account names its mint and creator).
+    pub fn of(market: &gpumesh::state::Market) -> Self {
+        Self::new(market.mint, market.creator)
     }
 
     pub fn worker(&self, owner: &Pubkey) -> Pubkey {

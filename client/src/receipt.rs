@@ -13,6 +13,8 @@ use solana_signer::Signer;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SignedReceipt {
     pub lease: Pubkey,
+    /// The lease instance's nonce (`Lease::nonce`), which the signature covers.
+    pub lease_nonce: u64,
     pub served_seconds: u64,
     pub chain_head: [u8; 32],
     pub node_key: Pubkey,
@@ -37,13 +39,21 @@ impl SignedReceipt {
     pub fn sign(
         node_key: &Keypair,
         lease: Pubkey,
+        lease_nonce: u64,
         served_seconds: u64,
         chain_head: [u8; 32],
     ) -> Self {
-        let message = receipt_message(&gpumesh::ID, &lease, served_seconds, &chain_head);
+        let message = receipt_message(
+            &gpumesh::ID,
+            &lease,
+            lease_nonce,
+            served_seconds,
+            &chain_head,
+        );
         let signature = node_key.sign_message(&message);
         Self {
             lease,
+            lease_nonce,
             served_seconds,
             chain_head,
             node_key: node_key.pubkey(),
@@ -56,6 +66,7 @@ impl SignedReceipt {
         receipt_message(
             &gpumesh::ID,
             &self.lease,
+            self.lease_nonce,
             self.served_seconds,
             &self.chain_head,
         )

@@ -311,11 +311,31 @@ pub fn order_filters(market: &Pubkey, buyer: &Pubkey) -> Vec<RpcFilterType> {
     ]
 }
 
+/// Where a lease's `order` field sits in its account data: after the discriminator, `version`,
+/// `bump` and `market`. Checked against a serialized lease in the tests below.
+pub const LEASE_ORDER_OFFSET: usize = 8 + 1 + 1 + 32;
+
+/// getProgramAccounts filters for the live leases of `order`.
+pub fn lease_filters(order: &Pubkey) -> Vec<RpcFilterType> {
+    use anchor_lang::Discriminator;
+    use solana_rpc_client_api::filter::Memcmp;
+    vec![
+        RpcFilterType::Memcmp(Memcmp::new_base58_encoded(
+            0,
+            gpumesh::state::Lease::DISCRIMINATOR,
+        )),
+        RpcFilterType::Memcmp(Memcmp::new_base58_encoded(
+            LEASE_ORDER_OFFSET,
+            order.as_ref(),
+        )),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use anchor_lang::AccountSerialize;
-    use gpumesh::state::{Order, OrderMode, OrderRequirements, OrderStatus};
+    use gpumesh::state::{Lease, Order, OrderMode, OrderRequirements, OrderStatus, OrderTerms};
 
     #[test]
     fn order_filter_offsets_match_the_account_layout() {
@@ -327,17 +347,19 @@ mod tests {
             market,
             buyer,
             order_id: 7,
-            requirements: OrderRequirements {
-                gpu_class: 9,
-                gpu_count: 1,
-                min_vram_mib: 0,
-                min_bandwidth_gbps: 0,
-                regions: 1,
+            terms: OrderTerms {
+                requirements: OrderRequirements {
+                    gpu_class: 9,
+                    gpu_count: 1,
+                    min_vram_mib: 0,
+                    min_bandwidth_gbps: 0,
+                    regions: 1,
+                },
+                max_price_per_gpu_second: 1,
+                duration: 1,
+                mode: OrderMode::Spot,
+                job_spec_hash: [0; 32],
             },
-            max_price_per_gpu_second: 1,
-            duration: 1,
-            mode: OrderMode::Spot,
-            job_spec_hash: [0; 32],
             status: OrderStatus::Open,
             escrow_deposited: 0,
             escrow_remaining: 0,
@@ -345,6 +367,8 @@ mod tests {
             gpus_assigned: 0,
             active_leases: 0,
             created_ts: 0,
+            close_requested_ts: 0,
+            buyer_exit_ts: 0,
             reserved: [0; 64],
         };
         let mut data = Vec::new();
@@ -356,6 +380,37 @@ mod tests {
         assert_eq!(
             &data[ORDER_BUYER_OFFSET..ORDER_BUYER_OFFSET + 32],
             buyer.as_ref()
+        );
+    }
+
+    #[test]
+    fn lease_filter_offset_matches_the_account_layout() {
+        let order = Pubkey::new_unique();
+        let lease = Lease {
+            version: 1,
+            bump: 255,
+            market: Pubkey::new_unique(),
+            order,
+            worker: Pubkey::new_unique(),
+            nonce: 3,
+            rent_payer: Pubkey::new_unique(),
+            gpus: 1,
+            price_per_gpu_second: 1,
+            fee_bps: 0,
+            start_ts: 0,
+            seconds_settled: 0,
+            amount_paid: 0,
+            fee_paid: 0,
+            last_settle_ts: 0,
+            last_chain_head: [0; 32],
+            reward_acc_snapshot: 0,
+            reserved: [0; 64],
+        };
+        let mut data = Vec::new();
+        lease.try_serialize(&mut data).unwrap();
+        assert_eq!(
+            &data[LEASE_ORDER_OFFSET..LEASE_ORDER_OFFSET + 32],
+            order.as_ref()
         );
     }
 }

@@ -8,10 +8,10 @@ use gpumesh_client::*;
 fn account_sizes_are_pinned() {
     let chain = SvmChain::new();
     let sizes = [
-        ("Market", Market::SPACE, 842),
-        ("Worker", Worker::SPACE, 328),
-        ("Order", Order::SPACE, 251),
-        ("Lease", Lease::SPACE, 268),
+        ("Market", Market::SPACE, 894),
+        ("Worker", Worker::SPACE, 299),
+        ("Order", Order::SPACE, 267),
+        ("Lease", Lease::SPACE, 310),
     ];
     for (name, size, pinned) in sizes {
         let rent = chain.rent_exempt_minimum(size).unwrap();

@@ -16,9 +16,16 @@ use gpumesh_client::*;
 fn init_market_creates_vaults_owned_by_the_market() {
     let fx = Fx::new();
     let market = fx.market();
-    assert_eq!(market.version, ACCOUNT_VERSION);
+    assert_eq!(market.version, Market::VERSION);
     assert_eq!(market.params, params());
     assert_eq!(market.mint, fx.m.addrs.mint);
+    assert_eq!(market.creator, fx.m.authority.pubkey());
+    assert_eq!(market.authority, fx.m.authority.pubkey());
+    assert_eq!(
+        gpumesh_client::pda::market(&market.mint, &market.creator).0,
+        fx.m.addrs.market,
+        "the market's address derives from its mint and creator"
+    );
     for vault in [
         market.stake_vault,
         market.escrow_vault,
@@ -208,7 +215,8 @@ fn register_worker_validates_its_claim() {
         .unwrap();
     let worker: Worker = fx.chain.fetch(&fx.m.addrs.worker(&owner.pubkey())).unwrap();
     assert_eq!(worker.node_key, node.pubkey());
-    assert_eq!(worker.status, WorkerStatus::Idle);
+    assert_eq!((worker.gpus_leased, worker.active_leases), (0, 0));
+    assert!(!worker.jailed);
     assert!(
         matches!(&out.events[..], [GpumeshEvent::WorkerRegistered(e)] if e.price_per_gpu_second == 7)
     );

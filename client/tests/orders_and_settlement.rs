@@ -40,10 +40,10 @@ fn create_order_moves_the_deposit_into_escrow() {
         .chain
         .fetch(&fx.m.addrs.order(&buyer.pubkey(), args.order_id))
         .unwrap();
-    assert_eq!(order.requirements, requirements(2));
+    assert_eq!(order.terms.requirements, requirements(2));
     assert_eq!(order.status, OrderStatus::Open);
     assert!(
-        matches!(&out.events[..], [GpumeshEvent::OrderCreated(e)] if e.escrow_before == 0 && e.escrow_after == 20_000 && e.job_spec_hash == [9; 32])
+        matches!(&out.events[..], [GpumeshEvent::OrderCreated(e)] if e.escrow_before == 0 && e.escrow_after == 20_000 && e.terms.job_spec_hash == [9; 32])
     );
 }
 
@@ -55,22 +55,22 @@ fn create_order_refuses_bad_requirements_and_underfunded_reservations() {
     let mut cases = vec![];
     let mut a = fx.order_args(requirements(0), 100);
     cases.push((a.clone(), E::InvalidOrder));
-    a.requirements = OrderRequirements {
+    a.terms.requirements = OrderRequirements {
         regions: 0,
         ..requirements(1)
     };
     cases.push((a.clone(), E::InvalidOrder));
-    a.requirements = requirements(1);
-    a.duration = 0;
+    a.terms.requirements = requirements(1);
+    a.terms.duration = 0;
     cases.push((a.clone(), E::InvalidOrder));
-    a.duration = 3_600;
+    a.terms.duration = 3_600;
     a.deposit = 0;
     cases.push((a.clone(), E::ZeroAmount));
-    a.max_price_per_gpu_second = 0;
+    a.terms.max_price_per_gpu_second = 0;
     a.deposit = 10;
     cases.push((a.clone(), E::InvalidPrice));
-    a.max_price_per_gpu_second = 20;
-    a.mode = OrderMode::Reserved;
+    a.terms.max_price_per_gpu_second = 20;
+    a.terms.mode = OrderMode::Reserved;
     a.deposit = 20 * 3_600 - 1;
     cases.push((a.clone(), E::ReservedUnderfunded));
     for (args, e) in cases {
@@ -164,15 +164,6 @@ fn assign_checks_every_requirement() {
         ),
         (hardware(), 21, 1_000, E::PriceAboveMax),
         (hardware(), PRICE, 999, E::StakeBelowMinimum),
-        (
-            HardwareClaim {
-                gpu_count: 2,
-                ..hardware()
-            },
-            PRICE,
-            1_000,
-            E::StakeBelowMinimum,
-        ),
     ];
     for (hw, price, stake, e) in cases {
         let w = fx.worker_with(hw, price, stake);
@@ -188,11 +179,32 @@ fn assign_checks_every_requirement() {
     let mut not_orch = ix::assign(&a, &stranger.pubkey(), &o.order, &w.worker, 1);
     not_orch.accounts[0].is_signer = true;
     fx.refuses(&[not_orch], &stranger, E::NotOrchestrator);
-    // More GPUs than the worker has.
+    // More GPUs than the worker has free.
     fx.refuses(
         &[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 2)],
         &orch,
-        E::InvalidGpuCount,
+        E::NotEnoughFreeGpus,
+    );
+    // Stake scales with the GPUs under lease: a 2-GPU worker with the minimum for one may serve
+    // one GPU, not two.
+    let half_staked = fx.worker_with(
+        HardwareClaim {
+            gpu_count: 2,
+            ..hardware()
+        },
+        PRICE,
+        1_000,
+    );
+    fx.refuses(
+        &[ix::assign(
+            &a,
+            &orch.pubkey(),
+            &o.order,
+            &half_staked.worker,
+            2,
+        )],
+        &orch,
+        E::StakeBelowMinimum,
     );
     fx.refuses(
         &[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 0)],
@@ -200,6 +212,8 @@ fn assign_checks_every_requirement() {
         E::InvalidGpuCount,
     );
 
+    fx.leases
+        .push(gpumesh_client::pda::lease(&o.order, &w.worker).0);
     let out = fx
         .send(
             &[ix::assign(&a, &orch.pubkey(), &o.order, &w.worker, 1)],
@@ -210,14 +224,14 @@ fn assign_checks_every_requirement() {
         matches!(&out.events[..], [GpumeshEvent::ReferencePriceUpdated(r), GpumeshEvent::LeaseAssigned(e)] if e.order_gpus_before == 0 && e.order_gpus_after == 1 && e.price_per_gpu_second == PRICE && r.reference_before == 0 && r.reference_after == PRICE)
     );
     let worker: Worker = fx.chain.fetch(&w.worker).unwrap();
-    assert_eq!(worker.status, WorkerStatus::Busy);
+    assert_eq!((worker.gpus_leased, worker.active_leases), (1, 1));
 
-    // A busy worker cannot take a second order.
+    // A worker with no free GPU cannot take a second order.
     let (_, o2) = fx.order(1, 100_000);
     fx.refuses(
         &[ix::assign(&a, &orch.pubkey(), &o2.order, &w.worker, 1)],
         &orch,
-        E::WorkerBusy,
+        E::NotEnoughFreeGpus,
     );
 
     // The second GPU fills the order; a third worker finds it full.
@@ -377,8 +391,7 @@ fn settle_never_pays_more_than_the_escrow() {
     let w2 = fx.worker();
     let orch = fx.m.orchestrator.insecure_clone();
     let (_, o2) = fx.order(2, 10);
-    fx.assign(&o2, &w2, 1).unwrap();
-    let l2 = LeaseRef::new(o2.order, w2.worker);
+    let l2 = fx.assign(&o2, &w2, 1).unwrap();
     fx.chain.warp(10).unwrap();
     let r = fx.receipt(&w2, &l2, 10);
     fx.settle(&[r]).unwrap();
@@ -433,7 +446,7 @@ fn settle_checks_the_ed25519_instruction() {
     let impostor = Keypair::new();
     let forged = (
         lease,
-        SignedReceipt::sign(&impostor, lease.lease, 100, [0; 32]),
+        SignedReceipt::sign(&impostor, lease.lease, lease.nonce, 100, [0; 32]),
     );
     fx.refuses(
         &ix::settle(&a, &orch.pubkey(), &[forged]),
@@ -565,10 +578,7 @@ fn close_lease_frees_the_worker_and_cancel_refunds_the_rest() {
     );
     assert!(fx.chain.account(&lease.lease).unwrap().is_none());
     let worker: Worker = fx.chain.fetch(&w.worker).unwrap();
-    assert_eq!(
-        (worker.status, worker.active_lease),
-        (WorkerStatus::Idle, None)
-    );
+    assert_eq!((worker.gpus_leased, worker.active_leases), (0, 0));
 
     // Closing twice, and settling a closed lease, are refused.
     fx.refuses_code(

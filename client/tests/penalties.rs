@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use gpumesh_client::ix;
+use gpumesh_client::ix::{self, LeaseRef};
 use gpumesh_client::local::EmissionConfig;
 use gpumesh_client::program::errors::GpumeshError as E;
 use gpumesh_client::program::events::SlashReason;
@@ -70,7 +70,13 @@ fn offline_worker_compensates_the_buyer_and_a_second_worker_finishes() {
         (w.record.failures, w.record.slashes, w.record.slashed_total),
         (1, 1, compensation)
     );
-    assert_eq!(w.status, WorkerStatus::Idle);
+    assert_eq!(
+        (w.gpus_leased, w.active_leases),
+        (0, 0),
+        "its GPUs are free"
+    );
+    assert_eq!(slashed.lease, Some(l1.lease));
+    assert_eq!((slashed.share_gpus, slashed.gpu_count), (1, 1));
     let order: Order = fx.chain.fetch(&o.order).unwrap();
     assert_eq!(
         (order.status, order.gpus_assigned, order.escrow_remaining),
@@ -135,7 +141,7 @@ fn offline_close_checks_its_accounts_and_signer() {
     by_stranger.accounts[0].is_signer = true;
     fx.refuses(&[by_stranger], &stranger, E::NotOrchestrator);
     let mut wrong_vault = ix::close_lease_offline(&a, &orch.pubkey(), &lease, &o.token);
-    wrong_vault.accounts[6].pubkey = a.escrow_vault; // stake vault slot
+    wrong_vault.accounts[7].pubkey = a.escrow_vault; // stake vault slot
     fx.refuses(&[wrong_vault], &orch, E::WrongVault);
 }
 
@@ -203,18 +209,16 @@ fn fraud_slash_pays_the_buyer_jails_and_unjail_needs_time_and_stake() {
     let lease = fx.assign(&o, &w, 1).unwrap();
     let orch = fx.m.orchestrator.insecure_clone();
 
-    // The lease it serves must be named.
-    fx.refuses(
-        &[ix::slash_fraud(
-            &a,
-            &orch.pubkey(),
-            &w.worker,
-            None,
-            [1; 32],
-        )],
-        &orch,
-        E::ActiveLeaseAccountsMissing,
+    // A lease comes with its order, the buyer's token account and its rent payer, or not at all.
+    let mut half = ix::slash_fraud(
+        &a,
+        &orch.pubkey(),
+        &w.worker,
+        Some((&lease, &o.token)),
+        [1; 32],
     );
+    half.accounts[8].pubkey = gpumesh_client::program::ID; // buyer token: "none"
+    fx.refuses(&[half], &orch, E::MissingSlashAccounts);
     let stranger = fx.user(0);
     let mut by_stranger = ix::slash_fraud(
         &a,
@@ -251,7 +255,8 @@ fn fraud_slash_pays_the_buyer_jails_and_unjail_needs_time_and_stake() {
     );
     assert!(fx.chain.account(&lease.lease).unwrap().is_none());
     let state = fx.worker_state(&w);
-    assert_eq!(state.status, WorkerStatus::Jailed);
+    assert!(state.jailed);
+    assert_eq!((state.gpus_leased, state.active_leases), (0, 0));
     let order: Order = fx.chain.fetch(&o.order).unwrap();
     assert_eq!(order.status, OrderStatus::Open);
 
@@ -312,19 +317,20 @@ fn anyone_can_expire_a_dead_lease_without_slashing() {
     let orch = fx.orch();
     fx.chain.warp(599).unwrap();
     fx.refuses(
-        &[ix::expire_lease(&a, &cranker.pubkey(), &orch, &lease)],
+        &[ix::expire_lease(&a, &cranker.pubkey(), &lease)],
         &cranker,
         E::LeaseNotExpired,
     );
     fx.chain.warp(1).unwrap();
-    let wrong_rent = ix::expire_lease(&a, &cranker.pubkey(), &cranker.pubkey(), &lease);
-    fx.refuses(&[wrong_rent], &cranker, E::NotOrchestrator);
+    let to_cranker = LeaseRef {
+        rent_payer: cranker.pubkey(),
+        ..lease
+    };
+    let wrong_rent = ix::expire_lease(&a, &cranker.pubkey(), &to_cranker);
+    fx.refuses(&[wrong_rent], &cranker, E::WrongRentReceiver);
     let orch_lamports = fx.chain.lamports(&orch).unwrap();
     let out = fx
-        .send(
-            &[ix::expire_lease(&a, &cranker.pubkey(), &orch, &lease)],
-            &cranker,
-        )
+        .send(&[ix::expire_lease(&a, &cranker.pubkey(), &lease)], &cranker)
         .unwrap();
     assert!(
         matches!(&out.events[..], [GpumeshEvent::LeaseClosed(c)] if c.reason == CloseReason::Expired)
@@ -350,7 +356,7 @@ fn anyone_can_expire_a_dead_lease_without_slashing() {
     fx.settle(&[r]).unwrap();
     fx.chain.warp(500).unwrap();
     fx.refuses(
-        &[ix::expire_lease(&a, &cranker.pubkey(), &orch, &l2)],
+        &[ix::expire_lease(&a, &cranker.pubkey(), &l2)],
         &cranker,
         E::LeaseNotExpired,
     );
@@ -380,7 +386,7 @@ fn the_circuit_breaker_trips_above_the_band_and_the_reference_moves_slowly() {
     let buyer = fx.user(10_000_000);
     let order = |fx: &mut Fx| {
         let mut args = fx.order_args(requirements(1), 100_000);
-        args.max_price_per_gpu_second = 1_000;
+        args.terms.max_price_per_gpu_second = 1_000;
         fx.order_from(&buyer, args).unwrap()
     };
 
@@ -596,7 +602,7 @@ fn the_whole_emission_period_releases_the_configured_share() {
     );
     let buyer = fx.user(13 * year as u64 * 8);
     let mut args = fx.order_args(requirements(8), 13 * year as u64 * 8);
-    args.duration = 13 * year as u64;
+    args.terms.duration = 13 * year as u64;
     let o = fx.order_from(&buyer, args).unwrap();
     let lease = fx.assign(&o, &w, 8).unwrap();
     let mut rewards = 0u64;

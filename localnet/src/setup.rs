@@ -24,6 +24,8 @@ pub enum SetupError {
         "no local state in {0}: start the local chain with `gpumesh localnet` first (it creates the mint and its keys there)"
     )]
     NoState(String),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
 }
 
 /// The local mint's keys, kept in a directory (default `~/.config/gpumesh/localnet`).
@@ -36,6 +38,7 @@ pub struct LocalState {
 impl LocalState {
     pub const MINT_FILE: &'static str = "mint.json";
     pub const MINT_AUTHORITY_FILE: &'static str = "mint-authority.json";
+    pub const MARKET_FILE: &'static str = "market";
 
     /// `~/.config/gpumesh/localnet`.
     pub fn default_dir() -> Result<PathBuf, ClusterError> {
@@ -75,6 +78,23 @@ impl LocalState {
 
     pub fn mint(&self) -> Pubkey {
         self.mint.pubkey()
+    }
+
+    /// The market `gpumesh market init` last created or found on the local chain (its address
+    /// derives from the mint and its creator, so it comes back at the same address after a
+    /// restart when the same wallet creates it again).
+    pub fn market(&self) -> Option<Pubkey> {
+        let text = std::fs::read_to_string(self.dir.join(Self::MARKET_FILE)).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Records `market` as the local chain's default market.
+    pub fn remember_market(&self, market: &Pubkey) -> Result<(), SetupError> {
+        let path = self.dir.join(Self::MARKET_FILE);
+        std::fs::write(&path, format!("{market}\n")).map_err(|e| SetupError::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Creates the mint on `chain` unless it exists. Returns whether it was created.

@@ -9,7 +9,8 @@ use gpumesh_client::ix::{self, LeaseRef};
 use gpumesh_client::local::LocalMarket;
 use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
 use gpumesh_client::program::state::{
-    CloseReason, HardwareClaim, Market, MarketParams, Order, OrderMode, OrderRequirements, Worker,
+    CloseReason, HardwareClaim, Lease, Market, MarketParams, Order, OrderMode, OrderRequirements,
+    OrderTerms, Worker,
 };
 use gpumesh_client::{
     ChainError, GpumeshEvent, Keypair, RpcChain, SignedReceipt, Signer, SvmChain,
@@ -113,17 +114,19 @@ fn market_flow(chain: &mut dyn Chain) {
                 &buyer_token,
                 CreateOrderArgs {
                     order_id: 1,
-                    requirements: OrderRequirements {
-                        gpu_class: H100,
-                        gpu_count: 1,
-                        min_vram_mib: 40_000,
-                        min_bandwidth_gbps: 1_000,
-                        regions: 1 << EU_WEST,
+                    terms: OrderTerms {
+                        requirements: OrderRequirements {
+                            gpu_class: H100,
+                            gpu_count: 1,
+                            min_vram_mib: 40_000,
+                            min_bandwidth_gbps: 1_000,
+                            regions: 1 << EU_WEST,
+                        },
+                        max_price_per_gpu_second: 2 * PRICE,
+                        duration: 3_600,
+                        mode: OrderMode::Spot,
+                        job_spec_hash: *blake3::hash(b"job").as_bytes(),
                     },
-                    max_price_per_gpu_second: 2 * PRICE,
-                    duration: 3_600,
-                    mode: OrderMode::Spot,
-                    job_spec_hash: *blake3::hash(b"job").as_bytes(),
                     deposit: 50 * ONE,
                 },
             )],
@@ -179,10 +182,14 @@ fn market_flow(chain: &mut dyn Chain) {
             &[],
         )
         .unwrap();
-    let lease = LeaseRef::new(order, worker);
+    let lease = LeaseRef::of(
+        &chain
+            .fetch::<Lease>(&gpumesh_client::pda::lease(&order, &worker).0)
+            .unwrap(),
+    );
 
     pass(chain, 3);
-    let receipt = SignedReceipt::sign(&node, lease.lease, 2, head(2));
+    let receipt = SignedReceipt::sign(&node, lease.lease, lease.nonce, 2, head(2));
     let settled = chain
         .send(
             &ix::settle(&a, &orch.pubkey(), &[(lease, receipt.clone())]),

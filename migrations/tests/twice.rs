@@ -49,7 +49,7 @@ fn running_the_migration_twice_creates_once_and_changes_nothing() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(String::from_utf8_lossy(&first.stdout).contains("created market"));
-    let market = MarketAddresses::new(state.mint()).market;
+    let market = MarketAddresses::new(state.mint(), authority.pubkey()).market;
     let lamports = chain.lamports(&authority.pubkey()).unwrap();
     let before: Market = chain.fetch(&market).unwrap();
 

@@ -113,13 +113,16 @@ pub fn invoke_native(entry: NativeEntry, ic: &mut InvokeContext) -> Result<(), I
     }
     stable_log::program_success(&log_collector, &program_id);
 
-    // Commit what the program changed back into the runtime's accounts. The instruction context
-    // is fetched again: a CPI may have replaced it.
+    // Commit what the program changed back into the runtime's accounts, as the SBF loader does
+    // after a program returns: every account, writable or not, goes through the runtime's own
+    // checks, so a change to a read-only account (or to one the program does not own) fails the
+    // instruction (`ReadonlyDataModified`, `ReadonlyLamportChange`, …) instead of being dropped.
+    // The instruction context is fetched again: a CPI may have replaced it.
     let instruction_context = ic.transaction_context.get_current_instruction_context()?;
     let mut seen = HashSet::new();
     for index in 0..account_count {
         let mut account = instruction_context.try_borrow_instruction_account(index)?;
-        if !account.is_writable() || !seen.insert(*account.get_key()) {
+        if !seen.insert(*account.get_key()) {
             continue;
         }
         let Some(info) = account_infos.iter().find(|i| i.key == account.get_key()) else {

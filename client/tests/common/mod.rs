@@ -54,6 +54,7 @@ pub struct WorkerKeys {
     pub token: Pubkey,
 }
 
+#[derive(Clone, Copy)]
 pub struct OrderKeys {
     pub buyer: Pubkey,
     pub order: Pubkey,
@@ -67,6 +68,8 @@ pub struct Fx {
     pub buyers: Vec<Keypair>,
     pub workers: Vec<Pubkey>,
     pub orders: Vec<Pubkey>,
+    /// Every lease address ever assigned (closed ones read back as missing).
+    pub leases: Vec<Pubkey>,
     /// Every token account that exists in the test, so totals can be checked.
     pub token_accounts: Vec<Pubkey>,
     pub minted: u64,
@@ -97,6 +100,7 @@ impl Fx {
             buyers: vec![],
             workers: vec![],
             orders: vec![],
+            leases: vec![],
             token_accounts,
             minted: 0,
             next_order_id: 1,
@@ -185,11 +189,13 @@ impl Fx {
         self.next_order_id += 1;
         CreateOrderArgs {
             order_id: id,
-            requirements: req,
-            max_price_per_gpu_second: 20,
-            duration: 3_600,
-            mode: OrderMode::Spot,
-            job_spec_hash: [9; 32],
+            terms: OrderTerms {
+                requirements: req,
+                max_price_per_gpu_second: 20,
+                duration: 3_600,
+                mode: OrderMode::Spot,
+                job_spec_hash: [9; 32],
+            },
             deposit,
         }
     }
@@ -235,9 +241,29 @@ impl Fx {
         w: &WorkerKeys,
         gpus: u16,
     ) -> Result<LeaseRef, ChainError> {
+        self.assign_to(&o.order, &w.worker, gpus)
+    }
+
+    /// Assigns `gpus` of `worker` to `order` and returns the new lease instance.
+    pub fn assign_to(
+        &mut self,
+        order: &Pubkey,
+        worker: &Pubkey,
+        gpus: u16,
+    ) -> Result<LeaseRef, ChainError> {
         let orch = self.orch();
-        self.send_orch(&[ix::assign(&self.m.addrs, &orch, &o.order, &w.worker, gpus)])?;
-        Ok(LeaseRef::new(o.order, w.worker))
+        // Tracked before sending: the invariants checked after the send count it.
+        let key = gpumesh_client::pda::lease(order, worker).0;
+        if !self.leases.contains(&key) {
+            self.leases.push(key);
+        }
+        self.send_orch(&[ix::assign(&self.m.addrs, &orch, order, worker, gpus)])?;
+        Ok(self.lease_ref(&key))
+    }
+
+    /// The reference to a live lease, read from the chain.
+    pub fn lease_ref(&self, lease: &Pubkey) -> LeaseRef {
+        LeaseRef::of(&self.chain.fetch::<Lease>(lease).expect("lease"))
     }
 
     pub fn receipt(
@@ -250,7 +276,7 @@ impl Fx {
         head[..8].copy_from_slice(&seconds.to_le_bytes());
         (
             *lease,
-            SignedReceipt::sign(&w.node, lease.lease, seconds, head),
+            SignedReceipt::sign(&w.node, lease.lease, lease.nonce, seconds, head),
         )
     }
 
@@ -277,6 +303,7 @@ impl Fx {
         keys.push(self.m.addrs.market);
         keys.extend(self.workers.iter().copied());
         keys.extend(self.orders.iter().copied());
+        keys.extend(self.leases.iter().copied());
         keys.into_iter()
             .map(|k| (k, self.chain.account(&k).expect("account")))
             .collect()
@@ -318,28 +345,62 @@ impl Fx {
     /// totals match the sums over workers and orders, and no token was created or destroyed.
     pub fn check_invariants(&self) {
         let market = self.market();
+        // Live leases, and what each worker and order must say about them.
+        let mut leased = 0u64;
+        let mut by_worker: BTreeMap<Pubkey, (u16, u16)> = BTreeMap::new();
+        let mut by_order: BTreeMap<Pubkey, (u16, u16)> = BTreeMap::new();
+        let mut live = 0u32;
+        for key in &self.leases {
+            let Some(lease) = self.chain.fetch_opt::<Lease>(key).expect("lease") else {
+                continue;
+            };
+            live += 1;
+            leased += lease.gpus as u64;
+            let w = by_worker.entry(lease.worker).or_default();
+            *w = (w.0 + lease.gpus, w.1 + 1);
+            let o = by_order.entry(lease.order).or_default();
+            *o = (o.0 + lease.gpus, o.1 + 1);
+            assert_eq!(
+                lease.fee_paid,
+                lease.amount_paid * lease.fee_bps as u64 / 10_000,
+                "lease fee is not the agreed share of its cumulative payments"
+            );
+            assert!(lease.nonce < market.leases_assigned, "lease nonce");
+        }
+        assert_eq!(market.active_leases, live, "market.active_leases");
         let mut stake = 0u128;
         let mut unbonding = 0u128;
         let mut claimable = 0u128;
         let mut rewards_owed = 0u128;
-        let mut leased = 0u64;
-        for w in &self.workers {
-            if let Some(w) = self.chain.fetch_opt::<Worker>(w).expect("worker") {
+        for key in &self.workers {
+            if let Some(w) = self.chain.fetch_opt::<Worker>(key).expect("worker") {
                 stake += w.stake as u128;
                 unbonding += w.unbonding as u128;
                 claimable += w.earnings_claimable as u128;
                 rewards_owed += w.rewards_claimable as u128;
-                if let Some(lease) = w.active_lease {
-                    let lease: Lease = self.chain.fetch(&lease).expect("active lease");
-                    leased += lease.gpus as u64;
-                }
+                let (gpus, count) = by_worker.get(key).copied().unwrap_or_default();
+                assert_eq!(
+                    (w.gpus_leased, w.active_leases),
+                    (gpus, count),
+                    "worker's leased GPUs and leases"
+                );
+                assert!(w.gpus_leased <= w.hardware.gpu_count, "worker over-leased");
             }
         }
         let mut escrow = 0u128;
         for o in &self.orders {
-            if let Some(o) = self.chain.fetch_opt::<Order>(o).expect("order") {
-                escrow += o.escrow_remaining as u128;
-                assert_eq!(o.escrow_deposited, o.escrow_remaining + o.total_paid);
+            if let Some(order) = self.chain.fetch_opt::<Order>(o).expect("order") {
+                escrow += order.escrow_remaining as u128;
+                assert_eq!(
+                    order.escrow_deposited,
+                    order.escrow_remaining + order.total_paid
+                );
+                let (gpus, count) = by_order.get(o).copied().unwrap_or_default();
+                assert_eq!(
+                    (order.gpus_assigned, order.active_leases),
+                    (gpus, count),
+                    "order's assigned GPUs and leases"
+                );
             }
         }
         assert_eq!(market.total_stake as u128, stake, "market.total_stake");
@@ -368,7 +429,8 @@ impl Fx {
             market.treasury_balance,
             "treasury"
         );
-        // Emission: paid ≤ owed ≤ released ≤ min(unlocked, funded); the vault holds funded − paid.
+        // Emission: paid ≤ owed ≤ released ≤ funded; everything released, funded or not, ≤ what
+        // the schedule has unlocked; the vault holds funded − paid.
         let e = &market.emission;
         assert_eq!(
             self.balance(&a.rewards_vault),
@@ -384,7 +446,16 @@ impl Fx {
         let now = self.chain.unix_time().expect("clock");
         let unlocked = gpumesh_client::program::emission::unlocked(e, now).expect("unlocked");
         assert!(
-            e.distributed + e.undistributed <= unlocked.min(e.funded),
+            e.distributed + e.undistributed <= e.funded,
+            "released more than funded"
+        );
+        assert_eq!(
+            e.distributed + e.undistributed + e.unfunded,
+            gpumesh_client::program::emission::unlocked(e, e.last_update_ts).expect("unlocked"),
+            "every released unit is accounted once"
+        );
+        assert!(
+            e.distributed + e.undistributed + e.unfunded <= unlocked,
             "released more than unlocked"
         );
         assert_eq!(market.leased_gpus, leased, "leased GPUs");

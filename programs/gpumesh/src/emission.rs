@@ -3,16 +3,20 @@
 //! only for the seconds its settled receipts prove.
 //!
 //! Rules, as implemented:
-//! - `unlocked(t) = total × (t − start) / duration`, clamped to `[0, total]`, rounded down; release
-//!   never outruns what was funded into the rewards vault.
-//! - Each update releases `unlocked(now) − unlocked(last)` (capped by funding). With `G` GPUs
-//!   leased, the accumulator grows by `released × 2^64 / G` (rounded down); with none leased the
-//!   release is recorded as undistributed and stays in the vault.
+//! - `unlocked(t) = total × (t − start) / duration`, clamped to `[0, total]`, rounded down.
+//! - Each update releases the seconds since the last one: `unlocked(now) − unlocked(last)`. The
+//!   part the rewards vault can pay (what was funded and not yet released) is shared: with `G`
+//!   GPUs leased the accumulator grows by `part × 2^64 / G` (rounded down); with none leased it
+//!   is recorded as undistributed and stays in the vault. The part it cannot pay is recorded as
+//!   unfunded and is gone: funding that arrives later pays only later seconds, never a lump for
+//!   the seconds that went by unfunded. `fund_rewards` brings the accumulator up to date first.
 //! - On settlement, a lease of `g` GPUs earns `g × Δacc / 2^64 × min(1, Δsettled / Δwall)`, where
 //!   `Δacc` is the accumulator's growth since the lease's last update, `Δsettled` the newly proven
 //!   seconds and `Δwall` the wall time since its last settlement: time it cannot prove earns
 //!   nothing. Everything rounds down; the dust stays in the vault and is never paid.
-//! - Hence at every clock: paid ≤ accrued ≤ distributed ≤ min(unlocked, funded).
+//! - Hence at every clock: paid ≤ accrued ≤ distributed, distributed + undistributed ≤ funded,
+//!   and distributed + undistributed + unfunded = unlocked(last update) ≤ total; a lease earns at
+//!   most its GPUs' share of what was released while it ran.
 
 use crate::errors::GpumeshError;
 use crate::math::{SafeMath, to_u64};
@@ -33,25 +37,35 @@ pub fn unlocked(e: &EmissionSchedule, now: i64) -> Result<u64> {
     to_u64((e.total as u128).safe_mul(elapsed)? / e.duration as u128)
 }
 
-/// Brings the accumulator up to `now`; call before the leased-GPU weight changes.
+/// Brings the accumulator up to `now`; call before the leased-GPU weight or the funding changes.
 pub fn update(e: &mut EmissionSchedule, leased_gpus: u64, now: i64) -> Result<()> {
     if now <= e.last_update_ts {
         return Ok(());
     }
-    let accounted = e.distributed.safe_add(e.undistributed)?;
-    let available = unlocked(e, now)?.min(e.funded);
-    let released = available.saturating_sub(accounted);
-    if released > 0 {
+    let released = unlocked(e, now)?.safe_sub(unlocked(e, e.last_update_ts)?)?;
+    let unspent_funding = e
+        .funded
+        .safe_sub(e.distributed.safe_add(e.undistributed)?)?;
+    let funded = released.min(unspent_funding);
+    let unfunded = released.safe_sub(funded)?;
+    if funded > 0 {
         if leased_gpus > 0 {
-            let per_gpu = (released as u128).safe_mul(ONE)? / leased_gpus as u128;
+            let per_gpu = (funded as u128).safe_mul(ONE)? / leased_gpus as u128;
             e.acc_per_gpu = e.acc_per_gpu.safe_add(per_gpu)?;
-            e.distributed = e.distributed.safe_add(released)?;
+            e.distributed = e.distributed.safe_add(funded)?;
         } else {
-            e.undistributed = e.undistributed.safe_add(released)?;
+            e.undistributed = e.undistributed.safe_add(funded)?;
         }
     }
+    e.unfunded = e.unfunded.safe_add(unfunded)?;
     e.last_update_ts = now;
     Ok(())
+}
+
+/// Most the rewards vault may still be funded with: the schedule's total less what was already
+/// funded and what elapsed unfunded (that can never be paid).
+pub fn fundable(e: &EmissionSchedule) -> Result<u64> {
+    Ok(e.total.saturating_sub(e.unfunded).saturating_sub(e.funded))
 }
 
 /// Rewards a lease earns for proving `settled_delta` of the `wall_delta` seconds since its last
@@ -114,10 +128,27 @@ mod tests {
         update(&mut e, 4, 1_030).unwrap();
         assert_eq!((e.distributed, e.undistributed), (200, 100));
         assert_eq!(e.acc_per_gpu, 50 * ONE);
-        // Funding caps release.
+        // Funding caps release: what it cannot pay is unfunded, not owed.
         e.funded = 350;
         update(&mut e, 4, 1_090).unwrap();
         assert_eq!(e.distributed + e.undistributed, 350);
+        assert_eq!(e.unfunded, 900 - 350);
+    }
+
+    #[test]
+    fn late_funding_pays_no_lump_for_seconds_gone_by() {
+        let mut e = schedule(1_000, 100);
+        e.funded = 0;
+        // 50 s unfunded with 2 GPUs leased: nothing distributed, 500 unfunded.
+        update(&mut e, 2, 1_050).unwrap();
+        assert_eq!((e.distributed, e.unfunded, e.acc_per_gpu), (0, 500, 0));
+        assert_eq!(fundable(&e).unwrap(), 500);
+        // Funding arrives; the next 10 s release 100, and only that is shared.
+        e.funded = 500;
+        update(&mut e, 2, 1_060).unwrap();
+        assert_eq!(e.distributed, 100);
+        assert_eq!(e.acc_per_gpu, 50 * ONE);
+        assert_eq!(fundable(&e).unwrap(), 0);
     }
 
     #[test]
@@ -129,8 +160,11 @@ mod tests {
             market: Pubkey::default(),
             order: Pubkey::default(),
             worker: Pubkey::default(),
+            nonce: 0,
+            rent_payer: Pubkey::default(),
             gpus: 2,
             price_per_gpu_second: 1,
+            fee_bps: 0,
             start_ts: 1_000,
             seconds_settled: 0,
             amount_paid: 0,

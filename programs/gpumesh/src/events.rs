@@ -2,7 +2,7 @@
 //! with `sol_log_data`; on the host they go through the runtime's syscall stubs (see
 //! [`emit_event`]) so tests and the in-process chain can read them from the transaction's logs.
 
-use crate::state::{CloseReason, HardwareClaim, MarketParams, OrderMode, OrderRequirements};
+use crate::state::{CloseReason, HardwareClaim, MarketParams, OrderTerms};
 use anchor_lang::prelude::*;
 
 /// Log an event as `Program data: <base64(discriminator ‖ borsh)>`.
@@ -22,6 +22,9 @@ pub struct MarketInitialized {
     pub authority: Pubkey,
     pub orchestrator: Pubkey,
     pub params: MarketParams,
+    pub emission_total: u64,
+    pub emission_start_ts: i64,
+    pub emission_duration: i64,
 }
 
 #[event]
@@ -102,13 +105,22 @@ pub struct OrderCreated {
     pub order: Pubkey,
     pub buyer: Pubkey,
     pub order_id: u64,
-    pub requirements: OrderRequirements,
-    pub max_price_per_gpu_second: u64,
-    pub duration: u64,
-    pub mode: OrderMode,
-    pub job_spec_hash: [u8; 32],
+    pub terms: OrderTerms,
     pub escrow_before: u64,
     pub escrow_after: u64,
+}
+
+/// The buyer asked to close an order: no new lease from now on, no receipt pays for a second
+/// after `close_requested_ts`, and from `buyer_exit_ts` the buyer may end the leases itself.
+#[event]
+#[derive(Debug, Clone)]
+pub struct OrderCloseRequested {
+    pub order: Pubkey,
+    pub buyer: Pubkey,
+    pub close_requested_ts: i64,
+    pub buyer_exit_ts: i64,
+    pub active_leases: u16,
+    pub escrow_remaining: u64,
 }
 
 #[event]
@@ -139,11 +151,16 @@ pub struct LeaseAssigned {
     pub lease: Pubkey,
     pub order: Pubkey,
     pub worker: Pubkey,
+    /// The instance nonce its receipts must sign.
+    pub nonce: u64,
     pub gpus: u16,
     pub price_per_gpu_second: u64,
+    pub fee_bps: u16,
     pub start_ts: i64,
     pub order_gpus_before: u16,
     pub order_gpus_after: u16,
+    pub worker_gpus_leased_before: u16,
+    pub worker_gpus_leased_after: u16,
 }
 
 #[event]
@@ -173,11 +190,16 @@ pub struct LeaseClosed {
     pub lease: Pubkey,
     pub order: Pubkey,
     pub worker: Pubkey,
+    pub nonce: u64,
     pub reason: CloseReason,
+    pub gpus: u16,
     pub seconds_settled: u64,
     pub amount_paid: u64,
+    pub fee_paid: u64,
     pub order_gpus_before: u16,
     pub order_gpus_after: u16,
+    pub worker_gpus_leased_before: u16,
+    pub worker_gpus_leased_after: u16,
 }
 
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,8 +217,13 @@ pub struct WorkerSlashed {
     pub reason: SlashReason,
     /// Hash of the off-chain evidence (zero for an offline slash).
     pub evidence_hash: [u8; 32],
-    /// The compensated buyer, if a lease was affected.
+    /// The lease the slash is for, and its compensated buyer (none: the treasury takes it all).
+    pub lease: Option<Pubkey>,
     pub buyer: Option<Pubkey>,
+    /// The slash took `rate_bps` of the share `share_gpus / gpu_count` of the slashable stake.
+    pub share_gpus: u16,
+    pub gpu_count: u16,
+    pub rate_bps: u16,
     pub amount: u64,
     pub to_buyer: u64,
     pub to_treasury: u64,
@@ -239,6 +266,8 @@ pub struct RewardsFunded {
     pub amount: u64,
     pub funded_before: u64,
     pub funded_after: u64,
+    /// Released while unfunded so far (never paid, never needs funding).
+    pub unfunded: u64,
 }
 
 #[event]

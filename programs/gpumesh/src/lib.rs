@@ -99,6 +99,14 @@ pub mod gpumesh {
         instructions::order::complete_order(ctx)
     }
 
+    pub fn request_close(ctx: Context<RequestClose>) -> Result<()> {
+        instructions::order::request_close(ctx)
+    }
+
+    pub fn end_lease(ctx: Context<EndLease>) -> Result<()> {
+        instructions::order::end_lease(ctx)
+    }
+
     // ---- orchestrator ----
 
     pub fn assign(ctx: Context<Assign>, gpus: u16) -> Result<()> {

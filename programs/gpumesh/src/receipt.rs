@@ -8,15 +8,18 @@ use crate::errors::GpumeshError;
 use anchor_lang::prelude::*;
 
 /// Domain separator: a receipt signature can never be mistaken for any other signed message.
-pub const RECEIPT_DOMAIN: &[u8; 20] = b"gpumesh/receipt/v1\0\0";
+pub const RECEIPT_DOMAIN: &[u8; 20] = b"gpumesh/receipt/v2\0\0";
 /// Length of the canonical receipt message.
-pub const RECEIPT_MESSAGE_LEN: usize = 20 + 32 + 32 + 8 + 32;
+pub const RECEIPT_MESSAGE_LEN: usize = 20 + 32 + 32 + 8 + 8 + 32;
 
-/// The bytes a worker signs: domain ‖ program id ‖ lease ‖ cumulative seconds (LE) ‖ chain head.
-/// The lease address pins the market, order and worker; the program id pins the deployment.
+/// The bytes a worker signs: domain ‖ program id ‖ lease ‖ lease nonce (LE) ‖ cumulative seconds
+/// (LE) ‖ chain head. The lease address pins the market, order and worker; the nonce pins this
+/// instance of the lease (the address comes back when the same order and worker meet again);
+/// the program id pins the deployment.
 pub fn receipt_message(
     program_id: &Pubkey,
     lease: &Pubkey,
+    lease_nonce: u64,
     served_seconds: u64,
     chain_head: &[u8; 32],
 ) -> [u8; RECEIPT_MESSAGE_LEN] {
@@ -24,8 +27,9 @@ pub fn receipt_message(
     m[..20].copy_from_slice(RECEIPT_DOMAIN);
     m[20..52].copy_from_slice(program_id.as_ref());
     m[52..84].copy_from_slice(lease.as_ref());
-    m[84..92].copy_from_slice(&served_seconds.to_le_bytes());
-    m[92..124].copy_from_slice(chain_head);
+    m[84..92].copy_from_slice(&lease_nonce.to_le_bytes());
+    m[92..100].copy_from_slice(&served_seconds.to_le_bytes());
+    m[100..132].copy_from_slice(chain_head);
     m
 }
 
@@ -100,14 +104,16 @@ mod tests {
         let m = receipt_message(
             &Pubkey::new_from_array([1; 32]),
             &Pubkey::new_from_array([2; 32]),
+            5,
             7,
             &[3; 32],
         );
-        assert_eq!(&m[..18], b"gpumesh/receipt/v1");
+        assert_eq!(&m[..18], b"gpumesh/receipt/v2");
         assert_eq!(m[20], 1);
         assert_eq!(m[52], 2);
-        assert_eq!(&m[84..92], &7u64.to_le_bytes());
-        assert_eq!(m[123], 3);
+        assert_eq!(&m[84..92], &5u64.to_le_bytes());
+        assert_eq!(&m[92..100], &7u64.to_le_bytes());
+        assert_eq!(m[131], 3);
     }
 
     #[test]

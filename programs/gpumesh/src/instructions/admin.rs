@@ -1,14 +1,15 @@
-//! The market authority's instructions: create a market for a payment mint, tune it.
+//! The market authority's instructions: create a market for a payment mint, tune it, fund the
+//! suppliers' rewards and withdraw protocol fees.
 
 use super::token::{deposit, withdraw};
+use crate::emission;
 use crate::errors::GpumeshError;
 use crate::events::{
     MarketInitialized, MarketUpdated, RewardsFunded, TreasuryWithdrawn, emit_event,
 };
 use crate::math::{SafeMath, bps_of};
 use crate::state::{
-    ACCOUNT_VERSION, BPS_DENOMINATOR, EmissionSchedule, GPU_CLASS_SLOTS, Market, MarketParams,
-    seeds,
+    BPS_DENOMINATOR, DAY, EmissionSchedule, GPU_CLASS_SLOTS, Market, MarketParams, seeds,
 };
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Mint, Token, TokenAccount};
@@ -21,7 +22,8 @@ pub struct InitMarketArgs {
     pub reference_prices: [u64; GPU_CLASS_SLOTS],
     /// Token supply the emission schedule is a share of (e.g. 1,000,000,000 tokens, in base
     /// units), the suppliers' share of it in bps (e.g. 3,000 = 30%), when the linear release
-    /// starts and how long it lasts (e.g. 12 years).
+    /// starts (from a day before the market's creation to a year after it; what elapsed before
+    /// the creation is counted unfunded) and how long it lasts (e.g. 12 years).
     pub emission_supply: u64,
     pub emission_supplier_share_bps: u16,
     pub emission_start_ts: i64,
@@ -37,7 +39,7 @@ pub struct InitMarket<'info> {
         init,
         payer = authority,
         space = Market::SPACE,
-        seeds = [seeds::MARKET, mint.key().as_ref()],
+        seeds = [seeds::MARKET, mint.key().as_ref(), authority.key().as_ref()],
         bump,
     )]
     pub market: Box<Account<'info, Market>>,
@@ -97,16 +99,31 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         emission_total == 0 || args.emission_duration > 0,
         GpumeshError::InvalidEmission
     );
+    let now = Clock::get()?.unix_timestamp;
+    if emission_total > 0 {
+        let earliest = now.safe_sub(DAY)?;
+        let latest = now.safe_add(365 * DAY)?;
+        require!(
+            (earliest..=latest).contains(&args.emission_start_ts),
+            GpumeshError::EmissionStartOutOfRange
+        );
+    }
+    let mut schedule = EmissionSchedule {
+        total: emission_total,
+        start_ts: args.emission_start_ts,
+        duration: args.emission_duration,
+        last_update_ts: now,
+        ..EmissionSchedule::default()
+    };
+    // Whatever the schedule unlocked before the market existed, nobody could have earned.
+    schedule.unfunded = emission::unlocked(&schedule, now)?;
     let accounts = &mut ctx.accounts;
     let market = &mut accounts.market;
     market.set_inner(Market {
-        version: ACCOUNT_VERSION,
+        version: Market::VERSION,
         bump: ctx.bumps.market,
-        stake_vault_bump: ctx.bumps.stake_vault,
-        escrow_vault_bump: ctx.bumps.escrow_vault,
-        treasury_vault_bump: ctx.bumps.treasury_vault,
-        rewards_vault_bump: ctx.bumps.rewards_vault,
         paused: false,
+        creator: accounts.authority.key(),
         authority: accounts.authority.key(),
         orchestrator: args.orchestrator,
         mint: accounts.mint.key(),
@@ -117,13 +134,7 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         params: args.params,
         reference_prices: args.reference_prices,
         reference_updated_ts: [0; GPU_CLASS_SLOTS],
-        emission: EmissionSchedule {
-            total: emission_total,
-            start_ts: args.emission_start_ts,
-            duration: args.emission_duration,
-            last_update_ts: args.emission_start_ts,
-            ..EmissionSchedule::default()
-        },
+        emission: schedule,
         total_stake: 0,
         total_unbonding: 0,
         total_escrow: 0,
@@ -131,6 +142,7 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         treasury_balance: 0,
         total_gpu_seconds: 0,
         leased_gpus: 0,
+        leases_assigned: 0,
         workers: 0,
         open_orders: 0,
         active_leases: 0,
@@ -143,6 +155,9 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         authority: market.authority,
         orchestrator: market.orchestrator,
         params: market.params,
+        emission_total: market.emission.total,
+        emission_start_ts: market.emission.start_ts,
+        emission_duration: market.emission.duration,
     });
     Ok(())
 }
@@ -222,8 +237,9 @@ pub struct AuthorityTransfer<'info> {
     pub token_program: Program<'info, Token>,
 }
 
-/// Puts the suppliers' allocation (or part of it) into the rewards vault; release never outruns
-/// funding, and funding never exceeds the schedule's total.
+/// Puts the suppliers' allocation (or part of it) into the rewards vault. The release up to now
+/// is accounted first, against the funding there was: new funding pays only seconds still to
+/// come. Funding never exceeds what the schedule can still release.
 pub fn fund_rewards(ctx: Context<AuthorityTransfer>, amount: u64) -> Result<()> {
     require!(amount > 0, GpumeshError::ZeroAmount);
     let a = ctx.accounts;
@@ -237,12 +253,15 @@ pub fn fund_rewards(ctx: Context<AuthorityTransfer>, amount: u64) -> Result<()> 
         a.authority.key(),
         GpumeshError::WrongTokenOwner
     );
+    let now = Clock::get()?.unix_timestamp;
+    let leased = a.market.leased_gpus;
+    emission::update(&mut a.market.emission, leased, now)?;
     let before = a.market.emission.funded;
-    let after = before.safe_add(amount)?;
     require!(
-        after <= a.market.emission.total,
+        amount <= emission::fundable(&a.market.emission)?,
         GpumeshError::EmissionOverfunded
     );
+    let after = before.safe_add(amount)?;
     deposit(
         &a.token_program,
         &a.authority_token,
@@ -256,6 +275,7 @@ pub fn fund_rewards(ctx: Context<AuthorityTransfer>, amount: u64) -> Result<()> 
         amount,
         funded_before: before,
         funded_after: after,
+        unfunded: a.market.emission.unfunded,
     });
     Ok(())
 }

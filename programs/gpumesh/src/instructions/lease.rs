@@ -1,17 +1,16 @@
-//! The orchestrator's lease instructions: put a worker on an order (`assign`) and take it off
-//! (`close_lease`), freeing the worker. Settlement of receipts is in `settle`.
+//! The orchestrator's lease instructions: put some of a worker's GPUs on an order (`assign`) and
+//! take them off (`close_lease`). A worker with N GPUs serves several leases at once, up to N
+//! GPUs in all; each lease needs its GPUs' share of stake bonded. Settlement of receipts is in
+//! `settle`; every way a lease ends goes through [`release_lease`].
 
-use super::slash::{SlashPayout, check_buyer_token, slash_worker};
+use super::slash::{SlashPayout, SlashTarget, check_buyer_token, slash_worker};
 use crate::emission;
 use crate::errors::GpumeshError;
 use crate::events::{
     BreakerTripped, LeaseAssigned, LeaseClosed, ReferencePriceUpdated, SlashReason, emit_event,
 };
-use crate::math::{SafeMath, to_u64};
-use crate::state::{
-    ACCOUNT_VERSION, BPS_DENOMINATOR, CloseReason, Lease, Market, Order, Worker, WorkerStatus,
-    seeds,
-};
+use crate::math::{self, SafeMath};
+use crate::state::{CloseReason, Lease, Market, Order, Worker, seeds};
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Token, TokenAccount};
 
@@ -36,8 +35,9 @@ pub struct Assign<'info> {
     pub system_program: Program<'info, System>,
 }
 
-/// Checks that `worker` may serve `gpus` GPUs of `order` right now, in the order a user would
-/// want the reasons reported.
+/// Checks that `worker` may serve `gpus` more GPUs of `order` right now, in the order a user
+/// would want the reasons reported. Pure, so the orchestrator runs the same check before it
+/// proposes an assignment.
 pub fn check_assignable(
     market: &Market,
     order: &Order,
@@ -46,7 +46,8 @@ pub fn check_assignable(
     now: i64,
 ) -> Result<()> {
     require!(!market.paused, GpumeshError::MarketPaused);
-    let req = &order.requirements;
+    require!(!order.is_closing(), GpumeshError::OrderClosing);
+    let req = &order.terms.requirements;
     let hw = &worker.hardware;
     require!(
         order.gpus_assigned < req.gpu_count,
@@ -54,10 +55,6 @@ pub fn check_assignable(
     );
     require!(order.escrow_remaining > 0, GpumeshError::EscrowEmpty);
     require!(!worker.is_jailed(now), GpumeshError::WorkerJailed);
-    require!(
-        worker.status == WorkerStatus::Idle,
-        GpumeshError::WorkerBusy
-    );
     require!(hw.gpu_class == req.gpu_class, GpumeshError::ClassMismatch);
     require!(hw.vram_mib >= req.min_vram_mib, GpumeshError::VramTooLow);
     require!(
@@ -66,17 +63,19 @@ pub fn check_assignable(
     );
     require!(req.allows_region(hw.region), GpumeshError::RegionNotAllowed);
     require!(
-        worker.price_per_gpu_second <= order.max_price_per_gpu_second,
+        worker.price_per_gpu_second <= order.terms.max_price_per_gpu_second,
         GpumeshError::PriceAboveMax
-    );
-    require!(
-        worker.stake >= worker.required_stake(market.params.min_stake_per_gpu)?,
-        GpumeshError::StakeBelowMinimum
     );
     let still_needed = req.gpu_count.safe_sub(order.gpus_assigned)?;
     require!(
-        gpus >= 1 && gpus <= hw.gpu_count && gpus <= still_needed,
+        gpus >= 1 && gpus <= still_needed,
         GpumeshError::InvalidGpuCount
+    );
+    require!(gpus <= worker.free_gpus(), GpumeshError::NotEnoughFreeGpus);
+    let leased_after = worker.gpus_leased.safe_add(gpus)?;
+    require!(
+        worker.stake >= Worker::stake_required_for(leased_after, market.params.min_stake_per_gpu)?,
+        GpumeshError::StakeBelowMinimum
     );
     Ok(())
 }
@@ -84,13 +83,10 @@ pub fn check_assignable(
 /// The circuit breaker's cap for a class: reference × (1 + band), or none while the class has no
 /// reference price yet.
 pub fn breaker_cap(market: &Market, gpu_class: u8) -> Result<Option<u64>> {
-    let reference = market.reference_prices[gpu_class as usize];
-    if reference == 0 {
-        return Ok(None);
-    }
-    let factor = BPS_DENOMINATOR as u128 + market.params.breaker_band_bps as u128;
-    let cap = (reference as u128).safe_mul(factor)? / BPS_DENOMINATOR as u128;
-    Ok(Some(u64::try_from(cap).unwrap_or(u64::MAX)))
+    math::breaker_cap(
+        market.reference_prices[gpu_class as usize],
+        market.params.breaker_band_bps,
+    )
 }
 
 /// Moves a class's reference price toward a new lease price: by the smoothing share of the gap,
@@ -100,22 +96,13 @@ pub fn breaker_cap(market: &Market, gpu_class: u8) -> Result<Option<u64>> {
 pub fn update_reference(market: &mut Market, gpu_class: u8, price: u64, now: i64) -> Result<()> {
     let class = gpu_class as usize;
     let before = market.reference_prices[class];
-    let after = if before == 0 {
-        price
-    } else if now.safe_sub(market.reference_updated_ts[class])?
-        < market.params.reference_update_interval
+    if before != 0
+        && now.safe_sub(market.reference_updated_ts[class])?
+            < market.params.reference_update_interval
     {
         return Ok(());
-    } else {
-        let alpha = market.params.reference_smoothing_bps as u128;
-        let gap = (price as u128).abs_diff(before as u128);
-        let step = to_u64(gap.safe_mul(alpha)? / BPS_DENOMINATOR as u128)?;
-        if price >= before {
-            before.safe_add(step)?
-        } else {
-            before.safe_sub(step)?
-        }
-    };
+    }
+    let after = math::reference_step(before, price, market.params.reference_smoothing_bps)?;
     market.reference_prices[class] = after;
     market.reference_updated_ts[class] = now;
     emit_event(&ReferencePriceUpdated {
@@ -133,7 +120,7 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
     check_assignable(&a.market, &a.order, &a.worker, gpus, now)?;
     let lease_key = a.lease.key();
     let price = a.worker.price_per_gpu_second;
-    let class = a.order.requirements.gpu_class;
+    let class = a.order.terms.requirements.gpu_class;
     if let Some(cap) = breaker_cap(&a.market, class)?
         && price > cap
     {
@@ -150,14 +137,20 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
     let leased_before = a.market.leased_gpus;
     emission::update(&mut a.market.emission, leased_before, now)?;
     a.market.leased_gpus = leased_before.safe_add(gpus as u64)?;
+    let nonce = a.market.leases_assigned;
+    a.market.leases_assigned = nonce.safe_add(1)?;
+    let fee_bps = a.market.params.protocol_fee_bps;
     a.lease.set_inner(Lease {
-        version: ACCOUNT_VERSION,
+        version: Lease::VERSION,
         bump: ctx.bumps.lease,
         market: a.market.key(),
         order: a.order.key(),
         worker: a.worker.key(),
+        nonce,
+        rent_payer: a.orchestrator.key(),
         gpus,
         price_per_gpu_second: price,
+        fee_bps,
         start_ts: now,
         seconds_settled: 0,
         amount_paid: 0,
@@ -167,12 +160,13 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
         reward_acc_snapshot: a.market.emission.acc_per_gpu,
         reserved: [0; 64],
     });
-    let gpus_before = a.order.gpus_assigned;
-    a.order.gpus_assigned = gpus_before.safe_add(gpus)?;
+    let order_gpus_before = a.order.gpus_assigned;
+    a.order.gpus_assigned = order_gpus_before.safe_add(gpus)?;
     a.order.active_leases = a.order.active_leases.safe_add(1)?;
     a.order.refresh_status();
-    a.worker.status = WorkerStatus::Busy;
-    a.worker.active_lease = Some(lease_key);
+    let worker_gpus_before = a.worker.gpus_leased;
+    a.worker.gpus_leased = worker_gpus_before.safe_add(gpus)?;
+    a.worker.active_leases = a.worker.active_leases.safe_add(1)?;
     a.worker.record.leases = a.worker.record.leases.safe_add(1)?;
     a.market.active_leases = a.market.active_leases.safe_add(1)?;
     a.lease.invariant()?;
@@ -183,11 +177,15 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
         lease: lease_key,
         order: a.order.key(),
         worker: a.worker.key(),
+        nonce,
         gpus,
         price_per_gpu_second: price,
+        fee_bps,
         start_ts: now,
-        order_gpus_before: gpus_before,
+        order_gpus_before,
         order_gpus_after: a.order.gpus_assigned,
+        worker_gpus_leased_before: worker_gpus_before,
+        worker_gpus_leased_after: a.worker.gpus_leased,
     });
     Ok(())
 }
@@ -204,12 +202,16 @@ pub struct CloseLease<'info> {
     pub worker: Box<Account<'info, Worker>>,
     #[account(
         mut,
-        close = orchestrator,
+        close = rent_payer,
         has_one = market @ GpumeshError::WrongMarket,
-        has_one = order @ GpumeshError::WrongMarket,
-        has_one = worker @ GpumeshError::WrongMarket,
+        has_one = order @ GpumeshError::LeaseMismatch,
+        has_one = worker @ GpumeshError::LeaseMismatch,
+        has_one = rent_payer @ GpumeshError::WrongRentReceiver,
     )]
     pub lease: Box<Account<'info, Lease>>,
+    /// CHECK: receives the lease account's rent; must be the key that paid it (has_one above).
+    #[account(mut)]
+    pub rent_payer: UncheckedAccount<'info>,
     // Needed only to close a lease as `WorkerOffline` (the slash pays the buyer).
     #[account(mut)]
     pub buyer_token: Option<Box<Account<'info, TokenAccount>>>,
@@ -220,13 +222,13 @@ pub struct CloseLease<'info> {
     pub token_program: Option<Program<'info, Token>>,
 }
 
-/// Takes the lease off the books: the order gets its GPUs back to re-assign and the worker is
-/// free. Whatever the worker served must be settled before (the client sends the final
+/// Takes the lease off the books: the order gets its GPUs back to re-assign and the worker's GPUs
+/// are free. Whatever the worker served must be settled before (the client sends the final
 /// `settle` in the same transaction); seconds not settled by then are not paid.
 ///
-/// `WorkerOffline` (the worker missed heartbeats past the grace period) also slashes the worker's
-/// stake at the market's offline rate and pays it to the buyer (see `slash`); the order re-opens
-/// with its remaining escrow for a new `assign`.
+/// `WorkerOffline` (the worker missed heartbeats past the grace period) also slashes the share of
+/// the worker's stake that this lease's GPUs stand for, at the market's offline rate, and pays it
+/// to this lease's buyer (see `slash`); the order re-opens with its remaining escrow.
 pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<()> {
     require!(
         matches!(
@@ -265,8 +267,12 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
                 treasury_vault,
                 buyer_token: Some(buyer_token),
             };
+            let target = SlashTarget {
+                lease: Some(a.lease.key()),
+                buyer: Some(a.order.buyer),
+                share_gpus: a.lease.gpus,
+            };
             let rate = a.market.params.offline_slash_bps;
-            let buyer = Some(a.order.buyer);
             slash_worker(
                 &mut a.market,
                 &mut a.worker,
@@ -274,7 +280,7 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
                 rate,
                 SlashReason::Offline,
                 [0; 32],
-                buyer,
+                target,
             )?;
             a.worker.invariant()?;
             a.market.invariant()?;
@@ -284,8 +290,9 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
     Ok(())
 }
 
-/// Book-keeping shared by every way a lease ends: the order gets its GPUs back, the worker is
-/// free (unless jailed), the lease's GPUs stop sharing emission, and `LeaseClosed` is emitted.
+/// Book-keeping shared by every way a lease ends: the order gets its GPUs back, the worker's GPUs
+/// are free, the lease's GPUs stop sharing emission, and `LeaseClosed` is emitted. The caller's
+/// accounts constraint closes the lease account (rent back to whoever paid it).
 pub fn release_lease(
     market: &mut Market,
     order: &mut Order,
@@ -294,19 +301,15 @@ pub fn release_lease(
     now: i64,
     reason: CloseReason,
 ) -> Result<()> {
-    require!(
-        worker.active_lease == Some(lease.key()),
-        GpumeshError::LeaseNotActive
-    );
     emission::update(&mut market.emission, market.leased_gpus, now)?;
     market.leased_gpus = market.leased_gpus.safe_sub(lease.gpus as u64)?;
-    order.gpus_assigned = order.gpus_assigned.safe_sub(lease.gpus)?;
+    let order_gpus_before = order.gpus_assigned;
+    order.gpus_assigned = order_gpus_before.safe_sub(lease.gpus)?;
     order.active_leases = order.active_leases.safe_sub(1)?;
     order.refresh_status();
-    worker.active_lease = None;
-    if worker.status == WorkerStatus::Busy {
-        worker.status = WorkerStatus::Idle;
-    }
+    let worker_gpus_before = worker.gpus_leased;
+    worker.gpus_leased = worker_gpus_before.safe_sub(lease.gpus)?;
+    worker.active_leases = worker.active_leases.safe_sub(1)?;
     market.active_leases = market.active_leases.safe_sub(1)?;
     order.invariant()?;
     worker.invariant()?;
@@ -315,11 +318,16 @@ pub fn release_lease(
         lease: lease.key(),
         order: lease.order,
         worker: lease.worker,
+        nonce: lease.nonce,
         reason,
+        gpus: lease.gpus,
         seconds_settled: lease.seconds_settled,
         amount_paid: lease.amount_paid,
-        order_gpus_before: order.gpus_assigned.safe_add(lease.gpus)?,
+        fee_paid: lease.fee_paid,
+        order_gpus_before,
         order_gpus_after: order.gpus_assigned,
+        worker_gpus_leased_before: worker_gpus_before,
+        worker_gpus_leased_after: worker.gpus_leased,
     });
     Ok(())
 }

@@ -1,12 +1,20 @@
 //! A buyer's instructions: open an order with its escrow, add to the escrow, and close the order
 //! (cancelled or completed) to get the unspent escrow back once no lease is left on it.
+//!
+//! The buyer's exit, whatever the orchestrator does: `request_close` stops new leases and caps
+//! what receipts may claim at that moment; the orchestrator then has the market's exit window to
+//! settle the final receipts and close the leases; after it, `end_lease` lets the buyer end each
+//! remaining lease itself, and `cancel_order` returns the unspent escrow. So a buyer's escrow is
+//! back at most `buyer_exit_window` seconds (≤ 3,600, fixed when the close is requested) after it
+//! asks, plus the time its own transactions take to land.
 
+use super::lease::release_lease;
 use super::token::{deposit, withdraw};
 use crate::errors::GpumeshError;
-use crate::events::{OrderClosed, OrderCreated, OrderToppedUp, emit_event};
+use crate::events::{OrderCloseRequested, OrderClosed, OrderCreated, OrderToppedUp, emit_event};
 use crate::math::{SafeMath, lease_cost};
 use crate::state::{
-    ACCOUNT_VERSION, Market, Order, OrderMode, OrderRequirements, OrderStatus, seeds,
+    CloseReason, Lease, Market, Order, OrderMode, OrderStatus, OrderTerms, Worker, seeds,
 };
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Token, TokenAccount};
@@ -15,12 +23,7 @@ use anchor_spl::token::{Token, TokenAccount};
 pub struct CreateOrderArgs {
     /// Chosen by the buyer; unique per buyer and market (it is part of the order's address).
     pub order_id: u64,
-    pub requirements: OrderRequirements,
-    pub max_price_per_gpu_second: u64,
-    /// Seconds of service per lease.
-    pub duration: u64,
-    pub mode: OrderMode,
-    pub job_spec_hash: [u8; 32],
+    pub terms: OrderTerms,
     pub deposit: u64,
 }
 
@@ -54,18 +57,14 @@ pub struct CreateOrder<'info> {
 pub fn create_order(mut ctx: Context<CreateOrder>, args: CreateOrderArgs) -> Result<()> {
     let a = &mut ctx.accounts;
     require!(!a.market.paused, GpumeshError::MarketPaused);
-    args.requirements.validate()?;
-    require!(args.duration > 0, GpumeshError::InvalidOrder);
-    require!(
-        args.max_price_per_gpu_second > 0,
-        GpumeshError::InvalidPrice
-    );
+    let terms = args.terms;
+    terms.validate()?;
     require!(args.deposit > 0, GpumeshError::ZeroAmount);
-    if args.mode == OrderMode::Reserved {
+    if terms.mode == OrderMode::Reserved {
         let term_cost = lease_cost(
-            args.duration,
-            args.requirements.gpu_count,
-            args.max_price_per_gpu_second,
+            terms.duration,
+            terms.requirements.gpu_count,
+            terms.max_price_per_gpu_second,
         )?;
         require!(args.deposit >= term_cost, GpumeshError::ReservedUnderfunded);
     }
@@ -80,16 +79,12 @@ pub fn create_order(mut ctx: Context<CreateOrder>, args: CreateOrderArgs) -> Res
     a.market.total_escrow = a.market.total_escrow.safe_add(args.deposit)?;
     a.market.open_orders = a.market.open_orders.safe_add(1)?;
     a.order.set_inner(Order {
-        version: ACCOUNT_VERSION,
+        version: Order::VERSION,
         bump: ctx.bumps.order,
         market: a.market.key(),
         buyer: a.buyer.key(),
         order_id: args.order_id,
-        requirements: args.requirements,
-        max_price_per_gpu_second: args.max_price_per_gpu_second,
-        duration: args.duration,
-        mode: args.mode,
-        job_spec_hash: args.job_spec_hash,
+        terms,
         status: OrderStatus::Open,
         escrow_deposited: args.deposit,
         escrow_remaining: args.deposit,
@@ -97,6 +92,8 @@ pub fn create_order(mut ctx: Context<CreateOrder>, args: CreateOrderArgs) -> Res
         gpus_assigned: 0,
         active_leases: 0,
         created_ts: now,
+        close_requested_ts: 0,
+        buyer_exit_ts: 0,
         reserved: [0; 64],
     });
     a.order.invariant()?;
@@ -105,11 +102,7 @@ pub fn create_order(mut ctx: Context<CreateOrder>, args: CreateOrderArgs) -> Res
         order: a.order.key(),
         buyer: a.buyer.key(),
         order_id: args.order_id,
-        requirements: args.requirements,
-        max_price_per_gpu_second: args.max_price_per_gpu_second,
-        duration: args.duration,
-        mode: args.mode,
-        job_spec_hash: args.job_spec_hash,
+        terms,
         escrow_before: 0,
         escrow_after: args.deposit,
     });
@@ -161,6 +154,87 @@ pub fn top_up_order(mut ctx: Context<TopUpOrder>, amount: u64) -> Result<()> {
         escrow_after: a.order.escrow_remaining,
     });
     Ok(())
+}
+
+#[derive(Accounts)]
+pub struct RequestClose<'info> {
+    pub buyer: Signer<'info>,
+    pub market: Box<Account<'info, Market>>,
+    #[account(
+        mut,
+        has_one = buyer @ GpumeshError::NotBuyer,
+        has_one = market @ GpumeshError::WrongMarket,
+    )]
+    pub order: Box<Account<'info, Order>>,
+}
+
+/// The buyer asks to close its order. From now on `assign` refuses it and no receipt pays for a
+/// second after this moment; the orchestrator has `buyer_exit_window` seconds to settle the final
+/// receipts and close the leases, after which the buyer may end them itself (`end_lease`). Works
+/// while the market is paused: a buyer's way out never depends on anyone else.
+pub fn request_close(ctx: Context<RequestClose>) -> Result<()> {
+    let now = Clock::get()?.unix_timestamp;
+    let window = ctx.accounts.market.params.buyer_exit_window;
+    let order = &mut ctx.accounts.order;
+    require!(!order.is_closing(), GpumeshError::OrderClosing);
+    order.close_requested_ts = now;
+    order.buyer_exit_ts = now.safe_add(window)?;
+    order.refresh_status();
+    order.invariant()?;
+    emit_event(&OrderCloseRequested {
+        order: order.key(),
+        buyer: order.buyer,
+        close_requested_ts: order.close_requested_ts,
+        buyer_exit_ts: order.buyer_exit_ts,
+        active_leases: order.active_leases,
+        escrow_remaining: order.escrow_remaining,
+    });
+    Ok(())
+}
+
+#[derive(Accounts)]
+pub struct EndLease<'info> {
+    pub buyer: Signer<'info>,
+    #[account(mut)]
+    pub market: Box<Account<'info, Market>>,
+    #[account(
+        mut,
+        has_one = buyer @ GpumeshError::NotBuyer,
+        has_one = market @ GpumeshError::WrongMarket,
+    )]
+    pub order: Box<Account<'info, Order>>,
+    #[account(mut, has_one = market @ GpumeshError::WrongMarket)]
+    pub worker: Box<Account<'info, Worker>>,
+    #[account(
+        mut,
+        close = rent_payer,
+        has_one = market @ GpumeshError::WrongMarket,
+        has_one = order @ GpumeshError::LeaseMismatch,
+        has_one = worker @ GpumeshError::LeaseMismatch,
+        has_one = rent_payer @ GpumeshError::WrongRentReceiver,
+    )]
+    pub lease: Box<Account<'info, Lease>>,
+    /// CHECK: receives the lease account's rent; must be the key that paid it (has_one above).
+    #[account(mut)]
+    pub rent_payer: UncheckedAccount<'info>,
+}
+
+/// After the exit window of a close it asked for, the buyer ends one of the order's leases
+/// itself: no slash (nobody can tell who failed), what was settled stays paid, the worker's GPUs
+/// are free again. When the last lease is gone, `cancel_order` returns the unspent escrow.
+pub fn end_lease(ctx: Context<EndLease>) -> Result<()> {
+    let now = Clock::get()?.unix_timestamp;
+    let a = ctx.accounts;
+    require!(a.order.is_closing(), GpumeshError::OrderNotClosing);
+    require!(now >= a.order.buyer_exit_ts, GpumeshError::ExitWindowOpen);
+    release_lease(
+        &mut a.market,
+        &mut a.order,
+        &mut a.worker,
+        &a.lease,
+        now,
+        CloseReason::BuyerExit,
+    )
 }
 
 /// Closing an order: the buyer cancels it, or the buyer or the orchestrator marks it completed.

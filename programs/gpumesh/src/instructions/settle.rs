@@ -3,15 +3,18 @@
 //! instruction that holds a signature per receipt, in the same order.
 //!
 //! Per receipt: pay `(served − settled) × gpus × price` from the order's escrow, capped at what
-//! the escrow holds; the protocol fee (rounded down) to the treasury and the rest to the worker's
-//! claimable balance. Never more seconds than wall time since the lease began or the order's
-//! duration, never the same seconds twice (a receipt must be strictly newer than the last one).
+//! the escrow holds; the protocol fee to the treasury and the rest to the worker's claimable
+//! balance. The fee is charged on the lease's cumulative payments (`floor(paid × fee_bps / 10⁴)`
+//! less what was already charged), so small receipts pay it too. Never more seconds than wall
+//! time since the lease began, the order's duration, or the moment the buyer asked to close;
+//! never the same seconds twice (a receipt must be strictly newer than the last one), and never a
+//! receipt of an earlier lease at the same address (receipts sign the lease's nonce).
 
 use super::token::withdraw;
 use crate::emission;
 use crate::errors::GpumeshError;
 use crate::events::{ReceiptSettled, emit_event};
-use crate::math::{SafeMath, bps_of, lease_cost};
+use crate::math::{SafeMath, cumulative_fee, lease_cost};
 use crate::receipt::{parse_ed25519, receipt_message};
 use crate::state::{Lease, Market, Order, Worker};
 use anchor_lang::prelude::*;
@@ -39,7 +42,8 @@ pub struct Settle<'info> {
     #[account(address = solana_sdk_ids::sysvar::instructions::ID)]
     pub instructions: UncheckedAccount<'info>,
     pub token_program: Program<'info, Token>,
-    // remaining accounts: (lease, order, worker) for each receipt, all writable
+    // remaining accounts: (lease, order, worker) for each receipt, all writable (refused
+    // otherwise: the runtime would drop, or fail on, the changes this instruction makes to them)
 }
 
 pub fn settle<'info>(
@@ -80,6 +84,10 @@ pub fn settle<'info>(
     let mut total_fee: u64 = 0;
     for (i, receipt) in receipts.iter().enumerate() {
         let infos = &ctx.remaining_accounts[i * 3..i * 3 + 3];
+        require!(
+            infos.iter().all(|info| info.is_writable),
+            GpumeshError::ReceiptAccountNotWritable
+        );
         // Each triple is loaded, changed and written back before the next one, so two receipts
         // that share an order (a multi-GPU order) or a lease see each other's effects.
         let mut lease: Account<Lease> = Account::try_from(&infos[0])?;
@@ -92,16 +100,13 @@ pub fn settle<'info>(
             GpumeshError::ReceiptAccountsMismatch
         );
         require!(
-            worker.active_lease == Some(lease.key()),
-            GpumeshError::LeaseNotActive
-        );
-        require!(
             signed[i].pubkey == worker.node_key.as_ref(),
             GpumeshError::WrongReceiptSigner
         );
         let expected = receipt_message(
             ctx.program_id,
             &lease.key(),
+            lease.nonce,
             receipt.served_seconds,
             &receipt.chain_head,
         );
@@ -148,7 +153,11 @@ fn settle_one(
     require!(served > lease.seconds_settled, GpumeshError::StaleReceipt);
     let wall = now.safe_sub(lease.start_ts)?.max(0) as u64;
     require!(served <= wall, GpumeshError::BeyondWallTime);
-    require!(served <= order.duration, GpumeshError::BeyondDuration);
+    require!(served <= order.terms.duration, GpumeshError::BeyondDuration);
+    if order.is_closing() {
+        let until_close = order.close_requested_ts.safe_sub(lease.start_ts)?.max(0) as u64;
+        require!(served <= until_close, GpumeshError::BeyondCloseRequest);
+    }
 
     let delta = served.safe_sub(lease.seconds_settled)?;
     let wall_since_last = now.safe_sub(lease.last_settle_ts)?.max(0) as u64;
@@ -158,7 +167,8 @@ fn settle_one(
     let cost = lease_cost(delta, lease.gpus, lease.price_per_gpu_second)?;
     // The escrow is a hard cap: a lease that outran its funding is paid what is left.
     let amount = cost.min(order.escrow_remaining);
-    let fee = bps_of(amount, market.params.protocol_fee_bps)?;
+    let paid_after = lease.amount_paid.safe_add(amount)?;
+    let fee = cumulative_fee(paid_after, lease.fee_bps)?.safe_sub(lease.fee_paid)?;
     let to_worker = amount.safe_sub(fee)?;
 
     let escrow_before = order.escrow_remaining;
@@ -168,7 +178,7 @@ fn settle_one(
     order.escrow_remaining = order.escrow_remaining.safe_sub(amount)?;
     order.total_paid = order.total_paid.safe_add(amount)?;
     lease.seconds_settled = served;
-    lease.amount_paid = lease.amount_paid.safe_add(amount)?;
+    lease.amount_paid = paid_after;
     lease.fee_paid = lease.fee_paid.safe_add(fee)?;
     lease.last_settle_ts = now;
     lease.last_chain_head = receipt.chain_head;

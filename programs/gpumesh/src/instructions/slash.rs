@@ -2,39 +2,30 @@
 //! fraud), jail, unjail, and the permissionless expiry of dead leases.
 //!
 //! Slash rule, as implemented: the slashable balance is bonded + unbonding stake (unbonding stays
-//! slashable until withdrawn). `slash = min(ceil(slashable × rate_bps / 10_000), slashable)` —
-//! rounded up, in the buyer's favour, and never more than the worker has. It is taken from
-//! bonded stake first, then from unbonding. Of it, `floor(slash × treasury_share_bps / 10_000)`
-//! goes to the treasury and the rest (the larger part of any rounding) to the buyer.
+//! slashable until withdrawn). A slash for one lease takes the share of it that the lease's GPUs
+//! stand for: `slash = min(ceil(slashable × lease_gpus × rate_bps / (gpu_count × 10⁴)), slashable)`
+//! — rounded up, in the buyer's favour, and never more than the worker has — and pays that lease's
+//! buyer. A fraud slash with no lease (the worker was caught while idle) takes the share of its
+//! free GPUs, for the treasury. It is taken from bonded stake first, then from unbonding. Of it,
+//! `floor(slash × treasury_share_bps / 10⁴)` goes to the treasury and the rest (the larger part of
+//! any rounding) to the buyer. See `math::slash_split`.
 
 use super::lease::release_lease;
 use super::token::withdraw;
 use crate::errors::GpumeshError;
 use crate::events::{SlashReason, WorkerJailChanged, WorkerSlashed, emit_event};
-use crate::math::{SafeMath, bps_of, to_u64};
-use crate::state::{BPS_DENOMINATOR, CloseReason, Lease, Market, Order, Worker, WorkerStatus};
+use crate::math::{SafeMath, SlashSplit, slash_split};
+use crate::state::{BPS_DENOMINATOR, CloseReason, Lease, Market, Order, Worker};
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Token, TokenAccount};
 
-/// The split of one slash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlashSplit {
-    pub amount: u64,
-    pub to_treasury: u64,
-    pub to_buyer: u64,
-}
-
-/// Computes a slash of `rate_bps` of `slashable` (see the module rule).
-pub fn slash_split(slashable: u64, rate_bps: u16, treasury_share_bps: u16) -> Result<SlashSplit> {
-    let numerator = (slashable as u128).safe_mul(rate_bps as u128)?;
-    let rounded_up = numerator.div_ceil(BPS_DENOMINATOR as u128);
-    let amount = to_u64(rounded_up)?.min(slashable);
-    let to_treasury = bps_of(amount, treasury_share_bps)?;
-    Ok(SlashSplit {
-        amount,
-        to_treasury,
-        to_buyer: amount.safe_sub(to_treasury)?,
-    })
+/// What a slash is for: the lease (and its buyer) it compensates, and the GPUs whose share of
+/// the stake it takes.
+#[derive(Debug, Clone, Copy)]
+pub struct SlashTarget {
+    pub lease: Option<Pubkey>,
+    pub buyer: Option<Pubkey>,
+    pub share_gpus: u16,
 }
 
 /// Token accounts a slash pays out through.
@@ -46,8 +37,8 @@ pub struct SlashPayout<'a, 'info> {
     pub buyer_token: Option<&'a Account<'info, TokenAccount>>,
 }
 
-/// Slashes `worker` at `rate_bps`, moves the tokens and updates the books; returns the split.
-#[allow(clippy::too_many_arguments)]
+/// Slashes `worker` at `rate_bps` of `target`'s share, moves the tokens and updates the books;
+/// returns the split.
 pub fn slash_worker<'info>(
     market: &mut Account<'info, Market>,
     worker: &mut Account<'info, Worker>,
@@ -55,17 +46,24 @@ pub fn slash_worker<'info>(
     rate_bps: u16,
     reason: SlashReason,
     evidence_hash: [u8; 32],
-    buyer: Option<Pubkey>,
+    target: SlashTarget,
 ) -> Result<SlashSplit> {
     let stake_before = worker.stake;
     let unbonding_before = worker.unbonding;
     let slashable = worker.stake.safe_add(worker.unbonding)?;
-    let share = if payout.buyer_token.is_some() {
+    let treasury_share = if payout.buyer_token.is_some() {
         market.params.slash_treasury_share_bps
     } else {
         BPS_DENOMINATOR as u16
     };
-    let split = slash_split(slashable, rate_bps, share)?;
+    let gpu_count = worker.hardware.gpu_count;
+    let split = slash_split(
+        slashable,
+        target.share_gpus,
+        gpu_count,
+        rate_bps,
+        treasury_share,
+    )?;
 
     let from_stake = split.amount.min(worker.stake);
     let from_unbonding = split.amount.safe_sub(from_stake)?;
@@ -103,7 +101,11 @@ pub fn slash_worker<'info>(
         worker: worker.key(),
         reason,
         evidence_hash,
-        buyer,
+        lease: target.lease,
+        buyer: target.buyer,
+        share_gpus: target.share_gpus,
+        gpu_count,
+        rate_bps,
         amount: split.amount,
         to_buyer: if payout.buyer_token.is_some() {
             split.to_buyer
@@ -132,55 +134,65 @@ pub struct SlashFraud<'info> {
     #[account(mut, address = market.treasury_vault @ GpumeshError::WrongVault)]
     pub treasury_vault: Box<Account<'info, TokenAccount>>,
     pub token_program: Program<'info, Token>,
-    /// The lease the worker is serving, if any; it closes and the buyer is compensated.
+    /// The lease the fraud was found on, if any: it closes and its buyer is compensated. Pass
+    /// the lease, its order, the buyer's token account and the lease's rent payer together.
     #[account(mut)]
     pub lease: Option<Box<Account<'info, Lease>>>,
     #[account(mut)]
     pub order: Option<Box<Account<'info, Order>>>,
     #[account(mut)]
     pub buyer_token: Option<Box<Account<'info, TokenAccount>>>,
+    /// CHECK: receives the lease account's rent; checked against `lease.rent_payer`.
+    #[account(mut)]
+    pub rent_payer: Option<UncheckedAccount<'info>>,
 }
 
-/// Proven fraud (e.g. a failed compute challenge, whose hash is the evidence): slash at the fraud
-/// rate, compensate the buyer of the lease it was serving (the treasury when none), close that
-/// lease so the order can be re-placed, and jail the worker for the jail period.
+/// Proven fraud (e.g. a failed compute challenge, whose hash is the evidence): jail the worker
+/// for the jail period and slash it at the fraud rate. With a lease, the slash takes that lease's
+/// share of the stake, pays its buyer and closes the lease so the order can be re-placed; the
+/// orchestrator calls it once per lease the worker serves. With none, it takes the share of the
+/// worker's free GPUs, for the treasury.
 pub fn slash_fraud(ctx: Context<SlashFraud>, evidence_hash: [u8; 32]) -> Result<()> {
     let now = Clock::get()?.unix_timestamp;
     let a = ctx.accounts;
     let rate = a.market.params.fraud_slash_bps;
-    let mut buyer = None;
-    if let Some(active) = a.worker.active_lease {
-        let (Some(lease), Some(order), Some(buyer_token)) =
-            (&a.lease, &mut a.order, &a.buyer_token)
-        else {
-            return err!(GpumeshError::ActiveLeaseAccountsMissing);
-        };
-        require_keys_eq!(
-            lease.key(),
-            active,
-            GpumeshError::ActiveLeaseAccountsMissing
-        );
-        require_keys_eq!(
-            lease.order,
-            order.key(),
-            GpumeshError::ReceiptAccountsMismatch
-        );
-        check_buyer_token(&a.market, order, buyer_token)?;
-        buyer = Some(order.buyer);
-        release_lease(
-            &mut a.market,
-            order,
-            &mut a.worker,
-            lease,
-            now,
-            CloseReason::Fraud,
-        )?;
-    }
+    let target = match (&a.lease, &mut a.order, &a.buyer_token, &a.rent_payer) {
+        (Some(lease), Some(order), Some(buyer_token), Some(rent_payer)) => {
+            require_keys_eq!(lease.market, a.market.key(), GpumeshError::WrongMarket);
+            require_keys_eq!(lease.worker, a.worker.key(), GpumeshError::LeaseMismatch);
+            require_keys_eq!(lease.order, order.key(), GpumeshError::LeaseMismatch);
+            require_keys_eq!(
+                lease.rent_payer,
+                rent_payer.key(),
+                GpumeshError::WrongRentReceiver
+            );
+            check_buyer_token(&a.market, order, buyer_token)?;
+            release_lease(
+                &mut a.market,
+                order,
+                &mut a.worker,
+                lease,
+                now,
+                CloseReason::Fraud,
+            )?;
+            SlashTarget {
+                lease: Some(lease.key()),
+                buyer: Some(order.buyer),
+                share_gpus: lease.gpus,
+            }
+        }
+        (None, None, None, None) => SlashTarget {
+            lease: None,
+            buyer: None,
+            share_gpus: a.worker.free_gpus(),
+        },
+        _ => return err!(GpumeshError::MissingSlashAccounts),
+    };
     let payout = SlashPayout {
         token_program: &a.token_program,
         stake_vault: &a.stake_vault,
         treasury_vault: &a.treasury_vault,
-        buyer_token: if buyer.is_some() {
+        buyer_token: if target.lease.is_some() {
             a.buyer_token.as_deref()
         } else {
             None
@@ -193,18 +205,18 @@ pub fn slash_fraud(ctx: Context<SlashFraud>, evidence_hash: [u8; 32]) -> Result<
         rate,
         SlashReason::Fraud,
         evidence_hash,
-        buyer,
+        target,
     )?;
-    let jailed_until = now.safe_add(a.market.params.jail_period)?;
-    a.worker.status = WorkerStatus::Jailed;
+    let jailed_until = now
+        .safe_add(a.market.params.jail_period)?
+        .max(a.worker.jailed_until);
+    a.worker.jailed = true;
     a.worker.jailed_until = jailed_until;
     if let Some(order) = &mut a.order {
         order.invariant()?;
     }
-    if let Some(lease) = &a.lease
-        && buyer.is_some()
-    {
-        lease.close(a.orchestrator.to_account_info())?;
+    if let (Some(lease), Some(rent_payer)) = (&a.lease, &a.rent_payer) {
+        lease.close(rent_payer.to_account_info())?;
     }
     a.worker.invariant()?;
     a.market.invariant()?;
@@ -235,19 +247,19 @@ pub struct Unjail<'info> {
     pub worker: Box<Account<'info, Worker>>,
 }
 
-/// After the jail period, and with its stake back at the market minimum, a worker may be
-/// assigned again.
+/// After the jail period, and with its stake back at the market minimum for all its GPUs, a
+/// worker may be assigned again.
 pub fn unjail(ctx: Context<Unjail>) -> Result<()> {
     let now = Clock::get()?.unix_timestamp;
     let a = ctx.accounts;
-    require!(
-        a.worker.status == WorkerStatus::Jailed,
-        GpumeshError::NotJailed
-    );
+    require!(a.worker.jailed, GpumeshError::NotJailed);
     require!(now >= a.worker.jailed_until, GpumeshError::WorkerJailed);
-    let required = a.worker.required_stake(a.market.params.min_stake_per_gpu)?;
+    let required = Worker::stake_required_for(
+        a.worker.hardware.gpu_count,
+        a.market.params.min_stake_per_gpu,
+    )?;
     require!(a.worker.stake >= required, GpumeshError::StakeBelowMinimum);
-    a.worker.status = WorkerStatus::Idle;
+    a.worker.jailed = false;
     a.worker.invariant()?;
     emit_event(&WorkerJailChanged {
         worker: a.worker.key(),
@@ -263,21 +275,22 @@ pub struct ExpireLease<'info> {
     pub caller: Signer<'info>,
     #[account(mut)]
     pub market: Box<Account<'info, Market>>,
-    /// CHECK: receives the lease account's rent; must be the market's orchestrator, who paid it.
-    #[account(mut, address = market.orchestrator @ GpumeshError::NotOrchestrator)]
-    pub orchestrator: UncheckedAccount<'info>,
     #[account(mut, has_one = market @ GpumeshError::WrongMarket)]
     pub order: Box<Account<'info, Order>>,
     #[account(mut, has_one = market @ GpumeshError::WrongMarket)]
     pub worker: Box<Account<'info, Worker>>,
     #[account(
         mut,
-        close = orchestrator,
+        close = rent_payer,
         has_one = market @ GpumeshError::WrongMarket,
-        has_one = order @ GpumeshError::WrongMarket,
-        has_one = worker @ GpumeshError::WrongMarket,
+        has_one = order @ GpumeshError::LeaseMismatch,
+        has_one = worker @ GpumeshError::LeaseMismatch,
+        has_one = rent_payer @ GpumeshError::WrongRentReceiver,
     )]
     pub lease: Box<Account<'info, Lease>>,
+    /// CHECK: receives the lease account's rent; must be the key that paid it (has_one above).
+    #[account(mut)]
+    pub rent_payer: UncheckedAccount<'info>,
 }
 
 /// A lease with no settled receipt for the market's maximum receipt age is dead: anyone may close
@@ -299,26 +312,4 @@ pub fn expire_lease(ctx: Context<ExpireLease>) -> Result<()> {
         now,
         CloseReason::Expired,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slash_rounds_up_for_the_buyer_and_never_exceeds_the_stake() {
-        let s = slash_split(1_001, 500, 0).unwrap();
-        assert_eq!(s.amount, 51); // 50.05 rounded up
-        assert_eq!((s.to_buyer, s.to_treasury), (51, 0));
-        let s = slash_split(1_000, 10_000, 0).unwrap();
-        assert_eq!(s.amount, 1_000);
-        let s = slash_split(0, 5_000, 0).unwrap();
-        assert_eq!(s.amount, 0);
-        let s = slash_split(999, 5_000, 3_333).unwrap();
-        assert_eq!(s.amount, 500);
-        assert_eq!(s.to_treasury, 166); // floor: the buyer keeps the rounding
-        assert_eq!(s.to_buyer, 334);
-        let s = slash_split(u64::MAX, 10_000, 10_000).unwrap();
-        assert_eq!((s.amount, s.to_buyer), (u64::MAX, 0));
-    }
 }

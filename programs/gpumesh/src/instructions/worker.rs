@@ -8,9 +8,7 @@ use crate::events::{
     WorkerUpdated, emit_event,
 };
 use crate::math::SafeMath;
-use crate::state::{
-    ACCOUNT_VERSION, HardwareClaim, Market, Worker, WorkerRecord, WorkerStatus, seeds,
-};
+use crate::state::{HardwareClaim, Market, Worker, WorkerRecord, seeds};
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Token, TokenAccount};
 
@@ -49,19 +47,20 @@ pub fn register_worker(ctx: Context<RegisterWorker>, args: RegisterWorkerArgs) -
     market.workers = market.workers.safe_add(1)?;
     let worker = &mut ctx.accounts.worker;
     worker.set_inner(Worker {
-        version: ACCOUNT_VERSION,
+        version: Worker::VERSION,
         bump: ctx.bumps.worker,
         market: market.key(),
         owner,
         node_key: args.node_key,
         hardware: args.hardware,
         price_per_gpu_second: args.price_per_gpu_second,
-        status: WorkerStatus::Idle,
-        active_lease: None,
+        gpus_leased: 0,
+        active_leases: 0,
+        jailed: false,
+        jailed_until: 0,
         stake: 0,
         unbonding: 0,
         unlock_ts: 0,
-        jailed_until: 0,
         earnings_claimable: 0,
         earnings_total: 0,
         rewards_claimable: 0,
@@ -101,11 +100,9 @@ pub fn update_worker(ctx: Context<UpdateWorker>, args: UpdateWorkerArgs) -> Resu
     let worker = &mut ctx.accounts.worker;
     let price_before = worker.price_per_gpu_second;
     if args.node_key.is_some() || args.hardware.is_some() {
-        // Receipts in flight are signed by the current key for the current hardware.
-        require!(
-            worker.status != WorkerStatus::Busy,
-            GpumeshError::WorkerBusy
-        );
+        // Receipts in flight are signed by the current key for the current hardware, and each
+        // lease's slash share is its GPUs out of the current GPU count.
+        require!(!worker.is_busy(), GpumeshError::WorkerBusy);
     }
     if let Some(node_key) = args.node_key {
         require!(node_key != worker.owner, GpumeshError::NodeKeyIsOwner);
@@ -197,8 +194,9 @@ pub fn stake(mut ctx: Context<StakeAccounts>, amount: u64) -> Result<()> {
     a.emit(StakeChangeKind::Deposit, amount, before)
 }
 
-/// Moves `amount` of bonded stake to unbonding. The unlock time restarts for the whole unbonding
-/// balance: a later request never shortens an earlier wait, and slashing can still reach it.
+/// Moves `amount` of bonded stake to unbonding. What the worker's leased GPUs need stays bonded.
+/// The unlock time restarts for the whole unbonding balance: a later request never shortens an
+/// earlier wait, and slashing can still reach it.
 pub fn request_unstake(mut ctx: Context<StakeAccounts>, amount: u64) -> Result<()> {
     require!(amount > 0, GpumeshError::ZeroAmount);
     let now = Clock::get()?.unix_timestamp;
@@ -206,10 +204,9 @@ pub fn request_unstake(mut ctx: Context<StakeAccounts>, amount: u64) -> Result<(
     let before = a.snapshot()?;
     require!(amount <= a.worker.stake, GpumeshError::InsufficientStake);
     let remaining = a.worker.stake.safe_sub(amount)?;
-    if a.worker.status == WorkerStatus::Busy {
-        let required = a.worker.required_stake(a.market.params.min_stake_per_gpu)?;
-        require!(remaining >= required, GpumeshError::StakeLockedByLease);
-    }
+    let required =
+        Worker::stake_required_for(a.worker.gpus_leased, a.market.params.min_stake_per_gpu)?;
+    require!(remaining >= required, GpumeshError::StakeLockedByLease);
     a.worker.stake = remaining;
     a.worker.unbonding = a.worker.unbonding.safe_add(amount)?;
     a.worker.unlock_ts = now.safe_add(a.market.params.unbonding_period)?;
@@ -299,12 +296,13 @@ pub struct CloseWorker<'info> {
     pub worker: Box<Account<'info, Worker>>,
 }
 
+/// Closes a worker that holds nothing. A jailed worker cannot close (it would come back
+/// unjailed under the same owner): it serves its jail and unjails first.
 pub fn close_worker(ctx: Context<CloseWorker>) -> Result<()> {
+    let now = Clock::get()?.unix_timestamp;
     let worker = &ctx.accounts.worker;
-    require!(
-        worker.status != WorkerStatus::Busy,
-        GpumeshError::WorkerBusy
-    );
+    require!(!worker.is_busy(), GpumeshError::WorkerBusy);
+    require!(!worker.is_jailed(now), GpumeshError::WorkerJailed);
     require!(
         worker.stake == 0
             && worker.unbonding == 0

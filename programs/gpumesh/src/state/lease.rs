@@ -1,6 +1,7 @@
-//! A lease: one worker serving one order at an agreed price, and what has been settled on it.
+//! A lease: some of one worker's GPUs serving one order at an agreed price and fee, and what has
+//! been settled on it. The account exists while the lease is active; every way a lease ends
+//! closes it (the `LeaseClosed` event keeps the record).
 
-use super::ACCOUNT_VERSION;
 use crate::errors::GpumeshError;
 use anchor_lang::prelude::*;
 
@@ -16,6 +17,8 @@ pub enum CloseReason {
     Fraud,
     /// No receipt settled for the market's maximum receipt age; closed by anyone, no slash.
     Expired,
+    /// The buyer ended it after its exit window (see `request_close`); no slash.
+    BuyerExit,
 }
 
 #[account]
@@ -26,13 +29,21 @@ pub struct Lease {
     pub market: Pubkey,
     pub order: Pubkey,
     pub worker: Pubkey,
+    /// This instance's nonce (the market's lease count when it was assigned). Receipts sign it,
+    /// so a receipt for an earlier lease at the same address never settles on this one.
+    pub nonce: u64,
+    /// Paid the account's rent; gets it back when the lease ends, whoever ends it.
+    pub rent_payer: Pubkey,
     pub gpus: u16,
     pub price_per_gpu_second: u64,
+    /// The protocol fee agreed at assignment, in bps; charged on cumulative payments.
+    pub fee_bps: u16,
     pub start_ts: i64,
     /// Cumulative served seconds covered by settled receipts.
     pub seconds_settled: u64,
     /// Σ paid out of escrow for this lease (worker share + fee).
     pub amount_paid: u64,
+    /// Σ fee: always `floor(amount_paid × fee_bps / 10⁴)`.
     pub fee_paid: u64,
     /// When the last receipt was settled (the lease start before any).
     pub last_settle_ts: i64,
@@ -44,17 +55,25 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Layout version of this account type.
+    pub const VERSION: u8 = 1;
     pub const SPACE: usize = 8 + Self::INIT_SPACE;
 
     pub fn invariant(&self) -> Result<()> {
         require!(
-            self.version == ACCOUNT_VERSION,
-            GpumeshError::LeaseNotActive
+            self.version == Self::VERSION,
+            GpumeshError::AccountVersionMismatch
         );
+        let fee = crate::math::bps_of(self.amount_paid, self.fee_bps)?;
         require!(
-            self.fee_paid <= self.amount_paid,
-            GpumeshError::MathOverflow
+            self.fee_paid == fee && self.gpus > 0,
+            GpumeshError::InvariantLeaseFee
         );
         Ok(())
     }
 }
+
+const _: () = assert!(
+    Lease::SPACE == 310,
+    "Lease layout changed: that is a migration"
+);

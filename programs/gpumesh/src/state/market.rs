@@ -1,8 +1,8 @@
-//! The market: one per payment mint. It owns the four vaults (as their token authority) and
-//! keeps, next to its parameters, running totals of what each vault must hold, so that the
-//! conservation invariant can be checked from the market alone.
+//! The market: one per payment mint and creating authority. It owns the four vaults (as their
+//! token authority) and keeps, next to its parameters, running totals of what each vault must
+//! hold, so that the conservation invariant can be checked from the market alone.
 
-use super::{ACCOUNT_VERSION, BPS_DENOMINATOR, GPU_CLASS_SLOTS};
+use super::{BPS_DENOMINATOR, GPU_CLASS_SLOTS};
 use crate::errors::GpumeshError;
 use anchor_lang::prelude::*;
 
@@ -40,7 +40,15 @@ pub struct MarketParams {
     pub reference_smoothing_bps: u16,
     /// A class's reference price moves at most once per this many seconds (0 ..= 1 day).
     pub reference_update_interval: i64,
+    /// The buyer's exit: seconds after a buyer asks to close an order during which the
+    /// orchestrator may still settle the final receipts and close the leases; after it the buyer
+    /// ends them itself and takes the unspent escrow back (bound: 10 ..= 3,600 s).
+    pub buyer_exit_window: i64,
 }
+
+/// Most seconds a buyer ever waits, after asking to close an order, before it can end the
+/// order's leases and take its unspent escrow back (the bound on `buyer_exit_window`).
+pub const MAX_BUYER_EXIT_WINDOW: i64 = 3_600;
 
 impl MarketParams {
     pub fn validate(&self) -> Result<()> {
@@ -56,7 +64,8 @@ impl MarketParams {
             && (0..=365 * DAY).contains(&self.jail_period)
             && (1_000..=100_000).contains(&self.breaker_band_bps)
             && (1..=5_000).contains(&self.reference_smoothing_bps)
-            && (0..=DAY).contains(&self.reference_update_interval);
+            && (0..=DAY).contains(&self.reference_update_interval)
+            && (10..=MAX_BUYER_EXIT_WINDOW).contains(&self.buyer_exit_window);
         require!(ok, GpumeshError::InvalidMarketParams);
         Ok(())
     }
@@ -78,6 +87,7 @@ impl Default for MarketParams {
             breaker_band_bps: 30_000,
             reference_smoothing_bps: 1_000,
             reference_update_interval: 300,
+            buyer_exit_window: 600,
         }
     }
 }
@@ -98,8 +108,13 @@ pub struct EmissionSchedule {
     pub funded: u64,
     /// Base units released into the accumulator (shared among leased GPUs) so far.
     pub distributed: u64,
-    /// Base units released while no GPU was leased: nobody earned them; they stay in the vault.
+    /// Funded base units released while no GPU was leased: nobody earned them; they stay in the
+    /// vault.
     pub undistributed: u64,
+    /// Base units the schedule released while the vault held too little to pay them: nobody
+    /// earned them and they never need funding. So released = distributed + undistributed +
+    /// unfunded, and a late funding never pays for seconds that already went by.
+    pub unfunded: u64,
     /// Base units owed to workers (settled, not yet claimed) plus already paid.
     pub accrued: u64,
     /// Base units paid out to workers.
@@ -115,11 +130,9 @@ pub struct EmissionSchedule {
 pub struct Market {
     pub version: u8,
     pub bump: u8,
-    pub stake_vault_bump: u8,
-    pub escrow_vault_bump: u8,
-    pub treasury_vault_bump: u8,
-    pub rewards_vault_bump: u8,
     pub paused: bool,
+    /// The authority that created the market; part of its address, never changes.
+    pub creator: Pubkey,
     pub authority: Pubkey,
     pub orchestrator: Pubkey,
     pub mint: Pubkey,
@@ -147,6 +160,9 @@ pub struct Market {
     pub total_gpu_seconds: u64,
     /// GPUs under an active lease right now: the weight emission is shared by.
     pub leased_gpus: u64,
+    /// Leases ever assigned. Each lease takes the next count as its instance nonce, which its
+    /// receipts sign, so a receipt never settles on a later lease at the same address.
+    pub leases_assigned: u64,
     /// Counters for dashboards and sanity checks.
     pub workers: u32,
     pub open_orders: u32,
@@ -155,6 +171,8 @@ pub struct Market {
 }
 
 impl Market {
+    /// Layout version of this account type.
+    pub const VERSION: u8 = 1;
     pub const SPACE: usize = 8 + Self::INIT_SPACE;
 
     /// What the stake vault must hold.
@@ -177,29 +195,40 @@ impl Market {
 
     pub fn invariant(&self) -> Result<()> {
         require!(
-            self.version == ACCOUNT_VERSION,
-            GpumeshError::InvalidMarketParams
+            self.version == Self::VERSION,
+            GpumeshError::AccountVersionMismatch
         );
         self.params.validate()?;
         self.stake_vault_expected()?;
         self.escrow_vault_expected()?;
         let e = &self.emission;
-        // Never owed more than released, never released more than unlocked and funded.
+        // Never owed more than released; never released more than funded; never accounted
+        // more than the schedule's total.
+        let funded_release = e.distributed.checked_add(e.undistributed);
+        let accounted = funded_release.and_then(|r| r.checked_add(e.unfunded));
         require!(
             e.paid <= e.accrued
                 && e.accrued <= e.distributed
-                && e.distributed.checked_add(e.undistributed) <= Some(e.funded.min(e.total)),
-            GpumeshError::InvalidEmission
+                && e.funded <= e.total
+                && funded_release.is_some_and(|r| r <= e.funded)
+                && accounted.is_some_and(|a| a <= e.total),
+            GpumeshError::InvariantEmission
         );
         Ok(())
     }
 
     /// Signer seeds of the market PDA, which owns the vaults.
-    pub fn signer_seeds(&self) -> [&[u8]; 3] {
+    pub fn signer_seeds(&self) -> [&[u8]; 4] {
         [
             super::seeds::MARKET,
             self.mint.as_ref(),
+            self.creator.as_ref(),
             std::slice::from_ref(&self.bump),
         ]
     }
 }
+
+const _: () = assert!(
+    Market::SPACE == 894,
+    "Market layout changed: that is a migration"
+);

@@ -1,6 +1,7 @@
-//! On-chain accounts. Each carries a version byte, its stored bump(s) and reserved bytes so its
-//! layout can grow without a migration, and an `invariant()` that the instructions changing it
-//! call before they return.
+//! On-chain accounts. Each carries its own layout version (`VERSION`, so one layout can change
+//! without the others), its stored bump, reserved bytes so it can grow without a migration, a
+//! size asserted at compile time, and an `invariant()` that the instructions changing it call
+//! before they return.
 
 pub mod lease;
 pub mod market;
@@ -13,8 +14,6 @@ pub use market::*;
 pub use order::*;
 pub use worker::*;
 
-/// Current layout version of every account.
-pub const ACCOUNT_VERSION: u8 = 1;
 /// Basis-point denominator (100% = 10_000 bps).
 pub const BPS_DENOMINATOR: u64 = 10_000;
 /// Slots in the per-class reference-price table; GPU class codes are below this.

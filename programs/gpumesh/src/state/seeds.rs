@@ -1,7 +1,9 @@
 //! Every PDA seed prefix of the program, in one place. The client derives addresses from these
 //! same constants, so a seed can never drift between the program and its callers.
 
-/// `[MARKET, mint]`: one market per payment mint. The market PDA owns every vault.
+/// `[MARKET, mint, creator]`: a market per payment mint and creating authority. The creator is
+/// part of the address so nobody can take a market's address before its operator creates it.
+/// The market PDA owns every vault.
 pub const MARKET: &[u8] = b"market";
 /// `[STAKE_VAULT, market]`: holds workers' bonded and unbonding stake.
 pub const STAKE_VAULT: &[u8] = b"stake_vault";
@@ -15,5 +17,6 @@ pub const REWARDS_VAULT: &[u8] = b"rewards_vault";
 pub const WORKER: &[u8] = b"worker";
 /// `[ORDER, market, buyer, order_id (u64 LE)]`.
 pub const ORDER: &[u8] = b"order";
-/// `[LEASE, order, worker]`: at most one live lease per (order, worker).
+/// `[LEASE, order, worker]`: at most one live lease per (order, worker). The address can come
+/// back after a lease ends; each instance has its own nonce, which its receipts sign.
 pub const LEASE: &[u8] = b"lease";

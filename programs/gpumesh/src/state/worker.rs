@@ -1,19 +1,12 @@
 //! A supplier's machine: the owner's cold wallet, the hot node key that signs receipts on the
 //! GPU machine, the hardware it claims, its asking price, its stake and its record.
+//!
+//! A worker with N GPUs serves several leases at once, up to N GPUs in all: it counts the GPUs
+//! under lease and its active leases; each lease's GPUs need their share of stake bonded.
 
-use super::ACCOUNT_VERSION;
 use crate::errors::GpumeshError;
+use crate::math::SafeMath;
 use anchor_lang::prelude::*;
-
-#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq, InitSpace)]
-pub enum WorkerStatus {
-    /// Bonded and free to be assigned.
-    Idle,
-    /// Serving a lease.
-    Busy,
-    /// Jailed for fraud until `jailed_until`.
-    Jailed,
-}
 
 /// What the worker says its machine has. Checked against orders on `assign`; checked against
 /// reality off chain by the orchestrator's compute challenges.
@@ -64,13 +57,17 @@ pub struct Worker {
     pub hardware: HardwareClaim,
     /// Asking price, base units per GPU-second.
     pub price_per_gpu_second: u64,
-    pub status: WorkerStatus,
-    /// The lease the worker serves while `Busy`.
-    pub active_lease: Option<Pubkey>,
+    /// GPUs under an active lease (at most `hardware.gpu_count`).
+    pub gpus_leased: u16,
+    /// Leases being served right now.
+    pub active_leases: u16,
+    /// Jailed for fraud: nothing new is assigned and no stake is withdrawn until the owner
+    /// unjails it after `jailed_until`.
+    pub jailed: bool,
+    pub jailed_until: i64,
     pub stake: u64,
     pub unbonding: u64,
     pub unlock_ts: i64,
-    pub jailed_until: i64,
     /// Earnings settled and not yet claimed (held in the escrow vault).
     pub earnings_claimable: u64,
     pub earnings_total: u64,
@@ -83,29 +80,47 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Layout version of this account type.
+    pub const VERSION: u8 = 1;
     pub const SPACE: usize = 8 + Self::INIT_SPACE;
 
-    /// Stake the market requires for this worker's GPUs.
-    pub fn required_stake(&self, min_stake_per_gpu: u64) -> Result<u64> {
-        use crate::math::SafeMath;
-        (self.hardware.gpu_count as u64).safe_mul(min_stake_per_gpu)
+    /// GPUs not under any lease.
+    pub fn free_gpus(&self) -> u16 {
+        self.hardware.gpu_count.saturating_sub(self.gpus_leased)
     }
 
+    /// Bonded stake the market requires behind `gpus` leased GPUs.
+    pub fn stake_required_for(gpus: u16, min_stake_per_gpu: u64) -> Result<u64> {
+        (gpus as u64).safe_mul(min_stake_per_gpu)
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.active_leases > 0
+    }
+
+    /// Jailed until the owner unjails it, and in any case until `jailed_until`.
     pub fn is_jailed(&self, now: i64) -> bool {
-        self.status == WorkerStatus::Jailed || now < self.jailed_until
+        self.jailed || now < self.jailed_until
     }
 
     pub fn invariant(&self) -> Result<()> {
         require!(
-            self.version == ACCOUNT_VERSION,
-            GpumeshError::InvalidHardware
+            self.version == Self::VERSION,
+            GpumeshError::AccountVersionMismatch
         );
         self.hardware.validate()?;
         require!(
-            (self.status == WorkerStatus::Busy) == self.active_lease.is_some(),
-            GpumeshError::WorkerBusy
+            self.gpus_leased <= self.hardware.gpu_count
+                && self.active_leases <= self.gpus_leased
+                && (self.active_leases == 0) == (self.gpus_leased == 0),
+            GpumeshError::InvariantWorkerLeases
         );
         require!(self.node_key != self.owner, GpumeshError::NodeKeyIsOwner);
         Ok(())
     }
 }
+
+const _: () = assert!(
+    Worker::SPACE == 299,
+    "Worker layout changed: that is a migration"
+);
