@@ -49,8 +49,8 @@ pub enum GpuClassError {
 }
 
 impl GpuClass {
-    /// Codes index the market's 16-slot reference-price table.
-    pub const CODE_LIMIT: u8 = 16;
+    /// Codes index the market's 16-slot reference-price table (`gpumesh_layout::GPU_CLASS_SLOTS`).
+    pub const CODE_LIMIT: u8 = gpumesh_layout::GPU_CLASS_SLOTS as u8;
 
     /// Every class, in code order.
     pub const ALL: [GpuClass; 11] = [

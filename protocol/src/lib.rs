@@ -1,17 +1,27 @@
 //! gpumesh-protocol: what crosses the wire between a worker and the orchestrator, and how each
-//! side checks it. Today: GPU classes and the proof-of-compute challenge; heartbeats and
-//! receipts (proof of service time) join as sibling modules.
+//! side checks it: GPU classes and regions, proof of service time (receipts signed with the
+//! worker's node key, the heartbeat hash chain), the job-spec hash, and proof of compute (the
+//! seeded matrix-product challenge). It links no Solana crate: a worker daemon signs receipts
+//! with this crate alone.
 
 pub mod challenge;
 pub mod exact;
 pub mod generator;
 pub mod gpu;
+pub mod heartbeat;
+pub mod jobspec;
+pub mod keys;
 pub mod merkle;
+pub mod receipt;
 pub mod region;
 pub mod verify;
 
 pub use challenge::{Challenge, ChallengeError, Commitment, OpenRequest, OpenedRow, Opening};
 pub use gpu::{GpuClass, GpuClassError, GpuSpec};
+pub use heartbeat::{HeartbeatChain, Link};
+pub use jobspec::job_spec_hash;
+pub use keys::{Key, Signature};
+pub use receipt::{ReceiptError, SignedReceipt};
 pub use merkle::{Digest, MerkleTree};
 pub use region::{Region, RegionError};
 pub use verify::{AwaitingCommitment, AwaitingOpening, Rejection, Verified};

@@ -1,11 +1,14 @@
-//! Regions: a code below 64 per region, so that an order's allowed regions fit one `u64` bit set
-//! on chain. Names are what users type; codes are what the chain and the scheduler keep.
+//! Regions: a code below 64 per region (`gpumesh_layout::REGION_SLOTS`), so that an order's
+//! allowed regions fit one `u64` bit set on chain. Names are what users type; codes are what the
+//! chain and the scheduler keep. The chain accepts any code below 64; the first ones have names.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Known regions, in code order. New regions are appended; codes never change.
-pub const REGIONS: &[&str] = &[
+pub use gpumesh_layout::REGION_SLOTS;
+
+/// Names of the known regions, in code order. New regions are appended; codes never change.
+pub const REGION_NAMES: &[&str] = &[
     "us-east",
     "us-central",
     "us-west",
@@ -29,9 +32,9 @@ pub struct Region(u8);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegionError {
-    #[error("unknown region {0:?}; use one of: {names}", names = REGIONS.join(", "))]
+    #[error("unknown region {0:?}; use one of: {names}", names = REGION_NAMES.join(", "))]
     UnknownName(String),
-    #[error("unknown region code {0}; known codes are 0..={max}", max = REGIONS.len() - 1)]
+    #[error("region code {0} is out of range: codes are below {REGION_SLOTS}")]
     UnknownCode(u8),
 }
 
@@ -40,16 +43,23 @@ impl Region {
         self.0
     }
 
+    /// Any code the chain accepts (below 64), named or not.
     pub fn from_code(code: u8) -> Result<Self, RegionError> {
-        if (code as usize) < REGIONS.len() {
+        if code < REGION_SLOTS {
             Ok(Region(code))
         } else {
             Err(RegionError::UnknownCode(code))
         }
     }
 
+    /// The region's name, or `None` for a code without one yet.
+    pub fn known_name(self) -> Option<&'static str> {
+        REGION_NAMES.get(self.0 as usize).copied()
+    }
+
+    /// The region's name, or `"unnamed"` for a code without one yet.
     pub fn name(self) -> &'static str {
-        REGIONS[self.0 as usize]
+        self.known_name().unwrap_or("unnamed")
     }
 
     /// The on-chain bit set of a list of regions.
@@ -57,9 +67,9 @@ impl Region {
         regions.iter().fold(0, |acc, r| acc | (1u64 << r.0))
     }
 
-    /// The regions in an on-chain bit set (unknown bits are skipped).
+    /// The regions in an on-chain bit set.
     pub fn from_set(set: u64) -> Vec<Region> {
-        (0..REGIONS.len() as u8)
+        (0..REGION_SLOTS)
             .filter(|c| set & (1u64 << c) != 0)
             .map(Region)
             .collect()
@@ -70,7 +80,7 @@ impl FromStr for Region {
     type Err = RegionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().to_ascii_lowercase();
-        REGIONS
+        REGION_NAMES
             .iter()
             .position(|r| *r == wanted)
             .map(|i| Region(i as u8))
@@ -80,7 +90,10 @@ impl FromStr for Region {
 
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self.known_name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "region-{}", self.0),
+        }
     }
 }
 
@@ -90,8 +103,8 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_fit_a_u64_set() {
-        assert!(REGIONS.len() <= 64);
-        for (i, name) in REGIONS.iter().enumerate() {
+        assert!(REGION_NAMES.len() <= REGION_SLOTS as usize);
+        for (i, name) in REGION_NAMES.iter().enumerate() {
             let r: Region = name.parse().unwrap();
             assert_eq!(r.code() as usize, i);
             assert_eq!(r.to_string(), *name);
@@ -100,6 +113,8 @@ mod tests {
         assert_eq!(set, (1 << 5) | 1);
         assert_eq!(Region::from_set(set).len(), 2);
         assert!("mars-north".parse::<Region>().is_err());
-        assert!(Region::from_code(200).is_err());
+        assert!(Region::from_code(64).is_err());
+        let unnamed = Region::from_code(40).unwrap();
+        assert_eq!((unnamed.known_name(), unnamed.to_string()), (None, "region-40".into()));
     }
 }

@@ -7,15 +7,12 @@
 use crate::errors::GpumeshError;
 use anchor_lang::prelude::*;
 
-/// Domain separator: a receipt signature can never be mistaken for any other signed message.
-pub const RECEIPT_DOMAIN: &[u8; 20] = b"gpumesh/receipt/v2\0\0";
-/// Length of the canonical receipt message.
-pub const RECEIPT_MESSAGE_LEN: usize = 20 + 32 + 32 + 8 + 8 + 32;
+pub use gpumesh_layout::receipt::{DOMAIN as RECEIPT_DOMAIN, MESSAGE_LEN as RECEIPT_MESSAGE_LEN};
 
-/// The bytes a worker signs: domain ‖ program id ‖ lease ‖ lease nonce (LE) ‖ cumulative seconds
-/// (LE) ‖ chain head. The lease address pins the market, order and worker; the nonce pins this
-/// instance of the lease (the address comes back when the same order and worker meet again);
-/// the program id pins the deployment.
+/// The bytes a worker signs (`gpumesh_layout::receipt`): domain ‖ program id ‖ lease ‖ lease nonce
+/// (LE) ‖ cumulative seconds (LE) ‖ chain head. The lease address pins the market, order and
+/// worker; the nonce pins this instance of the lease (the address comes back when the same order
+/// and worker meet again); the program id pins the deployment.
 pub fn receipt_message(
     program_id: &Pubkey,
     lease: &Pubkey,
@@ -23,14 +20,14 @@ pub fn receipt_message(
     served_seconds: u64,
     chain_head: &[u8; 32],
 ) -> [u8; RECEIPT_MESSAGE_LEN] {
-    let mut m = [0u8; RECEIPT_MESSAGE_LEN];
-    m[..20].copy_from_slice(RECEIPT_DOMAIN);
-    m[20..52].copy_from_slice(program_id.as_ref());
-    m[52..84].copy_from_slice(lease.as_ref());
-    m[84..92].copy_from_slice(&lease_nonce.to_le_bytes());
-    m[92..100].copy_from_slice(&served_seconds.to_le_bytes());
-    m[100..132].copy_from_slice(chain_head);
-    m
+    gpumesh_layout::receipt::Fields {
+        program_id: program_id.to_bytes(),
+        lease: lease.to_bytes(),
+        lease_nonce,
+        served_seconds,
+        chain_head: *chain_head,
+    }
+    .message()
 }
 
 /// Layout of the Ed25519 precompile's instruction data.

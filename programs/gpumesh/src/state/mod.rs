@@ -16,7 +16,6 @@ pub use worker::*;
 
 /// Basis-point denominator (100% = 10_000 bps).
 pub const BPS_DENOMINATOR: u64 = 10_000;
-/// Slots in the per-class reference-price table; GPU class codes are below this.
-pub const GPU_CLASS_SLOTS: usize = 16;
-/// Region codes are bit positions of a `u64` region set.
-pub const REGION_SLOTS: u8 = 64;
+/// Slots in the per-class reference-price table (GPU class codes are below it), and the limit of
+/// region codes (bit positions of a `u64` region set): written once, in `gpumesh-layout`.
+pub use gpumesh_layout::{GPU_CLASS_SLOTS, REGION_SLOTS};
