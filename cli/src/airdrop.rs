@@ -5,7 +5,7 @@ use crate::context::Ctx;
 use crate::error::CliError;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
-use gpumesh_client::deploy::mint_decimals;
+use gpumesh_client::token::mint_decimals;
 use gpumesh_client::{Signer, amount, cluster};
 use gpumesh_localnet::LocalState;
 use serde_json::json;

@@ -5,16 +5,18 @@
 use crate::amount::format;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::local::LocalMarket;
 use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
 use gpumesh_client::program::state::{
-    CloseReason, HardwareClaim, Lease, Market, MarketParams, Order, OrderMode, OrderRequirements,
+    CloseReason, HardwareClaim, Market, MarketParams, Order, OrderMode, OrderRequirements,
     OrderTerms, Worker,
 };
 use gpumesh_client::{
-    Chain, ChainError, ChainExt, GpumeshEvent, Keypair, SignedReceipt, Signer, SvmChain,
+    Chain, ChainError, ChainExt, GpumeshEvent, Keypair, SignedReceipt, Signer, receipt,
 };
-use gpumesh_protocol::{GpuClass, Region};
+use gpumesh_orchestrator::actions::Orchestrator;
+use gpumesh_protocol::{GpuClass, LeaseService, Region, job_spec_hash};
+use gpumesh_svm::SvmChain;
+use gpumesh_svm::fixtures::LocalMarket;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -141,6 +143,35 @@ impl Demo {
     }
 }
 
+impl Demo {
+    /// What the worker's daemon keeps for one lease instance: its heartbeat chain.
+    fn lease_service(&self, lease: &LeaseRef) -> LeaseService {
+        LeaseService::new(
+            receipt::key(&gpumesh_client::program::ID),
+            receipt::key(&lease.lease),
+            lease.nonce,
+        )
+    }
+
+    /// The worker records a heartbeat at `served_seconds` (with its telemetry) and signs a
+    /// receipt for it from its chain.
+    fn serve(
+        &self,
+        service: &mut LeaseService,
+        node: &Keypair,
+        served_seconds: u64,
+    ) -> Result<SignedReceipt, Box<dyn std::error::Error>> {
+        let now_ms = self.chain.unix_time()? as u64 * 1_000;
+        let telemetry = format!("8 x H100: 64 C, 97% busy, {served_seconds} s served");
+        service.heartbeat(now_ms, served_seconds, telemetry.as_bytes())?;
+        Ok(service.receipt(&receipt::signing_key(node)))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn event_name(e: &GpumeshEvent) -> String {
     let debug = format!("{e:?}");
     debug.split('(').next().unwrap_or_default().to_string()
@@ -176,7 +207,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         minted: 1_100 * one,
     };
     let a = d.m.addrs;
-    let orch = d.m.orchestrator.insecure_clone();
+    let orchestrator = Orchestrator::new(a, d.m.orchestrator.insecure_clone());
 
     d.say("The operator creates a market for a payment mint");
     d.detail(format!(
@@ -261,7 +292,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
                     max_price_per_gpu_second: 400,
                     duration: 2 * 3_600,
                     mode: OrderMode::Spot,
-                    job_spec_hash: [0x42; 32],
+                    job_spec_hash: job_spec_hash(b"image = \"pytorch/pytorch\"\n"),
                 },
                 deposit: 60 * one,
             },
@@ -276,74 +307,49 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     ));
     d.balances()?;
 
-    d.say("The orchestrator assigns the worker to the order (the program checks class, VRAM, bandwidth, region, price, stake)");
-    d.chain.send(
-        &[ix::assign(&a, &orch.pubkey(), &order, &worker, 8)],
-        &orch,
-        &[],
-    )?;
-    let lease = LeaseRef::of(
-        &d.chain
-            .fetch::<Lease>(&gpumesh_client::pda::lease(&order, &worker).0)?,
-    );
-    let l: Lease = d.chain.fetch(&lease.lease)?;
+    d.say("The orchestrator assigns the worker to the order (the program checks class, VRAM, bandwidth, region, price, free GPUs, stake)");
+    let (lease, out) = orchestrator.assign(&mut d.chain, &order, &worker, 8)?;
+    d.events(&out.events);
     d.detail(format!(
-        "lease {}: 8 GPUs at {} per GPU-second = {} per hour",
+        "lease {} (instance {}): 8 GPUs at {} per GPU-second = {} per hour",
         short(&lease.lease),
-        d.tokens(l.price_per_gpu_second),
-        d.tokens(l.price_per_gpu_second * 8 * 3_600)
+        lease.nonce,
+        d.tokens(price),
+        d.tokens(price * 8 * 3_600)
     ));
 
-    d.say("10 minutes pass; the worker signs a receipt for 600 s and the orchestrator settles it");
+    d.say("10 minutes pass; the worker's heartbeats chain by hash, it signs a receipt for 600 s and the orchestrator settles it");
     d.chain.warp(600)?;
-    let head = |s: u64| {
-        let mut h = [0u8; 32];
-        h[..8].copy_from_slice(&s.to_le_bytes());
-        h
-    };
-    let r1 = SignedReceipt::sign(&d.node, lease.lease, lease.nonce, 600, head(600));
+    let mut service = d.lease_service(&lease);
+    let r1 = d.serve(&mut service, &d.node, 600)?;
     d.detail(format!(
-        "receipt verifies off chain: {}; on chain through the Ed25519 precompile",
-        r1.verify()
+        "receipt: 600 s on instance {}, heartbeat chain head {}…, verifies off chain: {}; on chain through the Ed25519 precompile",
+        r1.lease_nonce,
+        hex(&r1.chain_head[..6]),
+        r1.verify(Some(&receipt::key(&d.node.pubkey()))).is_ok()
     ));
-    let out = d.chain.send(
-        &ix::settle(&a, &orch.pubkey(), &[(lease, r1.clone())]),
-        &orch,
-        &[],
-    )?;
-    d.events(&out.events);
+    let outs = orchestrator.settle(&mut d.chain, &[(lease, r1.clone())])?;
+    for out in &outs {
+        d.events(&out.events);
+    }
     d.balances()?;
 
     d.say("The same receipt sent again is refused: the same seconds are never paid twice");
-    match d
-        .chain
-        .send(&ix::settle(&a, &orch.pubkey(), &[(lease, r1)]), &orch, &[])
-    {
+    match orchestrator.settle(&mut d.chain, &[(lease, r1)]) {
         Err(e) => d.detail(format!("refused: {e}")),
         Ok(_) => return Err("a replayed receipt was accepted".into()),
     }
     d.say("A receipt claiming more seconds than have passed is refused");
-    let greedy = SignedReceipt::sign(&d.node, lease.lease, lease.nonce, 700, head(700));
-    match d.chain.send(
-        &ix::settle(&a, &orch.pubkey(), &[(lease, greedy)]),
-        &orch,
-        &[],
-    ) {
+    let greedy = d.serve(&mut service, &d.node, 700)?;
+    match orchestrator.settle(&mut d.chain, &[(lease, greedy)]) {
         Err(e) => d.detail(format!("refused: {e}")),
         Ok(_) => return Err("a receipt beyond wall time was accepted".into()),
     }
 
     d.say("20 more minutes; the job ends: final receipt, settlement and lease close in one transaction");
     d.chain.warp(1_200)?;
-    let r2 = SignedReceipt::sign(&d.node, lease.lease, lease.nonce, 1_800, head(1_800));
-    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease, r2)]).to_vec();
-    ixs.push(ix::close_lease(
-        &a,
-        &orch.pubkey(),
-        &lease,
-        CloseReason::Completed,
-    ));
-    let out = d.chain.send(&ixs, &orch, &[])?;
+    let r2 = d.serve(&mut service, &d.node, 1_800)?;
+    let out = orchestrator.end_lease(&mut d.chain, &lease, Some(r2), CloseReason::Completed)?;
     d.events(&out.events);
     let w: Worker = d.chain.fetch(&worker)?;
     d.detail(format!(
@@ -420,7 +426,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
                     max_price_per_gpu_second: 400,
                     duration: 3_600,
                     mode: OrderMode::Spot,
-                    job_spec_hash: [0x43; 32],
+                    job_spec_hash: job_spec_hash(b"image = \"render\"\n"),
                 },
                 deposit: 10 * one,
             },
@@ -437,27 +443,18 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     d.balances()?;
 
     d.say("Order 2 goes to the cheaper supplier; it serves 5 minutes, then its heartbeats stop");
-    d.chain.send(
-        &[ix::assign(&a, &orch.pubkey(), &order2, &worker2, 8)],
-        &orch,
-        &[],
-    )?;
-    let lease2 = LeaseRef::of(
-        &d.chain
-            .fetch::<Lease>(&gpumesh_client::pda::lease(&order2, &worker2).0)?,
-    );
+    let (lease2, _) = orchestrator.assign(&mut d.chain, &order2, &worker2, 8)?;
     d.chain.warp(300)?;
-    let last = SignedReceipt::sign(&node2, lease2.lease, lease2.nonce, 300, head(300));
+    let mut service2 = d.lease_service(&lease2);
+    let last = d.serve(&mut service2, &node2, 300)?;
     d.chain.warp(20)?;
     d.say("Past the grace period the orchestrator settles the last receipt and closes the lease as offline");
-    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease2, last)]).to_vec();
-    ixs.push(ix::close_lease_offline(
-        &a,
-        &orch.pubkey(),
+    let out = orchestrator.end_lease(
+        &mut d.chain,
         &lease2,
-        &buyer_token,
-    ));
-    let out = d.chain.send(&ixs, &orch, &[])?;
+        Some(last),
+        CloseReason::WorkerOffline,
+    )?;
     d.events(&out.events);
     let o2: Order = d.chain.fetch(&order2)?;
     d.detail(format!(
@@ -468,32 +465,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     d.balances()?;
 
     d.say("The order is re-placed on the first supplier, which finishes it (10 minutes)");
-    d.chain.send(
-        &[ix::assign(&a, &orch.pubkey(), &order2, &worker, 8)],
-        &orch,
-        &[],
-    )?;
-    let lease3 = LeaseRef::of(
-        &d.chain
-            .fetch::<Lease>(&gpumesh_client::pda::lease(&order2, &worker).0)?,
-    );
+    let (lease3, _) = orchestrator.assign(&mut d.chain, &order2, &worker, 8)?;
     d.chain.warp(600)?;
-    let r = SignedReceipt::sign(&d.node, lease3.lease, lease3.nonce, 600, head(600));
-    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease3, r)]).to_vec();
-    ixs.push(ix::close_lease(
-        &a,
-        &orch.pubkey(),
-        &lease3,
-        CloseReason::Completed,
-    ));
-    ixs.push(ix::complete_order(
-        &a,
-        &orch.pubkey(),
-        &d.buyer.pubkey(),
-        &buyer_token,
-        &order2,
-    ));
-    let out = d.chain.send(&ixs, &orch, &[])?;
+    let mut service3 = d.lease_service(&lease3);
+    let r = d.serve(&mut service3, &d.node, 600)?;
+    let out = orchestrator.end_lease(&mut d.chain, &lease3, Some(r), CloseReason::Completed)?;
+    d.events(&out.events);
+    let out = orchestrator.complete_order(&mut d.chain, &order2)?;
     d.events(&out.events);
     d.chain.send(
         &[ix::claim_earnings(&a, &d.owner.pubkey(), &owner_token)],

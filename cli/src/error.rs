@@ -5,8 +5,9 @@ use anchor_lang::prelude::Pubkey;
 use gpumesh_client::ChainError;
 use gpumesh_client::amount::AmountError;
 use gpumesh_client::cluster::ClusterError;
-use gpumesh_client::deploy::DeployError;
+use gpumesh_client::token::MintError;
 use gpumesh_localnet::{LocalnetError, SetupError};
+use gpumesh_migrations::deploy::DeployError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -18,6 +19,8 @@ pub enum CliError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Mint(#[from] MintError),
     #[error(transparent)]
     Setup(#[from] SetupError),
     #[error(transparent)]

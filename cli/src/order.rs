@@ -12,10 +12,9 @@ use gpumesh_client::chain::{Chain, ChainExt};
 use gpumesh_client::ix::LeaseRef;
 use gpumesh_client::program::instructions::CreateOrderArgs;
 use gpumesh_client::program::state::{Lease, Order, OrderMode, OrderRequirements, OrderTerms};
-use gpumesh_client::{Signer, ix, rpc, token};
+use gpumesh_client::{Signer, filters, ix, token};
 use gpumesh_protocol::{GpuClass, Region};
 use serde_json::{Value, json};
-use sha2::Digest;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -52,12 +51,6 @@ pub enum Mode {
     Reserved,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum HashKind {
-    Blake3,
-    Sha256,
-}
-
 #[derive(clap::Args)]
 pub struct CreateArgs {
     /// GPU class by name (h100, a100-80gb, rtx4090, …).
@@ -84,11 +77,10 @@ pub struct CreateArgs {
     /// Escrow to deposit now, whole tokens.
     #[arg(long)]
     deposit: String,
-    /// The job-spec file; its hash goes on chain, the file stays with you and the orchestrator.
+    /// The job-spec file; its hash goes on chain (gpumesh's one job-spec hash: keyed BLAKE3 of
+    /// the file's bytes), the file stays with you and the orchestrator.
     #[arg(long)]
     spec: PathBuf,
-    #[arg(long, value_enum, default_value_t = HashKind::Blake3)]
-    hash: HashKind,
     #[arg(long, value_enum, default_value_t = Mode::Spot)]
     mode: Mode,
     /// The order's id [default: one above the wallet's highest in this market].
@@ -115,18 +107,9 @@ fn buyer_key(ctx: &Ctx, buyer: Option<&str>) -> Result<Pubkey, CliError> {
 }
 
 fn orders_of(ctx: &Ctx, m: &MarketView, buyer: &Pubkey) -> Result<Vec<(Pubkey, Order)>, CliError> {
-    let accounts = ctx.chain.program_accounts(
-        &gpumesh_client::program::ID,
-        rpc::order_filters(&m.addrs.market, buyer),
-    )?;
-    let mut orders = accounts
-        .into_iter()
-        .filter_map(|(key, raw)| {
-            <Order as anchor_lang::AccountDeserialize>::try_deserialize(&mut &raw.data[..])
-                .ok()
-                .map(|o| (key, o))
-        })
-        .collect::<Vec<_>>();
+    let mut orders = ctx
+        .chain
+        .list_decoded::<Order>(&filters::orders_of(&m.addrs.market, buyer))?;
     orders.sort_by_key(|(_, o)| o.order_id);
     Ok(orders)
 }
@@ -144,10 +127,7 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
             args.spec.display()
         ))
     })?;
-    let job_spec_hash: [u8; 32] = match args.hash {
-        HashKind::Blake3 => *blake3::hash(&spec).as_bytes(),
-        HashKind::Sha256 => sha2::Sha256::digest(&spec).into(),
-    };
+    let job_spec_hash = gpumesh_protocol::job_spec_hash(&spec);
     let buyer = ctx.wallet()?;
     let m = ctx.market()?;
     let max_price = m.parse("--max-price", &args.max_price)?;
@@ -207,12 +187,11 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
         &outcome,
         json!({"order": order.to_string(), "id": id, "deposit": deposit, "job_spec_hash": hash_hex}),
         format!(
-            "created order {id} ({order}): {} x {class}, up to {} per GPU-second for {} s, {} in escrow\njob spec {:?} hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
+            "created order {id} ({order}): {} x {class}, up to {} per GPU-second for {} s, {} in escrow\njob spec hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
             args.gpus,
             m.tokens(max_price),
             args.duration,
-            m.tokens(deposit),
-            args.hash
+            m.tokens(deposit)
         ),
     );
     Ok(())
@@ -273,15 +252,11 @@ fn top_up(ctx: &mut Ctx, id: u64, amount: &str) -> Result<(), CliError> {
 
 /// The live leases of `order`.
 fn leases_of(ctx: &Ctx, order: &Pubkey) -> Result<Vec<LeaseRef>, CliError> {
-    let accounts = ctx
+    Ok(ctx
         .chain
-        .program_accounts(&gpumesh_client::program::ID, rpc::lease_filters(order))?;
-    Ok(accounts
-        .into_iter()
-        .filter_map(|(_, raw)| {
-            <Lease as anchor_lang::AccountDeserialize>::try_deserialize(&mut &raw.data[..]).ok()
-        })
-        .map(|l| LeaseRef::of(&l))
+        .list_decoded::<Lease>(&filters::leases_of_order(order))?
+        .iter()
+        .map(|(_, l)| LeaseRef::of(l))
         .collect())
 }
 

@@ -6,10 +6,14 @@
 use anchor_lang::prelude::Pubkey;
 use assert_cmd::Command;
 use gpumesh_client::chain::{Chain, ChainExt};
-use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::program::state::{CloseReason, Lease, Market, Order, Worker};
-use gpumesh_client::{Keypair, MarketAddresses, RpcChain, SignedReceipt, Signer, cluster, token};
+use gpumesh_client::ix::LeaseRef;
+use gpumesh_client::program::state::{CloseReason, Market, Order, Worker};
+use gpumesh_client::{
+    Keypair, MarketAddresses, RpcChain, SignedReceipt, Signer, cluster, receipt, token,
+};
 use gpumesh_localnet::{LocalState, Localnet, LocalnetConfig};
+use gpumesh_orchestrator::actions::Orchestrator;
+use gpumesh_protocol::LeaseService;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -139,21 +143,19 @@ impl Net {
         orchestrator
     }
 
-    /// The orchestrator's part through the client: assign `gpus` of `worker` to `order`.
+    /// The orchestrator's part, through its library: assign `gpus` of `worker` to `order`.
     fn assign(&mut self, orch: &Keypair, order: &Pubkey, worker: &Pubkey, gpus: u16) -> LeaseRef {
-        let a = self.addrs();
-        self.chain
-            .send(
-                &[ix::assign(&a, &orch.pubkey(), order, worker, gpus)],
-                orch,
-                &[],
-            )
-            .unwrap();
-        let lease: Lease = self
-            .chain
-            .fetch(&gpumesh_client::pda::lease(order, worker).0)
-            .unwrap();
-        LeaseRef::of(&lease)
+        Orchestrator::new(self.addrs(), orch.insecure_clone())
+            .assign(&mut self.chain, order, worker, gpus)
+            .unwrap()
+            .0
+    }
+
+    /// The worker's part: a heartbeat at `served` seconds on its lease's chain, and a receipt.
+    fn serve(&self, service: &mut LeaseService, node: &Keypair, served: u64) -> SignedReceipt {
+        let now_ms = self.chain.unix_time().unwrap() as u64 * 1_000;
+        service.heartbeat(now_ms, served, b"1 x h100").unwrap();
+        service.receipt(&receipt::signing_key(node))
     }
 }
 
@@ -237,8 +239,6 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
             "40",
             "--spec",
             spec.to_str().unwrap(),
-            "--hash",
-            "sha256",
         ],
     );
     assert_eq!(v["id"], 1);
@@ -246,8 +246,7 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     assert_eq!(net.tokens(&buyer_key), 460 * ONE);
     assert_eq!(net.vault(&a.escrow_vault), 40 * ONE);
     let on_chain: Order = net.chain.fetch(&order).unwrap();
-    use sha2::Digest;
-    let expected: [u8; 32] = sha2::Sha256::digest(b"image = \"pytorch\"\n").into();
+    let expected = gpumesh_protocol::job_spec_hash(b"image = \"pytorch\"\n");
     assert_eq!(on_chain.terms.job_spec_hash, expected);
     net.ok(&buyer, &["order", "top-up", "1", "2.5"]);
     assert_eq!(net.vault(&a.escrow_vault), 42_500_000);
@@ -255,15 +254,15 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     // Orchestrator (through the client): assign, let 3 s pass, settle a receipt for 2 s.
     let lease = net.assign(&orch, &order, &worker, 1);
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let receipt = SignedReceipt::sign(&node, lease.lease, lease.nonce, 2, [7; 32]);
-    let mut ixs = ix::settle(&a, &orch.pubkey(), &[(lease, receipt)]).to_vec();
-    ixs.push(ix::close_lease(
-        &a,
-        &orch.pubkey(),
-        &lease,
-        CloseReason::Completed,
-    ));
-    net.chain.send(&ixs, &orch, &[]).unwrap();
+    let mut service = LeaseService::new(
+        receipt::key(&gpumesh_client::program::ID),
+        receipt::key(&lease.lease),
+        lease.nonce,
+    );
+    let last = net.serve(&mut service, &node, 2);
+    Orchestrator::new(a, orch.insecure_clone())
+        .end_lease(&mut net.chain, &lease, Some(last), CloseReason::Completed)
+        .unwrap();
     let paid = 2 * 1_000; // 2 s x 0.001 tokens
     let fee = paid * 250 / 10_000;
     assert_eq!(net.vault(&a.treasury_vault), fee);
@@ -515,13 +514,14 @@ fn a_buyer_leaves_through_the_binary_when_the_orchestrator_does_not_close() {
     let worker = a.worker(&supplier_key);
     let lease = net.assign(&orch, &order, &worker, 2);
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let receipt = SignedReceipt::sign(&node, lease.lease, lease.nonce, 1, [1; 32]);
-    net.chain
-        .send(
-            &ix::settle(&a, &orch.pubkey(), &[(lease, receipt)]),
-            &orch,
-            &[],
-        )
+    let mut service = LeaseService::new(
+        receipt::key(&gpumesh_client::program::ID),
+        receipt::key(&lease.lease),
+        lease.nonce,
+    );
+    let receipt = net.serve(&mut service, &node, 1);
+    Orchestrator::new(a, orch.insecure_clone())
+        .settle(&mut net.chain, &[(lease, receipt)])
         .unwrap();
 
     let asked = net.ok(&buyer, &["order", "cancel", "1"]);

@@ -1,6 +1,7 @@
-//! One interface over any chain the program runs on: the in-process runtime (tests, demos, the
-//! embedded local network) and, later, a real cluster over RPC. Callers build instructions with
-//! [`crate::ix`], send them here, and read accounts back decoded.
+//! One interface over any chain the program runs on: a cluster over JSON-RPC ([`crate::rpc`]) and
+//! the in-process runtime (`gpumesh-svm`: tests, the demo, the local node). Callers build
+//! instructions with [`crate::ix`], send them here, and read accounts back decoded. Moving the
+//! clock is not part of it: only the in-process runtime can, and it offers that itself.
 
 use crate::error::ChainError;
 use crate::events::GpumeshEvent;
@@ -25,6 +26,28 @@ pub struct RawAccount {
     pub data: Vec<u8>,
 }
 
+/// A condition on an account's data when listing a program's accounts (getProgramAccounts'
+/// filters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountFilter {
+    /// The data has `bytes` at `offset`.
+    Memcmp { offset: usize, bytes: Vec<u8> },
+    /// The data is exactly this long.
+    DataSize(u64),
+}
+
+impl AccountFilter {
+    pub fn matches(&self, data: &[u8]) -> bool {
+        match self {
+            AccountFilter::Memcmp { offset, bytes } => offset
+                .checked_add(bytes.len())
+                .and_then(|end| data.get(*offset..end))
+                .is_some_and(|slice| slice == bytes.as_slice()),
+            AccountFilter::DataSize(len) => data.len() as u64 == *len,
+        }
+    }
+}
+
 pub trait Chain {
     /// Sends `instructions` in one transaction paid by `payer` and signed by it and `signers`.
     /// Either all of it takes effect or none of it does.
@@ -37,11 +60,15 @@ pub trait Chain {
 
     fn account(&self, key: &Pubkey) -> Result<Option<RawAccount>, ChainError>;
 
+    /// Accounts owned by `program` whose data passes every filter, in no particular order.
+    fn list(
+        &self,
+        program: &Pubkey,
+        filters: &[AccountFilter],
+    ) -> Result<Vec<(Pubkey, RawAccount)>, ChainError>;
+
     /// The cluster's clock (unix seconds), as the program sees it.
     fn unix_time(&self) -> Result<i64, ChainError>;
-
-    /// Moves the clock forward. Only test backends can.
-    fn warp(&mut self, seconds: i64) -> Result<(), ChainError>;
 
     /// Gives `to` lamports for fees and rent. Only local backends can.
     fn airdrop(&mut self, to: &Pubkey, lamports: u64) -> Result<(), ChainError>;
@@ -77,6 +104,24 @@ pub trait ChainExt: Chain {
 
     fn lamports(&self, key: &Pubkey) -> Result<u64, ChainError> {
         Ok(self.account(key)?.map(|a| a.lamports).unwrap_or(0))
+    }
+
+    /// The gpumesh accounts of type `T` that pass `filters` (the type's discriminator is added),
+    /// decoded; accounts that do not decode are skipped.
+    fn list_decoded<T: AccountDeserialize + anchor_lang::Discriminator>(
+        &self,
+        filters: &[AccountFilter],
+    ) -> Result<Vec<(Pubkey, T)>, ChainError> {
+        let mut all = vec![AccountFilter::Memcmp {
+            offset: 0,
+            bytes: T::DISCRIMINATOR.to_vec(),
+        }];
+        all.extend_from_slice(filters);
+        Ok(self
+            .list(&gpumesh::ID, &all)?
+            .into_iter()
+            .filter_map(|(key, raw)| decode::<T>(&key, &raw.data).ok().map(|t| (key, t)))
+            .collect())
     }
 }
 

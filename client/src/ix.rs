@@ -3,7 +3,7 @@
 //! and argument types, so nobody assembles account lists by hand.
 
 use crate::pda::{self, MarketAddresses};
-use crate::receipt::{SignedReceipt, ed25519_instruction};
+use crate::receipt::ed25519_instruction;
 use anchor_lang::prelude::{AccountMeta, Pubkey};
 use anchor_lang::{InstructionData, ToAccountMetas};
 use gpumesh::instructions::{
@@ -11,6 +11,7 @@ use gpumesh::instructions::{
 };
 use gpumesh::state::CloseReason;
 use gpumesh::{accounts as acc, instruction as data};
+use gpumesh_protocol::SignedReceipt;
 use solana_instruction::Instruction;
 
 const TOKEN_PROGRAM: Pubkey = anchor_spl::token::ID;
@@ -295,7 +296,7 @@ pub fn settle(
             token_program: TOKEN_PROGRAM,
         },
         data::Settle {
-            receipts: signed.iter().map(SignedReceipt::args).collect(),
+            receipts: signed.iter().map(crate::receipt::args).collect(),
         },
     );
     for (l, _) in receipts {
@@ -490,4 +491,17 @@ pub fn withdraw_treasury(
         authority_transfer(m, authority, to, m.treasury_vault),
         data::WithdrawTreasury { amount },
     )
+}
+
+/// Largest transaction a Solana cluster accepts, in bytes (the packet size).
+pub const PACKET_DATA_SIZE: usize = 1_232;
+
+/// Size in bytes of a legacy transaction carrying `instructions`, paid by `payer` and signed by
+/// `signers` keys in all (the payer included), as it travels on the wire.
+pub fn transaction_size(instructions: &[Instruction], payer: &Pubkey, signers: usize) -> usize {
+    let message = solana_transaction::Transaction::new_with_payer(instructions, Some(payer))
+        .message_data()
+        .len();
+    // A compact-u16 count of signatures (one byte below 128), then 64 bytes each.
+    1 + 64 * signers + message
 }

@@ -1,31 +1,32 @@
-//! gpumesh-client: everything off chain needs to talk to the gpumesh program. Addresses from the
-//! program's own seeds ([`pda`]), one builder per instruction ([`ix`]), receipts and their Ed25519
-//! instruction ([`receipt`]), events ([`events`]), typed errors ([`error`]), and one [`Chain`]
-//! interface with two backends: in process ([`svm::SvmChain`]) and over JSON-RPC
-//! ([`rpc::RpcChain`]).
+//! gpumesh-client, the SDK: everything off chain needs to talk to the gpumesh program. Addresses
+//! from the program's own seeds ([`pda`]), one builder per instruction ([`ix`]), receipts in the
+//! Ed25519 instruction that settles them ([`receipt`]), events ([`events`]), typed errors
+//! ([`error`]), exact token amounts ([`amount`]), SPL Token helpers ([`token`]), cluster monikers
+//! and keypair files ([`cluster`]), and one [`Chain`] interface with its JSON-RPC backend
+//! ([`rpc::RpcChain`]). The in-process runtime that implements the same interface for tests and
+//! the local node is `gpumesh-svm`; nothing here links it.
 
 pub mod amount;
 pub mod chain;
 pub mod cluster;
-pub mod deploy;
 pub mod error;
 pub mod events;
+pub mod filters;
 pub mod ix;
-pub mod local;
 pub mod pda;
 pub mod receipt;
 pub mod rpc;
-pub mod svm;
 pub mod token;
 
-pub use chain::{Chain, ChainExt, Outcome, RawAccount};
+pub use anchor_lang::prelude::Pubkey;
+pub use chain::{AccountFilter, Chain, ChainExt, Outcome, RawAccount};
 pub use error::ChainError;
 pub use events::GpumeshEvent;
 /// The program crate: account types, argument types, events, errors.
 pub use gpumesh as program;
+pub use gpumesh_protocol::SignedReceipt;
 pub use pda::MarketAddresses;
-pub use receipt::SignedReceipt;
 pub use rpc::RpcChain;
+pub use solana_instruction::Instruction;
 pub use solana_keypair::Keypair;
 pub use solana_signer::Signer;
-pub use svm::SvmChain;

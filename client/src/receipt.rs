@@ -1,93 +1,60 @@
-//! Receipts off chain: the worker signs the canonical message with its node key; the
-//! orchestrator checks the signature, then submits receipts in batches behind one Ed25519
-//! precompile instruction that carries one signature entry per receipt, in order.
+//! Receipts on chain. The receipt itself, its canonical message and its signature belong to
+//! `gpumesh-protocol` (a worker daemon signs without this crate); here they become the Ed25519
+//! precompile instruction that carries a batch's signatures and the `settle` arguments, and keys
+//! convert between Solana's `Pubkey` and the protocol's `Key`.
 
 use anchor_lang::prelude::Pubkey;
 use gpumesh::instructions::ReceiptArgs;
-use gpumesh::receipt::{RECEIPT_MESSAGE_LEN, ed25519, receipt_message};
+use gpumesh::receipt::{RECEIPT_MESSAGE_LEN, ed25519};
+use gpumesh_protocol::{Key, SignedReceipt};
 use solana_instruction::Instruction;
 use solana_keypair::Keypair;
-use solana_signer::Signer;
 
-/// A receipt as the worker hands it over: what it claims, who signed, and the signature.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SignedReceipt {
-    pub lease: Pubkey,
-    /// The lease instance's nonce (`Lease::nonce`), which the signature covers.
-    pub lease_nonce: u64,
-    pub served_seconds: u64,
-    pub chain_head: [u8; 32],
-    pub node_key: Pubkey,
-    #[serde(with = "serde_sig")]
-    pub signature: [u8; 64],
+/// A Solana address as the protocol writes it.
+pub fn key(pubkey: &Pubkey) -> Key {
+    Key(pubkey.to_bytes())
 }
 
-mod serde_sig {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(sig: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(sig)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
-        let v: Vec<u8> = Deserialize::deserialize(d)?;
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))
+/// A protocol key as a Solana address.
+pub fn pubkey(key: &Key) -> Pubkey {
+    Pubkey::new_from_array(key.0)
+}
+
+/// The Ed25519 signing key of a Solana keypair (a worker's node key file holds one).
+pub fn signing_key(keypair: &Keypair) -> gpumesh_protocol::SigningKey {
+    gpumesh_protocol::SigningKey::from_bytes(keypair.secret_bytes())
+}
+
+/// Signs a receipt for `served_seconds` on one lease instance of this program deployment with a
+/// node keypair.
+pub fn sign(
+    node: &Keypair,
+    lease: &Pubkey,
+    lease_nonce: u64,
+    served_seconds: u64,
+    chain_head: [u8; 32],
+) -> SignedReceipt {
+    SignedReceipt::sign(
+        &signing_key(node),
+        key(&gpumesh::ID),
+        key(lease),
+        lease_nonce,
+        served_seconds,
+        chain_head,
+    )
+}
+
+/// The `settle` arguments for a receipt (the lease and its nonce come from the accounts).
+pub fn args(receipt: &SignedReceipt) -> ReceiptArgs {
+    ReceiptArgs {
+        served_seconds: receipt.served_seconds,
+        chain_head: receipt.chain_head,
     }
 }
 
-impl SignedReceipt {
-    /// Signs a receipt with the worker's node key.
-    pub fn sign(
-        node_key: &Keypair,
-        lease: Pubkey,
-        lease_nonce: u64,
-        served_seconds: u64,
-        chain_head: [u8; 32],
-    ) -> Self {
-        let message = receipt_message(
-            &gpumesh::ID,
-            &lease,
-            lease_nonce,
-            served_seconds,
-            &chain_head,
-        );
-        let signature = node_key.sign_message(&message);
-        Self {
-            lease,
-            lease_nonce,
-            served_seconds,
-            chain_head,
-            node_key: node_key.pubkey(),
-            signature: signature.into(),
-        }
-    }
-
-    /// The exact bytes the node key signed.
-    pub fn message(&self) -> [u8; RECEIPT_MESSAGE_LEN] {
-        receipt_message(
-            &gpumesh::ID,
-            &self.lease,
-            self.lease_nonce,
-            self.served_seconds,
-            &self.chain_head,
-        )
-    }
-
-    /// Checks the signature off chain (the orchestrator does this before it queues a receipt).
-    pub fn verify(&self) -> bool {
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.node_key.to_bytes()) else {
-            return false;
-        };
-        let signature = ed25519_dalek::Signature::from_bytes(&self.signature);
-        key.verify_strict(&self.message(), &signature).is_ok()
-    }
-
-    pub fn args(&self) -> ReceiptArgs {
-        ReceiptArgs {
-            served_seconds: self.served_seconds,
-            chain_head: self.chain_head,
-        }
-    }
-}
+/// Bytes one receipt adds to the Ed25519 instruction's data.
+pub const ED25519_BYTES_PER_RECEIPT: usize =
+    ed25519::OFFSETS_LEN + ed25519::PUBKEY_LEN + ed25519::SIGNATURE_LEN + RECEIPT_MESSAGE_LEN;
 
 /// One Ed25519 precompile instruction verifying every receipt's signature, entries in order,
 /// each pointing only at data inside this instruction.
@@ -116,8 +83,8 @@ pub fn ed25519_instruction(receipts: &[SignedReceipt]) -> Instruction {
         }
     }
     for r in receipts {
-        data.extend_from_slice(r.node_key.as_ref());
-        data.extend_from_slice(&r.signature);
+        data.extend_from_slice(&r.node_key.0);
+        data.extend_from_slice(&r.signature.0);
         data.extend_from_slice(&r.message());
     }
     Instruction {

@@ -2,8 +2,12 @@
 //! `gpumesh localnet`, devnet, mainnet-beta). Transactions are built from the same instruction
 //! builders as everywhere else, signed here, sent with preflight, and confirmed; their events are
 //! read back from the confirmed transaction's log messages.
+//!
+//! Usable from async code: the RPC client runs each blocking call through tokio's
+//! `block_in_place`, so call it from a multi-threaded runtime (or `spawn_blocking`), never from a
+//! current-thread one. `RpcChain` is `Send + Sync`.
 
-use crate::chain::{Chain, Outcome, RawAccount};
+use crate::chain::{AccountFilter, Chain, Outcome, RawAccount};
 use crate::error::ChainError;
 use crate::events::parse_logs;
 use anchor_lang::prelude::Pubkey;
@@ -17,7 +21,7 @@ use solana_rpc_client_api::client_error::{Error as ClientError, ErrorKind};
 use solana_rpc_client_api::config::{
     RpcAccountInfoConfig, RpcProgramAccountsConfig, RpcTransactionConfig,
 };
-use solana_rpc_client_api::filter::RpcFilterType;
+use solana_rpc_client_api::filter::{Memcmp, RpcFilterType};
 use solana_rpc_client_api::request::{RpcError, RpcResponseErrorData};
 use solana_signature::Signature;
 use solana_signer::Signer;
@@ -64,49 +68,6 @@ impl RpcChain {
             .get_version()
             .map(|v| v.solana_core)
             .map_err(|e| self.rpc_error(e))
-    }
-
-    /// Accounts of `owner` (a program) that pass `filters` (getProgramAccounts).
-    pub fn program_accounts(
-        &self,
-        owner: &Pubkey,
-        filters: Vec<RpcFilterType>,
-    ) -> Result<Vec<(Pubkey, RawAccount)>, ChainError> {
-        let config = RpcProgramAccountsConfig {
-            filters: Some(filters),
-            account_config: RpcAccountInfoConfig {
-                encoding: Some(UiAccountEncoding::Base64),
-                commitment: Some(CommitmentConfig::confirmed()),
-                ..RpcAccountInfoConfig::default()
-            },
-            ..RpcProgramAccountsConfig::default()
-        };
-        let accounts = self
-            .client
-            .get_program_ui_accounts_with_config(owner, config)
-            .map_err(|e| self.rpc_error(e))?;
-        accounts
-            .into_iter()
-            .map(|(key, ui)| {
-                let data = ui.data.decode().ok_or_else(|| {
-                    ChainError::Rpc(format!(
-                        "{} returned account {key} in an encoding this client cannot read",
-                        self.url
-                    ))
-                })?;
-                let owner = Pubkey::from_str(&ui.owner).map_err(|_| {
-                    ChainError::Rpc(format!("{} returned an invalid owner for {key}", self.url))
-                })?;
-                Ok((
-                    key,
-                    RawAccount {
-                        lamports: ui.lamports,
-                        owner,
-                        data,
-                    },
-                ))
-            })
-            .collect()
     }
 
     /// An RPC failure in words a user can act on: which URL, and what to do about it.
@@ -249,6 +210,57 @@ impl Chain for RpcChain {
         }))
     }
 
+    fn list(
+        &self,
+        program: &Pubkey,
+        filters: &[AccountFilter],
+    ) -> Result<Vec<(Pubkey, RawAccount)>, ChainError> {
+        let filters = filters
+            .iter()
+            .map(|f| match f {
+                AccountFilter::Memcmp { offset, bytes } => {
+                    RpcFilterType::Memcmp(Memcmp::new_base58_encoded(*offset, bytes))
+                }
+                AccountFilter::DataSize(len) => RpcFilterType::DataSize(*len),
+            })
+            .collect();
+        let config = RpcProgramAccountsConfig {
+            filters: Some(filters),
+            account_config: RpcAccountInfoConfig {
+                encoding: Some(UiAccountEncoding::Base64),
+                commitment: Some(CommitmentConfig::confirmed()),
+                ..RpcAccountInfoConfig::default()
+            },
+            ..RpcProgramAccountsConfig::default()
+        };
+        let accounts = self
+            .client
+            .get_program_ui_accounts_with_config(program, config)
+            .map_err(|e| self.rpc_error(e))?;
+        accounts
+            .into_iter()
+            .map(|(key, ui)| {
+                let data = ui.data.decode().ok_or_else(|| {
+                    ChainError::Rpc(format!(
+                        "{} returned account {key} in an encoding this client cannot read",
+                        self.url
+                    ))
+                })?;
+                let owner = Pubkey::from_str(&ui.owner).map_err(|_| {
+                    ChainError::Rpc(format!("{} returned an invalid owner for {key}", self.url))
+                })?;
+                Ok((
+                    key,
+                    RawAccount {
+                        lamports: ui.lamports,
+                        owner,
+                        data,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     fn unix_time(&self) -> Result<i64, ChainError> {
         let raw = self.account(&solana_sdk_ids::sysvar::clock::ID)?.ok_or(
             ChainError::AccountNotFound(solana_sdk_ids::sysvar::clock::ID),
@@ -259,10 +271,6 @@ impl Chain for RpcChain {
             reason: e.to_string(),
         })?;
         Ok(clock.unix_timestamp)
-    }
-
-    fn warp(&mut self, _seconds: i64) -> Result<(), ChainError> {
-        Err(ChainError::Unsupported("moving a cluster's clock"))
     }
 
     fn airdrop(&mut self, to: &Pubkey, lamports: u64) -> Result<(), ChainError> {
@@ -282,135 +290,5 @@ impl Chain for RpcChain {
         self.client
             .get_minimum_balance_for_rent_exemption(data_len)
             .map_err(|e| self.rpc_error(e))
-    }
-}
-
-/// Where an order's `market` and `buyer` fields sit in its account data: after the 8-byte
-/// discriminator, `version` and `bump` (one byte each). Checked against a serialized order in
-/// the tests below.
-pub const ORDER_MARKET_OFFSET: usize = 8 + 1 + 1;
-pub const ORDER_BUYER_OFFSET: usize = ORDER_MARKET_OFFSET + 32;
-
-/// getProgramAccounts filters for `buyer`'s orders in `market`.
-pub fn order_filters(market: &Pubkey, buyer: &Pubkey) -> Vec<RpcFilterType> {
-    use anchor_lang::Discriminator;
-    use solana_rpc_client_api::filter::Memcmp;
-    vec![
-        RpcFilterType::Memcmp(Memcmp::new_base58_encoded(
-            0,
-            gpumesh::state::Order::DISCRIMINATOR,
-        )),
-        RpcFilterType::Memcmp(Memcmp::new_base58_encoded(
-            ORDER_MARKET_OFFSET,
-            market.as_ref(),
-        )),
-        RpcFilterType::Memcmp(Memcmp::new_base58_encoded(
-            ORDER_BUYER_OFFSET,
-            buyer.as_ref(),
-        )),
-    ]
-}
-
-/// Where a lease's `order` field sits in its account data: after the discriminator, `version`,
-/// `bump` and `market`. Checked against a serialized lease in the tests below.
-pub const LEASE_ORDER_OFFSET: usize = 8 + 1 + 1 + 32;
-
-/// getProgramAccounts filters for the live leases of `order`.
-pub fn lease_filters(order: &Pubkey) -> Vec<RpcFilterType> {
-    use anchor_lang::Discriminator;
-    use solana_rpc_client_api::filter::Memcmp;
-    vec![
-        RpcFilterType::Memcmp(Memcmp::new_base58_encoded(
-            0,
-            gpumesh::state::Lease::DISCRIMINATOR,
-        )),
-        RpcFilterType::Memcmp(Memcmp::new_base58_encoded(
-            LEASE_ORDER_OFFSET,
-            order.as_ref(),
-        )),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use anchor_lang::AccountSerialize;
-    use gpumesh::state::{Lease, Order, OrderMode, OrderRequirements, OrderStatus, OrderTerms};
-
-    #[test]
-    fn order_filter_offsets_match_the_account_layout() {
-        let market = Pubkey::new_unique();
-        let buyer = Pubkey::new_unique();
-        let order = Order {
-            version: 1,
-            bump: 255,
-            market,
-            buyer,
-            order_id: 7,
-            terms: OrderTerms {
-                requirements: OrderRequirements {
-                    gpu_class: 9,
-                    gpu_count: 1,
-                    min_vram_mib: 0,
-                    min_bandwidth_gbps: 0,
-                    regions: 1,
-                },
-                max_price_per_gpu_second: 1,
-                duration: 1,
-                mode: OrderMode::Spot,
-                job_spec_hash: [0; 32],
-            },
-            status: OrderStatus::Open,
-            escrow_deposited: 0,
-            escrow_remaining: 0,
-            total_paid: 0,
-            gpus_assigned: 0,
-            active_leases: 0,
-            created_ts: 0,
-            close_requested_ts: 0,
-            buyer_exit_ts: 0,
-            reserved: [0; 64],
-        };
-        let mut data = Vec::new();
-        order.try_serialize(&mut data).unwrap();
-        assert_eq!(
-            &data[ORDER_MARKET_OFFSET..ORDER_MARKET_OFFSET + 32],
-            market.as_ref()
-        );
-        assert_eq!(
-            &data[ORDER_BUYER_OFFSET..ORDER_BUYER_OFFSET + 32],
-            buyer.as_ref()
-        );
-    }
-
-    #[test]
-    fn lease_filter_offset_matches_the_account_layout() {
-        let order = Pubkey::new_unique();
-        let lease = Lease {
-            version: 1,
-            bump: 255,
-            market: Pubkey::new_unique(),
-            order,
-            worker: Pubkey::new_unique(),
-            nonce: 3,
-            rent_payer: Pubkey::new_unique(),
-            gpus: 1,
-            price_per_gpu_second: 1,
-            fee_bps: 0,
-            start_ts: 0,
-            seconds_settled: 0,
-            amount_paid: 0,
-            fee_paid: 0,
-            last_settle_ts: 0,
-            last_chain_head: [0; 32],
-            reward_acc_snapshot: 0,
-            reserved: [0; 64],
-        };
-        let mut data = Vec::new();
-        lease.try_serialize(&mut data).unwrap();
-        assert_eq!(
-            &data[LEASE_ORDER_OFFSET..LEASE_ORDER_OFFSET + 32],
-            order.as_ref()
-        );
     }
 }

@@ -64,3 +64,31 @@ pub fn mint_to(
     spl_token::instruction::mint_to(&spl_token::ID, mint, to, authority, &[], amount)
         .map_err(build_error)
 }
+
+/// Lamports a transaction fee costs at most here (one or two signatures, no priority fee).
+pub const FEE_MARGIN_LAMPORTS: u64 = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error(
+        "the mint {0} does not exist on this cluster; create it first (on localnet, `gpumesh localnet` prints its mint)"
+    )]
+    Missing(Pubkey),
+    #[error("{0} is not an SPL Token mint")]
+    NotAMint(Pubkey),
+    #[error(transparent)]
+    Chain(#[from] crate::ChainError),
+}
+
+/// Decimals of `mint`, read from the chain.
+pub fn mint_decimals(chain: &dyn crate::Chain, mint: &Pubkey) -> Result<u8, MintError> {
+    let raw = chain.account(mint)?.ok_or(MintError::Missing(*mint))?;
+    if raw.owner != anchor_spl::token::ID {
+        return Err(MintError::NotAMint(*mint));
+    }
+    let m = <anchor_spl::token::Mint as anchor_lang::AccountDeserialize>::try_deserialize(
+        &mut &raw.data[..],
+    )
+    .map_err(|_| MintError::NotAMint(*mint))?;
+    Ok(m.decimals)
+}

@@ -60,7 +60,9 @@ pub mod receipt {
             }
             let key = |at: usize| -> Option<[u8; 32]> { message.get(at..at + 32)?.try_into().ok() };
             let word = |at: usize| -> Option<u64> {
-                Some(u64::from_le_bytes(message.get(at..at + 8)?.try_into().ok()?))
+                Some(u64::from_le_bytes(
+                    message.get(at..at + 8)?.try_into().ok()?,
+                ))
             };
             Some(Fields {
                 program_id: key(PROGRAM)?,

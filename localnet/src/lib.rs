@@ -2,7 +2,7 @@
 //! offline (no remote RPC), serving the standard JSON-RPC (default 127.0.0.1:8899) and websocket
 //! (8900) APIs, on a LiteSVM runtime with SPL Token and the gpumesh program loaded. The program
 //! is registered through the same native glue as the in-process tests
-//! ([`gpumesh_client::svm::register_program`]), so the node runs exactly the code the tests run.
+//! ([`gpumesh_svm::register_program`]), so the node runs exactly the code the tests run.
 //!
 //! The node's clock follows wall time: surfpool advances it by one slot time per produced block,
 //! which lags under load, so a small task moves it up to the wall clock (never backwards) before
@@ -108,7 +108,7 @@ impl Localnet {
             ..SurfnetSvmConfig::default()
         })
         .map_err(|e| LocalnetError::Start(e.to_string()))?;
-        gpumesh_client::svm::register_program(&mut svm.inner.svm);
+        gpumesh_svm::register_program(&mut svm.inner.svm);
         let locker = SurfnetSvmLocker::new(svm);
 
         let surfpool_config = SurfpoolConfig {

@@ -1,43 +1,35 @@
 //! The same market flows on both `Chain` backends: the in-process runtime (`SvmChain`) and the
-//! local node over JSON-RPC (`RpcChain` against surfpool). Each flow is one function over
-//! `&mut dyn Chain`; time passes by warping where the backend can and by waiting where it cannot
-//! (the node's clock follows wall time).
+//! local node over JSON-RPC (`RpcChain` against surfpool). Each flow is one function over a
+//! `Chain`; time passes by warping the in-process clock and by waiting on the node (its clock
+//! follows wall time). The orchestrator acts through its library and the worker signs from its
+//! heartbeat chain, as in every other flow.
 
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
-use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::local::LocalMarket;
+use gpumesh_client::ix;
 use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
 use gpumesh_client::program::state::{
-    CloseReason, HardwareClaim, Lease, Market, MarketParams, Order, OrderMode, OrderRequirements,
+    CloseReason, HardwareClaim, Market, MarketParams, Order, OrderMode, OrderRequirements,
     OrderTerms, Worker,
 };
-use gpumesh_client::{
-    ChainError, GpumeshEvent, Keypair, RpcChain, SignedReceipt, Signer, SvmChain,
-};
+use gpumesh_client::{ChainError, GpumeshEvent, Keypair, RpcChain, Signer, filters, receipt};
 use gpumesh_localnet::{Localnet, LocalnetConfig};
+use gpumesh_orchestrator::actions::{ActionError, Orchestrator};
+use gpumesh_protocol::LeaseService;
+use gpumesh_svm::SvmChain;
+use gpumesh_svm::fixtures::LocalMarket;
 
 const ONE: u64 = 1_000_000;
 const PRICE: u64 = 1_000; // base units per GPU-second
 const H100: u8 = 9;
 const EU_WEST: u8 = 5;
 
-/// Lets `seconds` pass on the chain's clock.
-fn pass(chain: &mut dyn Chain, seconds: i64) {
-    match chain.warp(seconds) {
-        Ok(()) => {}
-        Err(ChainError::Unsupported(_)) => {
-            let start = chain.unix_time().unwrap();
-            while chain.unix_time().unwrap() < start + seconds {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-        }
-        Err(e) => panic!("{e}"),
+/// Lets `seconds` pass on a node whose clock follows wall time.
+fn wait(chain: &mut RpcChain, seconds: i64) {
+    let start = chain.unix_time().unwrap();
+    while chain.unix_time().unwrap() < start + seconds {
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
-}
-
-fn head(n: u64) -> [u8; 32] {
-    *blake3::hash(&n.to_le_bytes()).as_bytes()
 }
 
 /// Every token account's balance, summed: nothing is created or lost.
@@ -61,7 +53,7 @@ fn total(chain: &dyn Chain, m: &LocalMarket, owners: &[Pubkey]) -> u64 {
 
 /// register → stake → order → (refused assign: stake too low) → assign → settle a signed
 /// receipt → (refused replay) → close → claim → cancel with refund; balances after each step.
-fn market_flow(chain: &mut dyn Chain) {
+fn market_flow<C: Chain>(chain: &mut C, pass: impl Fn(&mut C, i64)) {
     let m = LocalMarket::create(
         chain,
         MarketParams {
@@ -74,6 +66,7 @@ fn market_flow(chain: &mut dyn Chain) {
     .unwrap();
     let orch = m.orchestrator.insecure_clone();
     let a = m.addrs;
+    let orchestrator = Orchestrator::new(a, orch.insecure_clone());
     let buyer = m.funded_user(chain, 1_000 * ONE).unwrap();
     let owner = m.funded_user(chain, 1_000 * ONE).unwrap();
     let owners = [buyer.pubkey(), owner.pubkey()];
@@ -166,6 +159,17 @@ fn market_flow(chain: &mut dyn Chain) {
             .unwrap()
             .is_none()
     );
+    // The orchestrator's library runs the program's own check first and sends nothing.
+    let before = chain.lamports(&orch.pubkey()).unwrap();
+    assert!(matches!(
+        orchestrator.assign(chain, &order, &worker, 1),
+        Err(ActionError::Refused(e)) if e.name() == "StakeBelowMinimum"
+    ));
+    assert_eq!(
+        chain.lamports(&orch.pubkey()).unwrap(),
+        before,
+        "no fee paid"
+    );
 
     chain
         .send(
@@ -175,33 +179,38 @@ fn market_flow(chain: &mut dyn Chain) {
         )
         .unwrap();
     assert_eq!(chain.token_balance(&a.stake_vault).unwrap(), 100 * ONE);
-    chain
-        .send(
-            &[ix::assign(&a, &orch.pubkey(), &order, &worker, 1)],
-            &orch,
-            &[],
-        )
+    let (lease, _) = orchestrator.assign(chain, &order, &worker, 1).unwrap();
+    // Listing finds the order and its lease the same way on both backends.
+    let orders = chain
+        .list_decoded::<Order>(&filters::orders_of(&a.market, &buyer.pubkey()))
         .unwrap();
-    let lease = LeaseRef::of(
-        &chain
-            .fetch::<Lease>(&gpumesh_client::pda::lease(&order, &worker).0)
-            .unwrap(),
+    assert_eq!(
+        orders.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        vec![order]
     );
+    let leases = chain
+        .list_decoded::<gpumesh_client::program::state::Lease>(&filters::leases_of_order(&order))
+        .unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].0, lease.lease);
 
     pass(chain, 3);
-    let receipt = SignedReceipt::sign(&node, lease.lease, lease.nonce, 2, head(2));
-    let settled = chain
-        .send(
-            &ix::settle(&a, &orch.pubkey(), &[(lease, receipt.clone())]),
-            &orch,
-            &[],
-        )
+    let mut service = LeaseService::new(
+        receipt::key(&gpumesh_client::program::ID),
+        receipt::key(&lease.lease),
+        lease.nonce,
+    );
+    let now_ms = chain.unix_time().unwrap() as u64 * 1_000;
+    service.heartbeat(now_ms, 2, b"1 x h100").unwrap();
+    let signed = service.receipt(&receipt::signing_key(&node));
+    let settled = orchestrator
+        .settle(chain, &[(lease, signed.clone())])
         .unwrap();
     assert!(
         settled
-            .events
             .iter()
-            .any(|e| matches!(e, GpumeshEvent::ReceiptSettled(r) if r.seconds_after == 2))
+            .flat_map(|o| &o.events)
+            .any(|e| matches!(e, GpumeshEvent::ReceiptSettled(r) if r.seconds_after == 2 && r.chain_head == service.head()))
     );
     let paid = 2 * PRICE;
     let fee = paid * 250 / 10_000;
@@ -217,30 +226,15 @@ fn market_flow(chain: &mut dyn Chain) {
 
     // A replayed receipt is refused and changes nothing.
     let before = chain.token_balance(&a.treasury_vault).unwrap();
-    let replay = chain
-        .send(
-            &ix::settle(&a, &orch.pubkey(), &[(lease, receipt)]),
-            &orch,
-            &[],
-        )
-        .unwrap_err();
-    assert_eq!(
-        replay.gpumesh_error().map(|e| e.name()),
-        Some("StaleReceipt".to_string())
+    let replay = orchestrator.settle(chain, &[(lease, signed)]).unwrap_err();
+    assert!(
+        matches!(&replay, ActionError::Chain(e) if e.gpumesh_error().map(|e| e.name()) == Some("StaleReceipt".to_string())),
+        "{replay}"
     );
     assert_eq!(chain.token_balance(&a.treasury_vault).unwrap(), before);
 
-    chain
-        .send(
-            &[ix::close_lease(
-                &a,
-                &orch.pubkey(),
-                &lease,
-                CloseReason::Completed,
-            )],
-            &orch,
-            &[],
-        )
+    orchestrator
+        .end_lease(chain, &lease, None, CloseReason::Completed)
         .unwrap();
     chain
         .send(
@@ -274,7 +268,7 @@ fn market_flow(chain: &mut dyn Chain) {
 
 #[test]
 fn market_flow_in_process() {
-    market_flow(&mut SvmChain::new());
+    market_flow(&mut SvmChain::new(), |c, s| c.warp(s).unwrap());
 }
 
 #[test]
@@ -285,7 +279,7 @@ fn market_flow_over_rpc_on_the_local_chain() {
     })
     .unwrap();
     let mut chain = RpcChain::new(node.rpc_url());
-    market_flow(&mut chain);
+    market_flow(&mut chain, wait);
 
     // The node's clock follows wall time.
     let now = std::time::SystemTime::now()
@@ -297,8 +291,30 @@ fn market_flow_over_rpc_on_the_local_chain() {
         (chain_now - now).abs() <= 2,
         "chain {chain_now}, wall {now}"
     );
-    // Only test backends move the clock.
-    assert!(matches!(chain.warp(10), Err(ChainError::Unsupported(_))));
+}
+
+/// The RPC backend from async code: a service's tokio tasks call it directly (the client runs
+/// each request through `block_in_place` on a multi-threaded runtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rpc_chain_works_from_async_tasks() {
+    let node = Localnet::start(LocalnetConfig::on_free_ports().unwrap()).unwrap();
+    let chain = std::sync::Arc::new(RpcChain::new(node.rpc_url()));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let chain = chain.clone();
+            tokio::spawn(async move {
+                let now = chain.unix_time().unwrap();
+                let program = chain.account(&gpumesh_client::program::ID).unwrap();
+                let markets = chain.list_decoded::<Market>(&[]).unwrap();
+                (now, program.is_some(), markets.len())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (now, program, markets) = t.await.unwrap();
+        assert!(now > 0 && program);
+        assert_eq!(markets, 0);
+    }
 }
 
 #[test]

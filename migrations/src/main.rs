@@ -4,8 +4,8 @@
 //! ([`gpumesh_client::deploy`]).
 
 use clap::Parser;
-use gpumesh_client::deploy::{self, Deployed, MarketConfig};
 use gpumesh_client::{RpcChain, cluster};
+use gpumesh_migrations::deploy::{self, Deployed, MarketConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

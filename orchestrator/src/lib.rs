@@ -1,6 +1,8 @@
 //! The gpumesh orchestrator: matches buyers' GPU orders to suppliers' workers and, in later
 //! steps, talks to workers, verifies their proofs, settles on chain, and serves the API.
 //!
-//! For now it holds the [`scheduler`]: a pure, deterministic matching engine.
+//! For now it holds the [`scheduler`] (a pure, deterministic matching engine) and the
+//! orchestrator's moves on chain ([`actions`]), which the service, the demo and the tests share.
 
+pub mod actions;
 pub mod scheduler;

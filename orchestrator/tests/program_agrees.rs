@@ -4,16 +4,18 @@
 
 use gpumesh_client::chain::{Chain, ChainExt};
 use gpumesh_client::ix;
-use gpumesh_client::local::LocalMarket;
 use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
 use gpumesh_client::program::state::{
     HardwareClaim, MarketParams, OrderMode as ChainMode, OrderRequirements, OrderTerms, Worker,
 };
-use gpumesh_client::{Keypair, Signer, SvmChain};
+use gpumesh_client::{Keypair, Signer};
+use gpumesh_orchestrator::actions::Orchestrator;
 use gpumesh_orchestrator::scheduler::{
     GpuClass, Order, OrderId, OrderMode, Region, RegionSet, Scheduler, SchedulerConfig, WorkerId,
     WorkerSpec, WorkerStatus,
 };
+use gpumesh_svm::SvmChain;
+use gpumesh_svm::fixtures::LocalMarket;
 
 const CLASS: u8 = 1;
 const REGIONS: [u8; 2] = [2, 5];
@@ -41,7 +43,7 @@ fn every_assignment_of_a_round_is_accepted_by_the_program() {
     };
     let m = LocalMarket::create(&mut chain, params, 6).expect("market");
     let a = m.addrs;
-    let orch = m.orchestrator.insecure_clone();
+    let orchestrator = Orchestrator::new(a, m.orchestrator.insecure_clone());
     let mut s = Scheduler::new(SchedulerConfig::default()).expect("config");
     let mut rng = Lcg(7);
 
@@ -158,13 +160,9 @@ fn every_assignment_of_a_round_is_accepted_by_the_program() {
         let order = orders[(p.order.0 - 1) as usize];
         for asg in &p.assignments {
             let worker = workers[asg.worker.0 as usize];
-            chain
-                .send(
-                    &[ix::assign(&a, &orch.pubkey(), &order, &worker, asg.gpus)],
-                    &orch,
-                    &[],
-                )
-                .unwrap_or_else(|e| panic!("the program refused {asg:?} for {:?}: {e}", p.order));
+            orchestrator
+                .assign(&mut chain, &order, &worker, asg.gpus)
+                .unwrap_or_else(|e| panic!("refused {asg:?} for {:?}: {e}", p.order));
             assignments += 1;
         }
     }

@@ -58,7 +58,9 @@ impl Link {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
-    #[error("heartbeat {got} arrived where {expected} was due: one was dropped, repeated or reordered")]
+    #[error(
+        "heartbeat {got} arrived where {expected} was due: one was dropped, repeated or reordered"
+    )]
     OutOfOrder { expected: u64, got: u64 },
     #[error("heartbeat {seq} goes back in time or in served seconds")]
     Backwards { seq: u64 },

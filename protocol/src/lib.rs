@@ -14,14 +14,17 @@ pub mod keys;
 pub mod merkle;
 pub mod receipt;
 pub mod region;
+pub mod service;
 pub mod verify;
 
 pub use challenge::{Challenge, ChallengeError, Commitment, OpenRequest, OpenedRow, Opening};
+pub use ed25519_dalek::SigningKey;
 pub use gpu::{GpuClass, GpuClassError, GpuSpec};
 pub use heartbeat::{HeartbeatChain, Link};
 pub use jobspec::job_spec_hash;
 pub use keys::{Key, Signature};
-pub use receipt::{ReceiptError, SignedReceipt};
 pub use merkle::{Digest, MerkleTree};
+pub use receipt::{ReceiptError, SignedReceipt};
 pub use region::{Region, RegionError};
+pub use service::LeaseService;
 pub use verify::{AwaitingCommitment, AwaitingOpening, Rejection, Verified};

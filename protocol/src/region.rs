@@ -115,6 +115,9 @@ mod tests {
         assert!("mars-north".parse::<Region>().is_err());
         assert!(Region::from_code(64).is_err());
         let unnamed = Region::from_code(40).unwrap();
-        assert_eq!((unnamed.known_name(), unnamed.to_string()), (None, "region-40".into()));
+        assert_eq!(
+            (unnamed.known_name(), unnamed.to_string()),
+            (None, "region-40".into())
+        );
     }
 }

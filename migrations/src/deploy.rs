@@ -20,20 +20,16 @@
 //! 9 = "0.0008"
 //! ```
 
-use crate::chain::{Chain, ChainExt};
-use crate::error::ChainError;
-use crate::{MarketAddresses, amount, ix};
-use anchor_lang::prelude::Pubkey;
-use gpumesh::instructions::InitMarketArgs;
-use gpumesh::state::{GPU_CLASS_SLOTS, Market, MarketParams};
+use gpumesh_client::chain::{Chain, ChainExt};
+use gpumesh_client::error::ChainError;
+use gpumesh_client::program::instructions::InitMarketArgs;
+use gpumesh_client::program::state::{GPU_CLASS_SLOTS, Market, MarketParams};
+use gpumesh_client::token::{FEE_MARGIN_LAMPORTS, MintError, mint_decimals};
+use gpumesh_client::{Keypair, MarketAddresses, Pubkey, Signer, amount, ix};
 use serde::Deserialize;
-use solana_keypair::Keypair;
-use solana_signer::Signer;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-/// Lamports a transaction fee costs at most here (one or two signatures, no priority fee).
-pub const FEE_MARGIN_LAMPORTS: u64 = 20_000;
 /// Size of an SPL token account (each vault).
 const TOKEN_ACCOUNT_LEN: usize = 165;
 
@@ -96,12 +92,8 @@ pub enum DeployError {
         field: String,
         source: amount::AmountError,
     },
-    #[error(
-        "the mint {0} does not exist on this cluster; create it first (on localnet, `gpumesh localnet` prints its mint)"
-    )]
-    MintMissing(Pubkey),
-    #[error("{0} is not an SPL Token mint")]
-    NotAMint(Pubkey),
+    #[error(transparent)]
+    Mint(#[from] MintError),
     #[error(
         "{who} has {have} lamports and needs about {need} for rent and fees; fund it (on localnet: `gpumesh airdrop`) and run again"
     )]
@@ -212,21 +204,6 @@ fn parse_key(field: &str, text: &str) -> Result<Pubkey, DeployError> {
         .map_err(|_| DeployError::Config(format!("{field}: {text:?} is not a base58 address")))
 }
 
-/// Decimals of `mint`, read from the chain.
-pub fn mint_decimals(chain: &dyn Chain, mint: &Pubkey) -> Result<u8, DeployError> {
-    let raw = chain
-        .account(mint)?
-        .ok_or(DeployError::MintMissing(*mint))?;
-    if raw.owner != anchor_spl::token::ID {
-        return Err(DeployError::NotAMint(*mint));
-    }
-    let m = <anchor_spl::token::Mint as anchor_lang::AccountDeserialize>::try_deserialize(
-        &mut &raw.data[..],
-    )
-    .map_err(|_| DeployError::NotAMint(*mint))?;
-    Ok(m.decimals)
-}
-
 /// What [`init_market_if_missing`] found or did.
 pub enum Deployed {
     /// The market was created by this run.
@@ -294,8 +271,11 @@ pub fn init_market_if_missing(
 
 fn differences(market: &Market, args: &InitMarketArgs, explicit_start: Option<i64>) -> Vec<String> {
     let mut out = Vec::new();
-    let total = gpumesh::math::bps_of(args.emission_supply, args.emission_supplier_share_bps)
-        .unwrap_or(u64::MAX);
+    let total = gpumesh_client::program::math::bps_of(
+        args.emission_supply,
+        args.emission_supplier_share_bps,
+    )
+    .unwrap_or(u64::MAX);
     let e = &market.emission;
     if e.total != total || e.duration != args.emission_duration {
         out.push(format!(

@@ -3,6 +3,7 @@
 
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
+use gpumesh_svm::SvmChain;
 
 #[test]
 fn account_sizes_are_pinned() {

@@ -5,12 +5,13 @@ mod common;
 
 use common::*;
 use gpumesh_client::ix;
-use gpumesh_client::local::LocalMarket;
 use gpumesh_client::program::errors::GpumeshError as E;
 use gpumesh_client::program::events::StakeChangeKind;
 use gpumesh_client::program::instructions::*;
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
+use gpumesh_svm::SvmChain;
+use gpumesh_svm::fixtures::LocalMarket;
 
 #[test]
 fn init_market_creates_vaults_owned_by_the_market() {

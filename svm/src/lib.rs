@@ -1,12 +1,17 @@
-//! The in-process chain: LiteSVM, a real Solana runtime, with the gpumesh program registered
-//! natively and SPL Token running as its real SBF program.
+//! gpumesh-svm: the in-process chain. LiteSVM, a real Solana runtime, with the gpumesh program
+//! registered natively ([`native`]) and SPL Token running as its real SBF program, behind the
+//! client's [`Chain`] interface; a clock that tests can move ([`SvmChain::warp`]); and
+//! [`fixtures`] that set up a mint, a market and funded users on any chain. Tests, the demo and
+//! the local node (whose surfpool runtime is a LiteSVM too) use it; the program's own runtime
+//! tests live in this crate's `tests/`.
 
+pub mod fixtures;
 pub mod native;
 
-use crate::chain::{Chain, Outcome, RawAccount};
-use crate::error::ChainError;
-use crate::events::parse_logs;
 use anchor_lang::prelude::Pubkey;
+use gpumesh_client::chain::{AccountFilter, Chain, Outcome, RawAccount};
+use gpumesh_client::error::ChainError;
+use gpumesh_client::events::parse_logs;
 use litesvm::LiteSVM;
 use solana_clock::Clock;
 use solana_instruction::Instruction;
@@ -15,7 +20,7 @@ use solana_program_runtime::solana_sbpf::program::BuiltinFunctionDefinition;
 use solana_signer::Signer;
 use solana_transaction::Transaction;
 
-crate::native_builtin!(GpumeshBuiltin, gpumesh::entry);
+crate::native_builtin!(GpumeshBuiltin, gpumesh_client::program::entry);
 
 /// Registers the gpumesh program (its host build, through [`native`]) in a LiteSVM runtime.
 /// The in-process chain and the local RPC node (gpumesh-localnet, whose surfpool node runs on
@@ -23,7 +28,7 @@ crate::native_builtin!(GpumeshBuiltin, gpumesh::entry);
 pub fn register_program(svm: &mut LiteSVM) {
     native::install_syscall_stubs();
     svm.add_builtin(
-        gpumesh::ID,
+        gpumesh_client::program::ID,
         <GpumeshBuiltin as BuiltinFunctionDefinition<_>>::register,
     );
 }
@@ -57,6 +62,20 @@ impl SvmChain {
     /// The runtime itself, for what the `Chain` interface does not cover.
     pub fn svm(&mut self) -> &mut LiteSVM {
         &mut self.svm
+    }
+
+    /// Moves the clock forward by `seconds` (and the slot with it, 400 ms a slot): what a test
+    /// does instead of waiting.
+    pub fn warp(&mut self, seconds: i64) -> Result<(), ChainError> {
+        let mut clock: Clock = self.svm.get_sysvar();
+        clock.unix_timestamp = clock
+            .unix_timestamp
+            .checked_add(seconds)
+            .ok_or(ChainError::Unsupported("a warp this far"))?;
+        let slots = (seconds.max(0) as f64 * SLOTS_PER_SECOND) as u64;
+        clock.slot = clock.slot.saturating_add(slots);
+        self.svm.set_sysvar(&clock);
+        Ok(())
     }
 }
 
@@ -105,20 +124,34 @@ impl Chain for SvmChain {
         }))
     }
 
-    fn unix_time(&self) -> Result<i64, ChainError> {
-        Ok(self.svm.get_sysvar::<Clock>().unix_timestamp)
+    fn list(
+        &self,
+        program: &Pubkey,
+        filters: &[AccountFilter],
+    ) -> Result<Vec<(Pubkey, RawAccount)>, ChainError> {
+        use solana_account::ReadableAccount;
+        Ok(self
+            .svm
+            .accounts_db()
+            .inner
+            .iter()
+            .filter(|(_, a)| a.owner() == program && a.lamports() > 0)
+            .filter(|(_, a)| filters.iter().all(|f| f.matches(a.data())))
+            .map(|(key, a)| {
+                (
+                    *key,
+                    RawAccount {
+                        lamports: a.lamports(),
+                        owner: *a.owner(),
+                        data: a.data().to_vec(),
+                    },
+                )
+            })
+            .collect())
     }
 
-    fn warp(&mut self, seconds: i64) -> Result<(), ChainError> {
-        let mut clock: Clock = self.svm.get_sysvar();
-        clock.unix_timestamp = clock
-            .unix_timestamp
-            .checked_add(seconds)
-            .ok_or(ChainError::Unsupported("a warp this far"))?;
-        let slots = (seconds.max(0) as f64 * SLOTS_PER_SECOND) as u64;
-        clock.slot = clock.slot.saturating_add(slots);
-        self.svm.set_sysvar(&clock);
-        Ok(())
+    fn unix_time(&self) -> Result<i64, ChainError> {
+        Ok(self.svm.get_sysvar::<Clock>().unix_timestamp)
     }
 
     fn airdrop(&mut self, to: &Pubkey, lamports: u64) -> Result<(), ChainError> {

@@ -17,10 +17,10 @@ mod common;
 use anchor_lang::prelude::Pubkey;
 use common::*;
 use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::local::EmissionConfig;
 use gpumesh_client::program::instructions::{UpdateMarketArgs, UpdateWorkerArgs};
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
+use gpumesh_svm::fixtures::EmissionConfig;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

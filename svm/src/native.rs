@@ -150,7 +150,7 @@ pub fn invoke_native(entry: NativeEntry, ic: &mut InvokeContext) -> Result<(), I
 macro_rules! native_builtin {
     ($name:ident, $entry:path) => {
         solana_program_runtime::declare_process_instruction!($name, 0, |invoke_context| {
-            $crate::svm::native::invoke_native($entry, invoke_context)
+            $crate::native::invoke_native($entry, invoke_context)
         });
     };
 }

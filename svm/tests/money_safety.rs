@@ -14,13 +14,14 @@ mod common;
 
 use anchor_lang::prelude::{AccountInfo, AccountMeta, Pubkey};
 use common::*;
-use gpumesh_client::deploy::{self, DeployError, Deployed, MarketConfig};
 use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::local::EmissionConfig;
 use gpumesh_client::program::errors::GpumeshError as E;
 use gpumesh_client::program::instructions::{InitMarketArgs, UpdateMarketArgs};
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
+use gpumesh_migrations::deploy::{self, DeployError, Deployed, MarketConfig};
+use gpumesh_svm::SvmChain;
+use gpumesh_svm::fixtures::EmissionConfig;
 use solana_instruction::Instruction;
 use solana_instruction::error::InstructionError;
 use solana_program_runtime::solana_sbpf::program::BuiltinFunctionDefinition;
@@ -38,7 +39,7 @@ fn scribble<'info>(
     Ok(())
 }
 
-gpumesh_client::native_builtin!(Scribble, scribble);
+gpumesh_svm::native_builtin!(Scribble, scribble);
 
 #[test]
 fn a_write_to_a_read_only_account_fails_the_transaction() {

@@ -5,12 +5,12 @@ mod common;
 
 use common::*;
 use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::local::EmissionConfig;
 use gpumesh_client::program::errors::GpumeshError as E;
 use gpumesh_client::program::events::SlashReason;
 use gpumesh_client::program::instructions::UpdateMarketArgs;
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
+use gpumesh_svm::fixtures::EmissionConfig;
 
 fn penalty_params() -> MarketParams {
     MarketParams {

@@ -1,18 +1,23 @@
 //! A market on the in-process chain with helpers for the tests: participants, orders, leases,
 //! receipts, and the checks every test runs after a state change (conservation) or a refusal
-//! (nothing moved).
+//! (nothing moved). The orchestrator's moves go through `gpumesh_orchestrator::actions`, and
+//! workers sign receipts from a real heartbeat chain (`gpumesh_protocol::LeaseService`), as the
+//! service and the daemon will.
 
 #![allow(dead_code)]
 
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::ix::{self, LeaseRef};
-use gpumesh_client::local::{EmissionConfig, LocalMarket};
 use gpumesh_client::program::errors::GpumeshError;
 use gpumesh_client::program::instructions::*;
 use gpumesh_client::program::state::*;
 use gpumesh_client::*;
-use solana_instruction::Instruction;
-use std::collections::BTreeMap;
+use gpumesh_orchestrator::actions::{ActionError, Orchestrator};
+use gpumesh_protocol::LeaseService;
+use gpumesh_svm::SvmChain;
+use gpumesh_svm::fixtures::{EmissionConfig, LocalMarket};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 pub const PRICE: u64 = 10;
 pub const H100: u8 = 1;
@@ -65,6 +70,10 @@ pub struct OrderKeys {
 pub struct Fx {
     pub chain: SvmChain,
     pub m: LocalMarket,
+    /// The market's orchestrator, acting through the shared library.
+    pub orchestrator: Orchestrator,
+    /// What each worker's daemon keeps per lease instance: its heartbeat chain.
+    services: RefCell<HashMap<(Pubkey, u64), LeaseService>>,
     pub buyers: Vec<Keypair>,
     pub workers: Vec<Pubkey>,
     pub orders: Vec<Pubkey>,
@@ -94,9 +103,12 @@ impl Fx {
             m.addrs.treasury_vault,
             m.addrs.rewards_vault,
         ];
+        let orchestrator = Orchestrator::new(m.addrs, m.orchestrator.insecure_clone());
         Self {
             chain,
             m,
+            orchestrator,
+            services: RefCell::new(HashMap::new()),
             buyers: vec![],
             workers: vec![],
             orders: vec![],
@@ -240,25 +252,27 @@ impl Fx {
         o: &OrderKeys,
         w: &WorkerKeys,
         gpus: u16,
-    ) -> Result<LeaseRef, ChainError> {
+    ) -> Result<LeaseRef, ActionError> {
         self.assign_to(&o.order, &w.worker, gpus)
     }
 
-    /// Assigns `gpus` of `worker` to `order` and returns the new lease instance.
+    /// Assigns `gpus` of `worker` to `order` through the orchestrator and returns the new lease
+    /// instance.
     pub fn assign_to(
         &mut self,
         order: &Pubkey,
         worker: &Pubkey,
         gpus: u16,
-    ) -> Result<LeaseRef, ChainError> {
-        let orch = self.orch();
-        // Tracked before sending: the invariants checked after the send count it.
+    ) -> Result<LeaseRef, ActionError> {
         let key = gpumesh_client::pda::lease(order, worker).0;
         if !self.leases.contains(&key) {
             self.leases.push(key);
         }
-        self.send_orch(&[ix::assign(&self.m.addrs, &orch, order, worker, gpus)])?;
-        Ok(self.lease_ref(&key))
+        let (lease, _) = self
+            .orchestrator
+            .assign(&mut self.chain, order, worker, gpus)?;
+        self.check_invariants();
+        Ok(lease)
     }
 
     /// The reference to a live lease, read from the chain.
@@ -266,27 +280,58 @@ impl Fx {
         LeaseRef::of(&self.chain.fetch::<Lease>(lease).expect("lease"))
     }
 
+    /// A receipt from `w` for `seconds` served on `lease`. Going forward, the worker records a
+    /// heartbeat at that point and signs from its chain; a claim below what it already recorded
+    /// (a replay, an old receipt) is signed over its current head, as a misbehaving worker
+    /// might.
     pub fn receipt(
         &self,
         w: &WorkerKeys,
         lease: &LeaseRef,
         seconds: u64,
     ) -> (LeaseRef, SignedReceipt) {
-        let mut head = [0u8; 32];
-        head[..8].copy_from_slice(&seconds.to_le_bytes());
-        (
-            *lease,
-            SignedReceipt::sign(&w.node, lease.lease, lease.nonce, seconds, head),
-        )
+        let mut services = self.services.borrow_mut();
+        let service = services
+            .entry((lease.lease, lease.nonce))
+            .or_insert_with(|| {
+                LeaseService::new(
+                    receipt::key(&gpumesh_client::program::ID),
+                    receipt::key(&lease.lease),
+                    lease.nonce,
+                )
+            });
+        let node = receipt::signing_key(&w.node);
+        if seconds >= service.served_seconds() {
+            let now_ms = self.chain.unix_time().expect("clock") as u64 * 1_000;
+            service
+                .heartbeat(now_ms, seconds, &seconds.to_le_bytes())
+                .expect("a heartbeat forward");
+            (*lease, service.receipt(&node))
+        } else {
+            let r = receipt::sign(&w.node, &lease.lease, lease.nonce, seconds, service.head());
+            (*lease, r)
+        }
     }
 
+    /// Settles receipts through the orchestrator (checked off chain, batched to fit a
+    /// transaction); one outcome with every batch's events and logs.
     pub fn settle(
         &mut self,
         receipts: &[(LeaseRef, SignedReceipt)],
-    ) -> Result<Outcome, ChainError> {
-        let orch = self.orch();
-        let ixs = ix::settle(&self.m.addrs, &orch, receipts);
-        self.send_orch(&ixs)
+    ) -> Result<Outcome, ActionError> {
+        let outcomes = self.orchestrator.settle(&mut self.chain, receipts)?;
+        self.check_invariants();
+        let mut all = Outcome {
+            signature: String::new(),
+            logs: vec![],
+            events: vec![],
+        };
+        for o in outcomes {
+            all.signature = o.signature;
+            all.logs.extend(o.logs);
+            all.events.extend(o.events);
+        }
+        Ok(all)
     }
 
     pub fn market(&self) -> Market {

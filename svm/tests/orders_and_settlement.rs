@@ -254,7 +254,7 @@ fn assign_checks_every_requirement() {
 fn assign_refuses_a_worker_of_another_market() {
     let mut fx = Fx::new();
     let (_, o) = fx.order(1, 10_000);
-    let other = gpumesh_client::local::LocalMarket::create(&mut fx.chain, params(), 6).unwrap();
+    let other = gpumesh_svm::fixtures::LocalMarket::create(&mut fx.chain, params(), 6).unwrap();
     let owner = other.funded_user(&mut fx.chain, 5_000).unwrap();
     let node = Keypair::new();
     fx.chain
@@ -446,7 +446,7 @@ fn settle_checks_the_ed25519_instruction() {
     let impostor = Keypair::new();
     let forged = (
         lease,
-        SignedReceipt::sign(&impostor, lease.lease, lease.nonce, 100, [0; 32]),
+        gpumesh_client::receipt::sign(&impostor, &lease.lease, lease.nonce, 100, [0; 32]),
     );
     fx.refuses(
         &ix::settle(&a, &orch.pubkey(), &[forged]),
@@ -495,7 +495,7 @@ fn settle_checks_the_ed25519_instruction() {
 
     // A tampered signature: the precompile itself fails the transaction.
     let mut bad = good.clone();
-    bad.1.signature[0] ^= 1;
+    bad.1.signature.0[0] ^= 1;
     let err = fx.refused_by_runtime(&ix::settle(&a, &orch.pubkey(), &[bad]), &orch);
     assert!(
         err.gpumesh_error().is_none(),

@@ -1,12 +1,12 @@
-//! Setting up a market on a fresh chain: a mint, an authority, an orchestrator, and funded users.
-//! Local networks, the demo and the tests start from here; on a real cluster the operator uses
-//! the CLI and migrations instead.
+//! Setting up a market on a fresh chain (any [`Chain`]: this runtime, or a local node over RPC): a
+//! mint, an authority, an orchestrator, and funded users. The demo and the tests start from here;
+//! on a real cluster the operator uses the CLI and migrations instead.
 
-use crate::chain::{Chain, ChainExt};
-use crate::error::ChainError;
-use crate::{MarketAddresses, ix, token};
-use gpumesh::instructions::InitMarketArgs;
-use gpumesh::state::{GPU_CLASS_SLOTS, MarketParams};
+use gpumesh_client::chain::{Chain, ChainExt};
+use gpumesh_client::error::ChainError;
+use gpumesh_client::program::instructions::InitMarketArgs;
+use gpumesh_client::program::state::{GPU_CLASS_SLOTS, MarketParams};
+use gpumesh_client::{MarketAddresses, ix, token};
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 
