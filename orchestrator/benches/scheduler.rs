@@ -5,11 +5,11 @@
 //!   (counted by this binary's allocator);
 //! - a full matching round (median of `--reps` rounds, each on a fresh copy of the market),
 //!   split into placing and explaining the orders left pending;
-//! - explaining every pending order after a round: as the round does it, and order by order
-//!   with the full scan of every worker (ratio);
+//! - explaining every pending order after a round: shared, as the round does it
+//!   (`explain_orders`); one by one on demand (`explain_order`: p50 / p99 / max); and by the
+//!   full scan of every worker on a sample (ratio);
 //! - single placements, each order placed on its own as on arrival: p50 / p99 / max;
 //! - the full-scan placement on the first orders against the index on the same orders (ratio);
-//! - one order's explanation on demand (`explain_order`): p50 / p99 / max over pending orders;
 //! - a region outage of 1 % of the fleet: its leases re-placed.
 //!
 //! Run (sizes are `workers x orders`, comma-separated; the growth curve in one command):
@@ -230,13 +230,11 @@ fn run(workers: usize, orders: usize, reps: usize) {
     };
     let round = median(rounds);
 
-    // Explaining every pending order after the round, as the round does it.
+    // Explaining every pending order after the round, as the round does it (shared).
     let mut explains = Vec::with_capacity(reps);
     for _ in 0..reps {
         let t = Instant::now();
-        for &id in &unplaced {
-            black_box(after_round.explain_order_indexed(id).ok());
-        }
+        black_box(after_round.explain_orders(&unplaced).ok());
         explains.push(t.elapsed());
     }
     let explain_all = median(explains);
@@ -250,7 +248,28 @@ fn run(workers: usize, orders: usize, reps: usize) {
         100.0 * ratio(explain_all, round),
     );
 
-    // Explanations against the full scan of every worker, on a sample of the pending orders.
+    // The same explanations order by order: on demand from the index, and by the full scan of
+    // every worker (on a sample of the pending orders: it is slow).
+    let mut times: Vec<Duration> = unplaced
+        .iter()
+        .map(|&id| {
+            let t = Instant::now();
+            black_box(after_round.explain_order(id).ok());
+            t.elapsed()
+        })
+        .collect();
+    let one_by_one: Duration = times.iter().sum();
+    times.sort_unstable();
+    println!(
+        "explain_order on demand, each pending order on its own: p50 {}, p99 {}, max {}; all \
+         {} of them one by one: {} ({:.1}x the shared explanation)",
+        us(percentile(&times, 0.5)),
+        us(percentile(&times, 0.99)),
+        us(percentile(&times, 1.0)),
+        unplaced.len(),
+        ms(one_by_one),
+        ratio(one_by_one, explain_all),
+    );
     let sample: Vec<OrderId> = unplaced
         .iter()
         .copied()
@@ -259,40 +278,34 @@ fn run(workers: usize, orders: usize, reps: usize) {
     if !sample.is_empty() {
         let t = Instant::now();
         for &id in &sample {
-            black_box(after_round.explain_order(id).ok());
+            black_box(after_round.explain_order_naive(id).ok());
         }
         let scan = t.elapsed() / sample.len() as u32;
         let t = Instant::now();
         for &id in &sample {
-            black_box(after_round.explain_order_indexed(id).ok());
+            black_box(after_round.explain_order(id).ok());
         }
         let index = t.elapsed() / sample.len() as u32;
+        let shared = after_round.explain_orders(&sample).ok();
         let same = sample
             .iter()
-            .all(|&id| after_round.explain_order(id) == after_round.explain_order_indexed(id));
+            .zip(shared.iter().flatten())
+            .all(|(&id, shared)| {
+                let scan = after_round.explain_order_naive(id);
+                scan == after_round.explain_order(id) && scan.as_ref() == Ok(shared)
+            });
+        let scan_all = scan * unplaced.len() as u32;
         println!(
-            "explanation per pending order on the first {}: full scan {} vs index {}: {:.1}x \
-             (same counts: {same}); one order on demand:",
+            "full-scan explanation on the first {} pending orders: {}/order vs on demand {}/order: \
+             {:.0}x (same counts: {same}); explaining all {} by full scan would take ~{}, {:.0}x \
+             the shared explanation",
             sample.len(),
             us(scan),
             us(index),
-            ratio(scan, index)
-        );
-        let mut times: Vec<Duration> = unplaced
-            .iter()
-            .map(|&id| {
-                let t = Instant::now();
-                black_box(after_round.explain_order_indexed(id).ok());
-                t.elapsed()
-            })
-            .collect();
-        times.sort_unstable();
-        println!(
-            "  explain_order over {} pending orders: p50 {}, p99 {}, max {}",
-            times.len(),
-            us(percentile(&times, 0.5)),
-            us(percentile(&times, 0.99)),
-            us(percentile(&times, 1.0)),
+            ratio(scan, index),
+            unplaced.len(),
+            ms(scan_all),
+            ratio(scan_all, explain_all),
         );
     }
 

@@ -9,6 +9,7 @@ mod error;
 mod explain;
 mod index;
 mod naive;
+mod ranked;
 pub mod reliability;
 pub mod score;
 mod types;
@@ -25,7 +26,7 @@ pub use types::{
     RegionSet, Worker, WorkerId, WorkerSpec, WorkerStatus,
 };
 
-use index::{Cluster, Index};
+use index::{Cluster, Index, MemberState};
 
 /// A placed order and where it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,9 +224,11 @@ impl Scheduler {
         let Some(Some(worker)) = self.workers.get_mut(slot as usize) else {
             return;
         };
+        let before = MemberState::of(worker);
         self.index.remove(&self.cfg, worker, slot);
         change(worker);
         self.index.insert(&self.cfg, worker, slot);
+        self.index.update_member(&before, worker, slot);
     }
 
     // ----- orders --------------------------------------------------------------------------
@@ -434,17 +437,26 @@ impl Scheduler {
                 Err(_) => {}
             }
         }
-        outcome.unplaced = left
-            .into_iter()
-            .filter_map(|id| {
-                let order = self.pending.get(&id)?;
-                Some(Unplaced {
-                    order: id,
-                    why: explain::order_by_index(&self.index, order),
-                })
-            })
-            .collect();
+        outcome.unplaced = self.unplaced(left, search);
         outcome
+    }
+
+    /// Pending orders with their reasons, counted now: through the index with the work shared
+    /// between orders of the same requirements, or (baseline) by scanning every worker for each.
+    fn unplaced(&self, ids: Vec<OrderId>, search: Search) -> Vec<Unplaced> {
+        let orders: Vec<&Order> = ids.iter().filter_map(|id| self.pending.get(id)).collect();
+        let why = match search {
+            Search::Index => explain::orders_by_index(&self.index, &orders),
+            Search::Scan => orders
+                .iter()
+                .map(|o| explain::order_by_scan(&self.workers, o))
+                .collect(),
+        };
+        orders
+            .iter()
+            .zip(why)
+            .map(|(o, why)| Unplaced { order: o.id, why })
+            .collect()
     }
 
     // ----- rescheduling --------------------------------------------------------------------
@@ -453,7 +465,8 @@ impl Scheduler {
     /// first the lost GPUs alone in the lease's region (its surviving workers keep running),
     /// then, failing that, the whole order anywhere it allows. Leases are handled in priority
     /// order at `now`. Orders that fit nowhere return to the pending queue and are reported
-    /// with reasons. All ids are checked before anything changes.
+    /// with reasons, counted once every lease has been handled (as a round counts them after
+    /// its placements). All ids are checked before anything changes.
     pub fn fail_workers(
         &mut self,
         ids: &[WorkerId],
@@ -479,6 +492,7 @@ impl Scheduler {
         queue.sort_unstable();
 
         let mut out = Rescheduling::default();
+        let mut not_replaced = Vec::new();
         for (_, _, id) in queue {
             let Some(lease) = self.leases.remove(&id) else {
                 continue;
@@ -531,30 +545,45 @@ impl Scheduler {
                     self.leases.insert(id, Lease { order, placement });
                 }
                 None => {
-                    out.not_replaced.push(Unplaced {
-                        order: id,
-                        why: explain::order_by_index(&self.index, &order),
-                    });
+                    not_replaced.push(id);
                     self.pending.insert(id, order);
                 }
             }
         }
+        out.not_replaced = self.unplaced(not_replaced, Search::Index);
         Ok(out)
     }
 
     // ----- explanations --------------------------------------------------------------------
 
-    /// Why a pending order is not placed: every worker counted under the first check it fails.
-    /// A scan of all workers (diagnostics; placement never scans).
+    /// Why a pending order is not placed now: every worker counted under the first check it
+    /// fails. From the index, on demand: class and region from counters, the rest by one
+    /// vectorized pass over the member columns of each bucket the order may use, so the cost
+    /// grows with the workers of the order's class in its regions, not with the fleet (the
+    /// benchmark reports it at 1M workers). Takes `&self` and changes nothing, so a service can
+    /// answer it from a shared reference (e.g. under a read lock) between rounds.
     pub fn explain_order(&self, id: OrderId) -> Result<Rejections, SchedulerError> {
         let order = self.pending_order(id)?;
-        Ok(explain::order_by_scan(&self.workers, order))
+        Ok(explain::order_by_index(&self.index, order))
     }
 
-    /// The same counts from the index: only the buckets of the order's class and regions.
-    pub fn explain_order_indexed(&self, id: OrderId) -> Result<Rejections, SchedulerError> {
+    /// [`Scheduler::explain_order`] for many pending orders at once, in the order given, with the
+    /// work shared: orders with the same requirements share one explanation, and each bucket is
+    /// read once per distinct (VRAM, bandwidth) threshold for all prices asked of it. This is what
+    /// rounds attach to the orders they leave pending. Fails on the first id that is not pending.
+    pub fn explain_orders(&self, ids: &[OrderId]) -> Result<Vec<Rejections>, SchedulerError> {
+        let orders = ids
+            .iter()
+            .map(|&id| self.pending_order(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(explain::orders_by_index(&self.index, &orders))
+    }
+
+    /// The same counts as [`Scheduler::explain_order`] by scanning every worker: the reference
+    /// the index is tested against, and the benchmark's baseline.
+    pub fn explain_order_naive(&self, id: OrderId) -> Result<Rejections, SchedulerError> {
         let order = self.pending_order(id)?;
-        Ok(explain::order_by_index(&self.index, order))
+        Ok(explain::order_by_scan(&self.workers, order))
     }
 
     /// Why no pending order uses a worker: every pending order counted under the first check
@@ -562,5 +591,100 @@ impl Scheduler {
     pub fn explain_worker(&self, id: WorkerId) -> Result<WorkerExplanation, SchedulerError> {
         let worker = self.worker(id).ok_or(SchedulerError::UnknownWorker(id))?;
         Ok(explain::worker_by_scan(worker, self.pending.values()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workload::Rng;
+    use super::*;
+
+    /// A dense market: two classes in three regions, so each free-count group holds hundreds of
+    /// workers and the ranked lists split into blocks and merge again as GPUs come and go.
+    fn dense(seed: u64, workers: u32, orders: u64) -> (Vec<WorkerSpec>, Vec<Order>) {
+        let mut rng = Rng::new(seed);
+        let workers = (0..workers)
+            .map(|id| WorkerSpec {
+                id: WorkerId(id),
+                class: GpuClass::new(rng.below(2) as u8).expect("class < 16"),
+                gpus: [1, 2, 4, 8][rng.below(4) as usize],
+                vram_mib: [24_576, 49_152, 81_920][rng.below(3) as usize],
+                bandwidth_gbps: 800 + rng.below(400) as u32,
+                region: Region::new(rng.below(3) as u8).expect("region < 64"),
+                price: 50 + rng.below(100),
+                reliability_bp: 4_000 + rng.below(6_001) as u16,
+                latency_us: rng.below(60_000) as u32,
+                status: match rng.below(20) {
+                    0 => WorkerStatus::Offline,
+                    1 => WorkerStatus::Draining,
+                    _ => WorkerStatus::Idle,
+                },
+            })
+            .collect();
+        let orders = (0..orders)
+            .map(|id| Order {
+                id: OrderId(id),
+                class: GpuClass::new(rng.below(2) as u8).expect("class < 16"),
+                gpus: [1, 1, 1, 2, 8, 16, 64][rng.below(7) as usize],
+                min_vram_mib: [0, 40_000, 81_920][rng.below(3) as usize],
+                min_bandwidth_gbps: 700 + rng.below(500) as u32,
+                regions: RegionSet(1 + rng.below(7)),
+                max_price: 40 + rng.below(120),
+                mode: if rng.chance(60) {
+                    OrderMode::Spot
+                } else {
+                    OrderMode::Reserved
+                },
+                arrived_at: rng.below(1_000),
+            })
+            .collect();
+        (workers, orders)
+    }
+
+    fn build(workers: &[WorkerSpec], orders: &[Order]) -> Scheduler {
+        let mut s = Scheduler::new(SchedulerConfig::default()).expect("default config");
+        for w in workers {
+            s.add_worker(w.clone()).expect("valid worker");
+        }
+        for o in orders {
+            s.submit_order(o.clone()).expect("valid order");
+        }
+        s
+    }
+
+    #[test]
+    fn dense_markets_place_and_explain_what_the_full_scan_does() {
+        for seed in 0..3 {
+            let (workers, orders) = dense(seed, 8_000, 2_000);
+            let mut indexed = build(&workers, &orders);
+            let mut scanned = indexed.clone();
+            assert_eq!(
+                indexed.match_round(1_000),
+                scanned.match_round_naive(1_000),
+                "seed {seed}"
+            );
+            assert_eq!(indexed.index.check(), Ok(()));
+            // Fail a slice of the fleet, release some leases, and compare again.
+            let failed: Vec<WorkerId> = (0..8_000).step_by(7).map(WorkerId).collect();
+            let r = indexed.fail_workers(&failed, 1_001).expect("known workers");
+            for u in &r.not_replaced {
+                assert_eq!(indexed.explain_order_naive(u.order), Ok(u.why));
+            }
+            for id in (0..2_000).step_by(3).map(OrderId) {
+                let _ = indexed.cancel_order(id);
+            }
+            for w in (0..8_000).step_by(11).map(WorkerId) {
+                let _ = indexed.set_price(w, 60);
+                let _ = indexed.set_status(w, WorkerStatus::Idle);
+            }
+            assert_eq!(indexed.index.check(), Ok(()));
+            let mut scanned = indexed.clone();
+            assert_eq!(
+                indexed.match_round(2_000),
+                scanned.match_round_naive(2_000),
+                "seed {seed} after changes"
+            );
+            assert_eq!(indexed.index.check(), Ok(()));
+        }
     }
 }
