@@ -6,6 +6,7 @@ pub mod challenge;
 pub mod exact;
 pub mod generator;
 pub mod gpu;
+pub mod kernels;
 pub mod merkle;
 pub mod region;
 pub mod verify;
