@@ -150,8 +150,39 @@ impl PackedA {
             "A is too short"
         );
         let mut packed = PackedA::zeroed(kernel, rows, k);
-        for r in 0..rows {
-            packed.set_row(r, &a[r * lda..r * lda + k]);
+        if packed.quads == 0 {
+            return packed;
+        }
+        let (mr, _) = kernel.tile();
+        let eb = kernel.a_bytes();
+        let full = k / 4;
+        let tile_len = packed.quads * mr * eb;
+        // Tile by tile, step by step: the writes are sequential and each row is read in order.
+        for (t, tile) in packed.data.chunks_exact_mut(tile_len).enumerate() {
+            let r0 = t * mr;
+            let tile_rows: Vec<&[i8]> = (r0..rows.min(r0 + mr))
+                .map(|r| &a[r * lda..r * lda + k])
+                .collect();
+            for (q, step) in tile.chunks_exact_mut(mr * eb).enumerate().take(full) {
+                for (row, dst) in tile_rows.iter().zip(step.chunks_exact_mut(eb)) {
+                    if let Ok(v) = <[i8; 4]>::try_from(&row[4 * q..4 * q + 4]) {
+                        put(dst, v);
+                    }
+                }
+            }
+            if full < packed.quads {
+                let step = &mut tile[full * mr * eb..];
+                for (row, dst) in tile_rows.iter().zip(step.chunks_exact_mut(eb)) {
+                    let mut v = [0i8; 4];
+                    for (d, &x) in v.iter_mut().zip(&row[4 * full..]) {
+                        *d = x;
+                    }
+                    put(dst, v);
+                }
+            }
+        }
+        for (r, sum) in packed.row_sums.iter_mut().enumerate() {
+            *sum = row_sum(&a[r * lda..r * lda + k]);
         }
         packed
     }
@@ -177,7 +208,8 @@ impl PackedA {
         }
     }
 
-    /// Writes row `r` (at most `4 · quads` values; the rest stay zero).
+    /// Writes row `r` (at most `4 · quads` values; the rest stay zero). For a few rows (the
+    /// verifier's); [`PackedA::new`] packs whole tiles faster.
     fn set_row(&mut self, r: usize, row: &[i8]) {
         if self.quads == 0 {
             return;
@@ -186,26 +218,39 @@ impl PackedA {
         let eb = self.kernel.a_bytes();
         let stride = mr * eb;
         let base = (r / mr) * self.quads * stride + (r % mr) * eb;
-        let steps = self.data[base..].chunks_mut(stride);
-        for (four, step) in row.chunks(4).zip(steps) {
-            if eb == 8 {
-                for (dst, &v) in step.chunks_exact_mut(2).zip(four) {
-                    dst.copy_from_slice(&i16::from(v).to_le_bytes());
-                }
-            } else {
-                for (dst, &v) in step.iter_mut().zip(four) {
-                    *dst = v as u8;
-                }
+        for (q, four) in row.chunks(4).enumerate() {
+            let mut v = [0i8; 4];
+            for (d, &x) in v.iter_mut().zip(four) {
+                *d = x;
             }
+            let at = base + q * stride;
+            put(&mut self.data[at..at + eb], v);
         }
-        self.row_sums[r] = row
-            .iter()
-            .fold(0i32, |sum, &v| sum.wrapping_add(i32::from(v)));
+        self.row_sums[r] = row_sum(row);
     }
 
     pub fn rows(&self) -> usize {
         self.rows
     }
+}
+
+/// Four values of A into a packed step: as bytes (`dst` of 4) or as little-endian i16 (`dst` of
+/// 8, the AVX2 kernel's). Fixed-size copies compile to single moves.
+#[inline(always)]
+fn put(dst: &mut [u8], v: [i8; 4]) {
+    if let Ok(d) = <&mut [u8; 4]>::try_from(&mut *dst) {
+        *d = v.map(|x| x as u8);
+    } else if let Ok(d) = <&mut [u8; 8]>::try_from(dst) {
+        let w = v.map(|x| i16::from(x).to_le_bytes());
+        *d = [
+            w[0][0], w[0][1], w[1][0], w[1][1], w[2][0], w[2][1], w[3][0], w[3][1],
+        ];
+    }
+}
+
+fn row_sum(row: &[i8]) -> i32 {
+    row.iter()
+        .fold(0i32, |sum, &v| sum.wrapping_add(i32::from(v)))
 }
 
 /// B packed for a SIMD kernel: column panels of the kernel's width, four k per step, each byte

@@ -141,7 +141,8 @@ fn gops(ops: f64, d: Duration) -> f64 {
 mod peak {
     use super::*;
 
-    const ITERS: u64 = 20_000_000;
+    /// About 10 ms per run on one thread of a VNNI core.
+    const ITERS: u64 = 5_000_000;
 
     #[cfg(target_arch = "x86_64")]
     mod x86 {
@@ -221,59 +222,116 @@ mod peak {
         None
     }
 
-    pub struct Peak {
+    /// The microbenchmark of the best instruction, run whenever a measurement needs the peak
+    /// of the moment (the machine may be shared: each GEMM run is paired with a peak run right
+    /// before it, and the fraction of peak is the median of those pairs).
+    pub struct Probe {
         pub instruction: &'static str,
-        pub one_thread: f64,
-        pub all_threads: f64,
+        macs: f64,
+        run: Run,
     }
 
-    pub fn measure(reps: usize) -> Option<Peak> {
-        let (instruction, macs, run) = best()?;
-        let ops = |threads: usize| 2.0 * macs * 12.0 * ITERS as f64 * threads as f64;
-        let (one, _) = timed(reps, || run(ITERS, black_box(0x0102_0304)));
-        let threads = rayon::current_num_threads();
-        let (all, _) = timed(reps, || {
-            rayon::broadcast(|ctx| run(ITERS, black_box(ctx.index() as i32 + 0x0102_0304)))
-        });
-        Some(Peak {
-            instruction,
-            one_thread: gops(ops(1), one),
-            all_threads: gops(ops(threads), all),
-        })
+    impl Probe {
+        pub fn new() -> Option<Probe> {
+            let (instruction, macs, run) = best()?;
+            Some(Probe {
+                instruction,
+                macs,
+                run,
+            })
+        }
+
+        fn ops(&self, threads: usize) -> f64 {
+            2.0 * self.macs * 12.0 * ITERS as f64 * threads as f64
+        }
+
+        /// Gop/s of one thread, one run.
+        pub fn one_thread(&self) -> f64 {
+            let t = Instant::now();
+            black_box((self.run)(ITERS, black_box(0x0102_0304)));
+            gops(self.ops(1), t.elapsed())
+        }
+
+        /// Gop/s of every pool thread at once, one run.
+        pub fn all_threads(&self) -> f64 {
+            let run = self.run;
+            let t = Instant::now();
+            black_box(rayon::broadcast(|ctx| {
+                run(ITERS, black_box(ctx.index() as i32 + 0x0102_0304))
+            }));
+            gops(self.ops(rayon::current_num_threads()), t.elapsed())
+        }
     }
 }
 
-fn gemm_section(args: &Args, peak: Option<&peak::Peak>) {
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `reps` runs of `f`, each right after one run of `peak`: the median time, the median fraction
+/// of the peak measured just before, the median peak, and the last result.
+fn timed_against<T>(
+    reps: usize,
+    ops: f64,
+    peak: Option<&dyn Fn() -> f64>,
+    mut f: impl FnMut() -> T,
+) -> (Duration, Option<(f64, f64)>, T) {
+    let mut last = f();
+    let mut times = Vec::with_capacity(reps);
+    let mut fractions = Vec::with_capacity(reps);
+    let mut peaks = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let p = peak.map(|p| p());
+        let t = Instant::now();
+        last = black_box(f());
+        let t = t.elapsed();
+        times.push(t);
+        if let Some(p) = p {
+            fractions.push(gops(ops, t) / p);
+            peaks.push(p);
+        }
+    }
+    let against = (!peaks.is_empty()).then(|| (median_f64(fractions), median_f64(peaks)));
+    (median(times), against, last)
+}
+
+fn gemm_section(args: &Args, probe: Option<&peak::Probe>) {
     println!(
-        "\n== int8 GEMM (C = A·B, n × n, exact i32), all {} threads",
+        "\n== int8 GEMM (C = A·B, n × n, exact i32), all {} threads; each run paired with a \
+         peak run just before it",
         rayon::current_num_threads()
     );
+    let peak = probe.map(|p| move || p.all_threads());
+    let peak = peak.as_ref().map(|p| p as &dyn Fn() -> f64);
     for &n in &args.sizes {
         let (a, b) = generate(&[1; 32], n);
         let ops = 2.0 * (n as f64).powi(3);
         let mut reference: Option<(Duration, Vec<i32>)> = None;
         let mut rows = Vec::new();
-        // Portable last, so its time is the baseline the ratios use.
+        // Portable first, so its time is the baseline the ratios use.
         let mut kernels = Kernel::available();
         kernels.reverse();
         for kernel in kernels {
-            let (t, c) = timed(args.reps, || gemm_i8_with(kernel, &a, &b, n, n, n));
+            let (t, against, c) = timed_against(args.reps, ops, peak, || {
+                gemm_i8_with(kernel, &a, &b, n, n, n)
+            });
             let same = reference.as_ref().is_none_or(|(_, r)| *r == c);
             if reference.is_none() {
                 reference = Some((t, c));
             }
-            rows.push((kernel, t, same));
+            rows.push((kernel, t, against, same));
         }
         let base = reference.map_or(Duration::ZERO, |(t, _)| t);
-        for (kernel, t, same) in rows.into_iter().rev() {
-            let rate = gops(ops, t);
-            let of_peak = peak.map_or(String::new(), |p| {
-                format!(", {:.0} % of peak", 100.0 * rate / p.all_threads)
+        for (kernel, t, against, same) in rows.into_iter().rev() {
+            let of_peak = against.map_or(String::new(), |(f, p)| {
+                format!(", {:.0} % of peak ({p:.0} Gop/s)", 100.0 * f)
             });
             println!(
-                "n = {n:>5}  {:<12} {:>10}  {rate:>7.0} Gop/s{of_peak}, {:.1}x portable{}",
+                "n = {n:>5}  {:<12} {:>10}  {:>5.0} Gop/s{of_peak}, {:.1}x portable{}",
                 kernel.name(),
                 ms(t),
+                gops(ops, t),
                 base.as_secs_f64() / t.as_secs_f64().max(1e-12),
                 if same { "" } else { "  (DIFFERENT RESULT)" },
             );
@@ -281,8 +339,11 @@ fn gemm_section(args: &Args, peak: Option<&peak::Peak>) {
     }
 }
 
-fn verifier_section(args: &Args, peak: Option<&peak::Peak>) {
-    println!("\n== verifier: recompute k = 32 opened rows of A·B from the seed, one thread");
+fn verifier_section(args: &Args, probe: Option<&peak::Probe>) {
+    println!(
+        "\n== verifier: recompute k = 32 opened rows of A·B from the seed, one thread; dot \
+         products against the one-thread peak"
+    );
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build();
     let Ok(pool) = pool else {
         println!("(could not build a one-thread pool)");
@@ -304,14 +365,46 @@ fn verifier_section(args: &Args, peak: Option<&peak::Peak>) {
                 } else {
                     args.reps
                 };
-                let (t, out) = timed(reps, || rows_of_product_with(kernel, &seed, n, &rows));
-                let (one_row, _) =
-                    timed(reps, || rows_of_product_with(kernel, &seed, n, &rows[..1]));
+                // Each rep: the peak, one row, all 32 rows, back to back, so that the split into
+                // generating B (the same for any row count) and the dot products (32 of them
+                // against 1) compares runs made under the same load.
+                let mut out = rows_of_product_with(kernel, &seed, n, &rows);
+                let (mut totals, mut products, mut generation, mut fractions) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..reps {
+                    let peak = probe.map(|p| p.one_thread());
+                    let t = Instant::now();
+                    black_box(rows_of_product_with(kernel, &seed, n, &rows[..1]));
+                    let one = t.elapsed();
+                    let t = Instant::now();
+                    out = black_box(rows_of_product_with(kernel, &seed, n, &rows));
+                    let all = t.elapsed();
+                    let product = all.saturating_sub(one) * 32 / 31;
+                    totals.push(all);
+                    products.push(product);
+                    generation.push(all.saturating_sub(product));
+                    if let Some(p) = peak {
+                        fractions.push((gops(ops, product) / p, p));
+                    }
+                }
+                let t = median(totals);
+                let of_peak = (!fractions.is_empty()).then(|| {
+                    let f = median_f64(fractions.iter().map(|x| x.0).collect());
+                    let p = median_f64(fractions.iter().map(|x| x.1).collect());
+                    (f, p)
+                });
                 let same = reference.as_ref().is_none_or(|(_, r)| *r == out);
                 if reference.is_none() {
                     reference = Some((t, out));
                 }
-                results.push((kernel, t, one_row, same));
+                results.push((
+                    kernel,
+                    t,
+                    median(generation),
+                    median(products),
+                    of_peak,
+                    same,
+                ));
             }
             let base = reference.as_ref().map_or(Duration::ZERO, |(t, _)| *t);
             let hashing = reference.as_ref().map(|(_, out)| {
@@ -320,22 +413,18 @@ fn verifier_section(args: &Args, peak: Option<&peak::Peak>) {
                 })
                 .0
             });
-            for (kernel, t, one_row, same) in results.into_iter().rev() {
-                let product = t.saturating_sub(one_row) * 32 / 31;
-                let of_peak = peak.map_or(String::new(), |p| {
-                    format!(
-                        " ({:.0} % of the one-thread peak)",
-                        100.0 * gops(ops, product) / p.one_thread
-                    )
+            for (kernel, t, generation, product, of_peak, same) in results.into_iter().rev() {
+                let of_peak = of_peak.map_or(String::new(), |(f, p)| {
+                    format!(" ({:.0} % of {p:.0} Gop/s)", 100.0 * f)
                 });
                 println!(
-                    "n = {n:>5}  {:<12} {:>10}, {:.1}x portable{}; generating B ≈ {} (one row), \
-                     dot products ≈ {}{of_peak}",
+                    "n = {n:>5}  {:<12} {:>10}, {:.1}x portable{}; generating B ≈ {}, dot \
+                     products ≈ {}{of_peak}",
                     kernel.name(),
                     ms(t),
                     base.as_secs_f64() / t.as_secs_f64().max(1e-12),
                     if same { "" } else { "  (DIFFERENT RESULT)" },
-                    ms(one_row.saturating_sub(product / 32)),
+                    ms(generation),
                     ms(product),
                 );
             }
@@ -410,18 +499,21 @@ fn main() {
         args.verify,
         args.reps,
     );
-    let peak = peak::measure(args.reps);
-    match &peak {
-        Some(p) => println!(
-            "peak ({} microbenchmark): {:.0} Gop/s on one thread, {:.0} Gop/s on {} threads",
-            p.instruction,
-            p.one_thread,
-            p.all_threads,
-            rayon::current_num_threads()
-        ),
+    let probe = peak::Probe::new();
+    match &probe {
+        Some(p) => {
+            let one = median_f64((0..args.reps).map(|_| p.one_thread()).collect());
+            let all = median_f64((0..args.reps).map(|_| p.all_threads()).collect());
+            println!(
+                "peak ({} microbenchmark, 12 independent chains): {one:.0} Gop/s on one thread, \
+                 {all:.0} Gop/s on {} threads",
+                p.instruction,
+                rayon::current_num_threads()
+            );
+        }
         None => println!("peak: no dot-product instruction to measure on this CPU"),
     }
-    gemm_section(&args, peak.as_ref());
-    verifier_section(&args, peak.as_ref());
+    gemm_section(&args, probe.as_ref());
+    verifier_section(&args, probe.as_ref());
     challenge_section(&args);
 }

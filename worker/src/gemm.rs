@@ -3,17 +3,22 @@
 //! run time. Every kernel returns the same bits.
 //!
 //! SIMD kernels: B is packed once (column panels of the kernel's width, biased to unsigned
-//! bytes); threads take blocks of rows of C, pack their rows of A, and walk every panel with
-//! the kernel's register-tile micro-kernel. A block's packed A (96 rows) and one panel stay in
-//! L2, and the slice of the panel the tiles share stays in L1. Portable kernel: B packed into
+//! bytes); threads take blocks of rows of C (at most 96, and small enough that each thread gets
+//! several), pack their rows of A, and walk every panel with the kernel's register-tile
+//! micro-kernel. A block's packed A and one panel stay in L2, and the slice of the panel the
+//! tiles share stays in L1. Portable kernel: B packed into
 //! i32 column panels, 32-row blocks, L1-sized accumulators, the shared vectorizing loop.
 
 use gpumesh_protocol::exact::{COL_BLOCK, K_STEP, ROW_BLOCK, update4};
 use gpumesh_protocol::kernels::{self, Kernel, PackedA, PackedB};
 use rayon::prelude::*;
 
-/// Row tiles per task of the SIMD path: 16 tiles of 6 rows, 96 rows of A per task.
-const TILES_PER_TASK: usize = 16;
+/// Most row tiles per task of the SIMD path: 16 tiles of 6 rows, 96 rows of A per task, whose
+/// packed rows stay in L2 while every panel passes.
+const MAX_TILES_PER_TASK: usize = 16;
+/// Tasks per thread the SIMD path aims for, so that a partial last block does not leave one
+/// thread idle for long on small products.
+const TASKS_PER_THREAD: usize = 4;
 
 /// C = A·B for row-major n × n int8 matrices on the fastest kernel this CPU has. Exact for
 /// n < 2^17.
@@ -49,7 +54,8 @@ pub fn gemm_i8_with(kernel: Kernel, a: &[i8], b: &[i8], m: usize, k: usize, n: u
 fn simd(kernel: Kernel, a: &[i8], b: &[i8], m: usize, k: usize, n: usize) -> Vec<i32> {
     let packed_b = PackedB::new(kernel, b, k, n);
     let (mr, _) = kernel.tile();
-    let block = mr * TILES_PER_TASK;
+    let tasks = TASKS_PER_THREAD * rayon::current_num_threads();
+    let block = mr * m.div_ceil(mr).div_ceil(tasks).clamp(1, MAX_TILES_PER_TASK);
     let mut c = vec![0i32; m * n];
     c.par_chunks_mut(block * n)
         .enumerate()
