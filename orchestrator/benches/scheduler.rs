@@ -1,8 +1,9 @@
 //! Scheduler speed on synthetic markets (`scheduler::workload`, fixed seed) of several sizes,
 //! each measured against the full-scan baseline in the same run:
 //!
-//! - index build: time to add every worker, and the scheduler's live heap bytes per worker
-//!   (counted by this binary's allocator);
+//! - index build: time to add the whole fleet at once (`add_workers`) and one worker at a time
+//!   (`add_worker`), and the scheduler's live heap bytes per worker (counted by this binary's
+//!   allocator);
 //! - a full matching round (median of `--reps` rounds, each on a fresh copy of the market),
 //!   split into placing and explaining the orders left pending;
 //! - explaining every pending order after a round: shared, as the round does it
@@ -184,7 +185,16 @@ fn run(workers: usize, orders: usize, reps: usize) {
     let market = workload::market(SEED, workers, orders);
     let now = orders as u64;
 
-    // Index build and memory.
+    // Index build and memory: the whole fleet at once (as at start-up), then one by one.
+    let specs = market.workers.clone();
+    let before = LIVE.load(Ordering::Relaxed);
+    let t = Instant::now();
+    let mut base = empty();
+    base.add_workers(specs)
+        .expect("generated workers are valid");
+    let bulk = t.elapsed();
+    let bulk_bytes = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    drop(base);
     let before = LIVE.load(Ordering::Relaxed);
     let t = Instant::now();
     let mut base = empty();
@@ -200,8 +210,11 @@ fn run(workers: usize, orders: usize, reps: usize) {
     }
     let all_bytes = LIVE.load(Ordering::Relaxed).saturating_sub(before);
     println!(
-        "index build: {} for {workers} workers ({:.2} µs/worker); memory {:.0} B/worker \
-         ({:.1} MiB), {:.1} MiB with the orders",
+        "index build: all {workers} workers at once (add_workers) {} ({:.0} B/worker); one by \
+         one (add_worker) {} ({:.2} µs/worker, {:.0} B/worker, {:.1} MiB; {:.1} MiB with the \
+         orders)",
+        ms(bulk),
+        bulk_bytes as f64 / workers as f64,
         ms(build),
         build.as_secs_f64() * 1e6 / workers as f64,
         worker_bytes as f64 / workers as f64,

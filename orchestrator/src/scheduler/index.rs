@@ -260,6 +260,33 @@ impl Index {
         self.class_regions[usize::from(w.spec.class.code())] |= 1u64 << w.spec.region.code();
     }
 
+    /// [`Index::insert`] for many workers at once: entries are grouped by list and each list
+    /// is built by one sort when it is empty (else they are inserted one by one).
+    pub fn insert_many<'a>(
+        &mut self,
+        cfg: &SchedulerConfig,
+        workers: impl Iterator<Item = (&'a Worker, u32)>,
+    ) {
+        let mut joined: Vec<(usize, u16, Entry)> = workers
+            .filter(|(w, _)| is_placeable(w))
+            .map(|(w, slot)| (bucket_of(w), w.gpus_free, entry(cfg, w, slot)))
+            .collect();
+        joined.sort_unstable_by_key(|(bucket, free, e)| (*bucket, *free, e.id));
+        let mut entries = Vec::new();
+        for run in joined.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let (b, free, _) = run[0];
+            entries.clear();
+            entries.extend(run.iter().map(|(_, _, e)| *e));
+            let group = self.buckets[b]
+                .groups
+                .entry(free)
+                .or_insert_with(Group::new);
+            group.spot.extend(&entries);
+            group.reserved.extend(&entries);
+            self.class_regions[b / REGIONS] |= 1u64 << (b % REGIONS);
+        }
+    }
+
     /// Takes the worker out of its group; call before every change to it, with its old state.
     pub fn remove(&mut self, cfg: &SchedulerConfig, w: &Worker, slot: u32) {
         if !is_placeable(w) {

@@ -15,7 +15,7 @@ pub mod score;
 mod types;
 pub mod workload;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use error::SchedulerError;
 pub use explain::{Rejections, WorkerExplanation};
@@ -111,6 +111,36 @@ impl Scheduler {
 
     /// A worker joins with all its GPUs free.
     pub fn add_worker(&mut self, spec: WorkerSpec) -> Result<(), SchedulerError> {
+        self.check_new(&spec)?;
+        let slot = self.install(spec);
+        if let Some(Some(worker)) = self.workers.get(slot as usize) {
+            self.index.insert(&self.cfg, worker, slot);
+        }
+        Ok(())
+    }
+
+    /// Many workers join at once, e.g. the fleet read from chain when the service starts: the
+    /// same checks and the same state as [`Scheduler::add_worker`] for each in turn, but the
+    /// index's ranked lists are built by one sort per list rather than one insertion per worker.
+    /// Nothing is added unless every spec is valid and no id repeats.
+    pub fn add_workers(&mut self, specs: Vec<WorkerSpec>) -> Result<(), SchedulerError> {
+        let mut ids = HashSet::with_capacity(specs.len());
+        for spec in &specs {
+            self.check_new(spec)?;
+            if !ids.insert(spec.id) {
+                return Err(SchedulerError::DuplicateWorker(spec.id));
+            }
+        }
+        let slots: Vec<u32> = specs.into_iter().map(|spec| self.install(spec)).collect();
+        let joined = slots.iter().filter_map(|&slot| {
+            let worker = self.workers.get(slot as usize)?.as_ref()?;
+            Some((worker, slot))
+        });
+        self.index.insert_many(&self.cfg, joined);
+        Ok(())
+    }
+
+    fn check_new(&self, spec: &WorkerSpec) -> Result<(), SchedulerError> {
         if spec.gpus == 0 {
             return Err(SchedulerError::ZeroGpuWorker(spec.id));
         }
@@ -122,6 +152,12 @@ impl Scheduler {
         if self.slots.contains_key(&spec.id) {
             return Err(SchedulerError::DuplicateWorker(spec.id));
         }
+        Ok(())
+    }
+
+    /// Puts a checked newcomer in the worker table and the member columns (not yet in the
+    /// ranked lists); returns its slot.
+    fn install(&mut self, spec: WorkerSpec) -> u32 {
         let mut spec = spec;
         if spec.status == WorkerStatus::Busy {
             // Busy follows from leases; a newcomer has none.
@@ -141,9 +177,8 @@ impl Scheduler {
         };
         self.slots.insert(worker.spec.id, slot);
         self.index.add_member(&worker, slot);
-        self.index.insert(&self.cfg, &worker, slot);
         self.workers[slot as usize] = Some(worker);
-        Ok(())
+        slot
     }
 
     /// A worker leaves for good. Refused while it serves leases: drain or fail it first.
@@ -650,6 +685,44 @@ mod tests {
             s.submit_order(o.clone()).expect("valid order");
         }
         s
+    }
+
+    #[test]
+    fn adding_workers_at_once_equals_adding_them_one_by_one() {
+        let (workers, orders) = dense(7, 4_000, 800);
+        let mut one_by_one = build(&workers, &orders);
+        let mut at_once = Scheduler::new(SchedulerConfig::default()).expect("default config");
+        // Half first, so the second batch extends lists that already exist.
+        let (first, rest) = workers.split_at(1_500);
+        at_once.add_workers(first.to_vec()).expect("valid workers");
+        at_once.add_workers(rest.to_vec()).expect("valid workers");
+        for o in &orders {
+            at_once.submit_order(o.clone()).expect("valid order");
+        }
+        assert_eq!(at_once.index.check(), Ok(()));
+        assert_eq!(at_once.match_round(1_000), one_by_one.match_round(1_000));
+
+        // A bad spec or a repeated id refuses the whole batch.
+        let mut s = Scheduler::new(SchedulerConfig::default()).expect("default config");
+        let mut repeated = workers[..3].to_vec();
+        repeated.push(workers[1].clone());
+        assert_eq!(
+            s.add_workers(repeated),
+            Err(SchedulerError::DuplicateWorker(workers[1].id))
+        );
+        let mut zero = workers[..3].to_vec();
+        zero[2].gpus = 0;
+        assert_eq!(
+            s.add_workers(zero),
+            Err(SchedulerError::ZeroGpuWorker(workers[2].id))
+        );
+        assert_eq!(s.worker_count(), 0);
+        s.add_workers(workers[..3].to_vec()).expect("valid workers");
+        assert_eq!(
+            s.add_workers(workers[2..4].to_vec()),
+            Err(SchedulerError::DuplicateWorker(workers[2].id))
+        );
+        assert_eq!(s.worker_count(), 3);
     }
 
     #[test]

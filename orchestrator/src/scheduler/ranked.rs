@@ -213,6 +213,29 @@ impl RankList {
         }
     }
 
+    /// Adds `entries`: an empty list is built in one sort, cut into blocks three quarters full
+    /// (room to grow before the first split); otherwise they are inserted one by one.
+    pub fn extend(&mut self, entries: &[Entry]) {
+        if !self.blocks.is_empty() {
+            for e in entries {
+                self.insert(*e);
+            }
+            return;
+        }
+        let mode = self.mode;
+        let mut sorted = entries.to_vec();
+        sorted.sort_unstable_by_key(|e| e.key(mode));
+        sorted.dedup_by_key(|e| e.key(mode));
+        for chunk in sorted.chunks(BLOCK_CAP * 3 / 4) {
+            let block = Block::new(chunk.to_vec());
+            if let Some(last) = chunk.last() {
+                self.bounds.push(last.key(mode));
+            }
+            self.blocks.push(block);
+        }
+        self.len = sorted.len();
+    }
+
     /// Removes the entry equal to `e` (same rank and id); `false` if it was not there.
     pub fn remove(&mut self, e: &Entry) -> bool {
         if self.blocks.is_empty() {
@@ -414,6 +437,18 @@ mod tests {
             reference.sort_by_key(|e| e.key(mode));
             prop_assert_eq!(list.check(), Ok(()));
             prop_assert_eq!(list.iter().copied().collect::<Vec<_>>(), reference.clone());
+            // Built in one go, and extended when not empty, the list holds the same.
+            let all: Vec<Entry> = current.values().copied().collect();
+            let mut bulk = RankList::new(mode);
+            bulk.extend(&all);
+            prop_assert_eq!(bulk.check(), Ok(()));
+            prop_assert_eq!(bulk.iter().copied().collect::<Vec<_>>(), reference.clone());
+            let (first, rest) = all.split_at(all.len() / 2);
+            let mut halves = RankList::new(mode);
+            halves.extend(first);
+            halves.extend(rest);
+            prop_assert_eq!(halves.check(), Ok(()));
+            prop_assert_eq!(halves.iter().copied().collect::<Vec<_>>(), reference.clone());
             prop_assert_eq!(list.min_price(), reference.iter().map(|e| e.price).min());
 
             // Walk everything that serves the order, resuming after each find.
