@@ -161,6 +161,15 @@ fn every_hard_constraint_turns_a_worker_away() {
     );
     assert_eq!((why.status, why.capacity, why.eligible), (3, 1, 0));
     assert_eq!(s.explain_order(OrderId(2)), Ok(why));
+    assert_eq!(s.explain_order_naive(OrderId(2)), Ok(why));
+    assert_eq!(
+        s.explain_orders(&[OrderId(2), OrderId(2)]),
+        Ok(vec![why, why])
+    );
+    assert_eq!(
+        s.explain_orders(&[OrderId(2), OrderId(1)]),
+        Err(SchedulerError::AlreadyPlaced(OrderId(1)))
+    );
 }
 
 // ----- fairness ------------------------------------------------------------------------------

@@ -166,8 +166,83 @@ fn priority_head(orders: &[Order]) -> Option<&Order> {
     })
 }
 
+/// A change to a market between a round and the explanations.
+#[derive(Clone, Debug)]
+enum Change {
+    Price(u32, u64),
+    Status(u32, WorkerStatus),
+    Remove(u32),
+    Cancel(u64),
+    Place(u64),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (
+            0u32..40,
+            prop::sample::select(vec![60u64, 80, 100, 120, 140, 400])
+        )
+            .prop_map(|(w, p)| Change::Price(w, p)),
+        (0u32..40, status()).prop_map(|(w, s)| Change::Status(w, s)),
+        (0u32..40).prop_map(Change::Remove),
+        (0u64..64).prop_map(Change::Cancel),
+        (0u64..64).prop_map(Change::Place),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Explanations shared between orders (what rounds attach, `explain_orders`) and computed
+    /// on demand (`explain_order`) equal the full scan of every worker, on random fleets after
+    /// a round and random changes; copies of orders share requirement sets.
+    #[test]
+    fn shared_and_on_demand_explanations_equal_the_full_scan(
+        (workers, orders) in market(),
+        copies in 0u64..3,
+        changes in prop::collection::vec(change(), 0..24),
+    ) {
+        let mut all = orders.clone();
+        for k in 1..=copies {
+            all.extend(orders.iter().map(|o| Order { id: OrderId(o.id.0 + 16 * k), ..o.clone() }));
+        }
+        let mut s = build(&workers, &all);
+        let out = s.match_round(NOW);
+        for u in &out.unplaced {
+            let scan = s.explain_order_naive(u.order).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(u.why, scan);
+        }
+        for c in changes {
+            // Refusals (unknown ids, workers with leases, placed orders) are part of the mix.
+            let _ = match c {
+                Change::Price(w, p) => s.set_price(WorkerId(w), p).map(|_| ()),
+                Change::Status(w, st) => s.set_status(WorkerId(w), st),
+                Change::Remove(w) => s.remove_worker(WorkerId(w)).map(|_| ()),
+                Change::Cancel(o) => s.cancel_order(OrderId(o)).map(|_| ()),
+                Change::Place(o) => s.place_order(OrderId(o)).map(|_| ()),
+            };
+        }
+        let mut pending: Vec<OrderId> = s.pending_orders().map(|o| o.id).collect();
+        // Any order of ids, repeats included.
+        pending.reverse();
+        if let Some(&first) = pending.first() {
+            pending.push(first);
+        }
+        let shared = s.explain_orders(&pending).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(shared.len(), pending.len());
+        for (&id, shared) in pending.iter().zip(shared) {
+            let scan = s.explain_order_naive(id).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let on_demand = s.explain_order(id).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(scan, shared, "shared explanation of {:?}", id);
+            prop_assert_eq!(scan, on_demand, "on-demand explanation of {:?}", id);
+        }
+        // A round after the changes attaches the same counts the full scan finds.
+        let again = s.match_round(NOW + 1);
+        for u in &again.unplaced {
+            let scan = s.explain_order_naive(u.order).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(u.why, scan);
+        }
+    }
 
     #[test]
     fn rounds_keep_hard_constraints_and_conserve_capacity((workers, orders) in market()) {
@@ -230,8 +305,10 @@ proptest! {
         let mut s = build(&workers, &orders);
         let out = s.match_round(NOW);
         for u in &out.unplaced {
-            let scan = s.explain_order(u.order).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let scan = s.explain_order_naive(u.order).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(scan, u.why);
+            let on_demand = s.explain_order(u.order).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(scan, on_demand);
             let w = u.why;
             let total = w.class + w.region + w.status + w.vram + w.bandwidth + w.price
                 + w.capacity + w.eligible;
@@ -273,11 +350,13 @@ proptest! {
             prop_assert!(s.pending_orders().any(|o| o.id == u.order));
         }
         // The index's explanation records stay in step with the workers through failures.
-        for o in s.pending_orders() {
-            let scan = s.explain_order(o.id).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let indexed = s.explain_order_indexed(o.id)
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let pending: Vec<OrderId> = s.pending_orders().map(|o| o.id).collect();
+        let shared = s.explain_orders(&pending).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for (&id, shared) in pending.iter().zip(shared) {
+            let scan = s.explain_order_naive(id).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let indexed = s.explain_order(id).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(scan, indexed);
+            prop_assert_eq!(scan, shared);
         }
         // Every order that was leased is still leased or back in the queue.
         for id in leased_before {

@@ -1,12 +1,17 @@
-//! Exact int8 × int8 → int32 arithmetic on the CPU, written so the compiler vectorizes it: the
-//! verifier's recomputation of opened rows and the micro-kernel the worker's CPU GEMM reuses.
+//! Exact int8 × int8 → int32 arithmetic on the CPU: the verifier's recomputation of opened rows,
+//! and the portable micro-kernel the worker's CPU GEMM falls back to.
 //!
-//! Every sum is exact: |a·b| ≤ 2^14 and n ≤ 2^16, so a dot product stays below 2^30. The hot
-//! loops use wrapping arithmetic only so release builds (which keep overflow checks on) do not
-//! branch per element and lose vectorization; with these bounds nothing ever wraps.
+//! Every sum is exact: |a·b| ≤ 2^14 and n ≤ 2^16, so a dot product stays below 2^30. The
+//! recomputation runs on the fastest kernel the CPU has ([`crate::kernels`]: VNNI `vpdpbusd`,
+//! AVX2 `vpmaddwd`, or the portable loops here), and every kernel returns the same bits. The
+//! portable loops use wrapping arithmetic only so release builds (which keep overflow checks on)
+//! do not branch per element and lose vectorization; with these bounds nothing ever wraps.
 
 use crate::generator::{self, MATRIX_A, MATRIX_B};
+use crate::kernels::{self, Kernel};
 
+/// Rows of C per block of the portable GEMM: 32 rows × [`COL_BLOCK`] i32 = 32 KiB (L1).
+pub const ROW_BLOCK: usize = 32;
 /// Columns per accumulator block: 32 rows × 256 i32 = 32 KiB, which fits in L1.
 pub const COL_BLOCK: usize = 256;
 /// k-values folded into one pass over the accumulators, so each accumulator load/store is
@@ -32,10 +37,55 @@ pub fn update4(acc: &mut [i32], w: usize, a: &[[i32; 4]], b: &[i32]) {
     }
 }
 
-/// Rows `rows` of C = A·B for the challenge matrices of `seed`, each of length `n`, concatenated
-/// in the order given. Streams B in column blocks of four generated rows, so memory stays at
-/// O(rows · n) and one core does n = 16384, 32 rows in well under a second.
+/// Rows `rows` of C = A·B for the challenge matrices of `seed`, each of length `n` (a multiple
+/// of 64, as challenges are), concatenated in the order given, on the fastest kernel this CPU
+/// has. B is generated from the seed a block at a time straight into the kernel's layout, so
+/// memory stays at O(rows · n) however large n is.
 pub fn rows_of_product(seed: &[u8; 32], n: usize, rows: &[u32]) -> Vec<i32> {
+    rows_of_product_with(Kernel::best(), seed, n, rows)
+}
+
+/// Steps of four k generated per block: 64 steps × 64 columns is 16 KiB of B, which stays in
+/// L1 while every row tile uses it.
+const VERIFY_K_QUADS: usize = 64;
+
+/// [`rows_of_product`] on a given kernel (tests and benchmarks compare them).
+///
+/// # Panics
+/// If the CPU does not run `kernel`.
+pub fn rows_of_product_with(kernel: Kernel, seed: &[u8; 32], n: usize, rows: &[u32]) -> Vec<i32> {
+    assert!(
+        kernel.is_available(),
+        "this CPU does not run the {kernel} kernel"
+    );
+    if kernel == Kernel::Portable {
+        return rows_of_product_portable(seed, n, rows);
+    }
+    debug_assert!(n.is_multiple_of(64));
+    if rows.is_empty() || n == 0 {
+        return Vec::new();
+    }
+    let key = generator::key_from_seed(seed);
+    let a = kernels::pack_generated_rows(kernel, &key, rows, n);
+    let (_, nr) = kernel.tile();
+    let quads = n.div_ceil(4);
+    let mut out = vec![0i32; rows.len() * n];
+    let mut scratch = Vec::new();
+    let mut block = kernels::GeneratedB::new(kernel, VERIFY_K_QUADS.min(quads));
+    for col0 in (0..n).step_by(nr) {
+        let cols = nr.min(n - col0);
+        for q0 in (0..quads).step_by(VERIFY_K_QUADS) {
+            block.resize(VERIFY_K_QUADS.min(quads - q0));
+            block.fill(&key, MATRIX_B, q0, col0, cols, &mut scratch);
+            block.multiply(&a, q0, &mut out[col0..], n, cols);
+        }
+    }
+    out
+}
+
+/// The portable recomputation: B streamed in column blocks of four generated rows, widened to
+/// i32, through [`update4`]; compiled for AVX-512 or AVX2 when the CPU has them.
+fn rows_of_product_portable(seed: &[u8; 32], n: usize, rows: &[u32]) -> Vec<i32> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -128,23 +178,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_of_product_matches_naive() {
+    fn rows_of_product_matches_naive_on_every_kernel() {
         let seed = [3u8; 32];
         for n in [64usize, 320] {
             let a = generator::matrix(&seed, MATRIX_A, n);
             let b = generator::matrix(&seed, MATRIX_B, n);
             let c = naive_product(&a, &b, n);
-            let rows = [0u32, 5, (n - 1) as u32, 17];
-            let got = rows_of_product(&seed, n, &rows);
-            for (i, &row) in rows.iter().enumerate() {
-                let row = row as usize;
-                assert_eq!(
-                    &got[i * n..(i + 1) * n],
-                    &c[row * n..(row + 1) * n],
-                    "row {row}"
-                );
+            let rows = [0u32, 5, (n - 1) as u32, 17, 5];
+            for kernel in Kernel::available() {
+                let got = rows_of_product_with(kernel, &seed, n, &rows);
+                for (i, &row) in rows.iter().enumerate() {
+                    let row = row as usize;
+                    assert_eq!(
+                        &got[i * n..(i + 1) * n],
+                        &c[row * n..(row + 1) * n],
+                        "{kernel}, row {row}"
+                    );
+                }
             }
-            assert_eq!(rows_of_product_body(&seed, n, &rows), got);
+            assert_eq!(
+                rows_of_product_body(&seed, n, &rows),
+                rows_of_product(&seed, n, &rows)
+            );
+        }
+    }
+
+    #[test]
+    fn every_kernel_recomputes_the_same_rows_at_a_larger_size() {
+        // Several blocks of k and of columns, and an odd number of rows (a partial row tile).
+        let (seed, n) = ([11u8; 32], 1024);
+        let rows: Vec<u32> = (0..13).map(|i| i * 71 % n as u32).collect();
+        let reference = rows_of_product_with(Kernel::Portable, &seed, n, &rows);
+        for kernel in Kernel::available() {
+            assert_eq!(
+                rows_of_product_with(kernel, &seed, n, &rows),
+                reference,
+                "{kernel}"
+            );
         }
     }
 

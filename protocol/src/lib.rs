@@ -10,6 +10,7 @@ pub mod generator;
 pub mod gpu;
 pub mod heartbeat;
 pub mod jobspec;
+pub mod kernels;
 pub mod keys;
 pub mod merkle;
 pub mod receipt;

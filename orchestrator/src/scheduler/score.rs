@@ -87,6 +87,13 @@ pub(crate) struct Pick {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ClusterScore(u128, u64, u64, u128, u64, u8);
 
+impl ClusterScore {
+    /// The key compared first: total cost (spot) or worst reliability tier (reserved).
+    pub(crate) fn first(&self) -> u128 {
+        self.0
+    }
+}
+
 pub(crate) fn cluster_score(mode: OrderMode, region: u8, picks: &[Pick]) -> ClusterScore {
     let cost: u128 = picks
         .iter()
