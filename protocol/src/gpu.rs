@@ -5,6 +5,7 @@
 //! market keeps a 16-slot reference-price table indexed by it, so codes are never reused or
 //! renumbered; new classes take the next free code.
 
+pub use gpumesh_layout::GPU_CLASS_SLOTS;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

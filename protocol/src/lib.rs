@@ -26,6 +26,6 @@ pub use jobspec::job_spec_hash;
 pub use keys::{Key, Signature};
 pub use merkle::{Digest, MerkleTree};
 pub use receipt::{ReceiptError, SignedReceipt};
-pub use region::{Region, RegionError};
+pub use region::{Region, RegionError, RegionSet};
 pub use service::LeaseService;
 pub use verify::{AwaitingCommitment, AwaitingOpening, Rejection, Verified};

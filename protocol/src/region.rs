@@ -76,6 +76,40 @@ impl Region {
     }
 }
 
+/// The regions an order accepts, as the chain stores them: bit `r` set means region `r` is
+/// allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RegionSet(pub u64);
+
+impl RegionSet {
+    pub const ALL: RegionSet = RegionSet(u64::MAX);
+
+    pub fn of(regions: &[Region]) -> Self {
+        RegionSet(Region::set(regions))
+    }
+
+    pub fn contains(self, region: Region) -> bool {
+        self.0 & (1u64 << region.0) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The allowed regions in ascending code order.
+    pub fn iter(self) -> impl Iterator<Item = Region> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let r = bits.trailing_zeros() as u8;
+            bits &= bits - 1;
+            Some(Region(r))
+        })
+    }
+}
+
 impl FromStr for Region {
     type Err = RegionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -114,6 +148,10 @@ mod tests {
         assert_eq!(Region::from_set(set).len(), 2);
         assert!("mars-north".parse::<Region>().is_err());
         assert!(Region::from_code(64).is_err());
+        let set = RegionSet::of(&[Region(3), Region(63)]);
+        assert!(set.contains(Region(63)) && !set.contains(Region(4)));
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Region(3), Region(63)]);
+        assert!(RegionSet::default().is_empty());
         let unnamed = Region::from_code(40).unwrap();
         assert_eq!(
             (unnamed.known_name(), unnamed.to_string()),

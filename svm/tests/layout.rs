@@ -10,7 +10,7 @@ fn account_sizes_are_pinned() {
     let chain = SvmChain::new();
     let sizes = [
         ("Market", Market::SPACE, 894),
-        ("Worker", Worker::SPACE, 299),
+        ("Worker", Worker::SPACE, 303),
         ("Order", Order::SPACE, 267),
         ("Lease", Lease::SPACE, 310),
     ];

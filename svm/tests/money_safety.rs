@@ -434,7 +434,12 @@ fn a_jailed_worker_cannot_close_and_come_back_clean() {
         &w.owner,
         E::WorkerJailed,
     );
-    assert_eq!(fx.worker_state(&w).record.slashes, 1, "the record stays");
+    let record = fx.worker_state(&w).record;
+    assert_eq!(
+        (record.frauds, record.slashes, record.failures),
+        (1, 1, 0),
+        "the record stays"
+    );
 }
 
 // ---- 6. market creation ----

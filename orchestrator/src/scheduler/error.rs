@@ -4,10 +4,6 @@ use super::types::{OrderId, WorkerId};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedulerError {
-    #[error("GPU class code {code} is out of range: class codes must be below 16")]
-    GpuClassOutOfRange { code: u8 },
-    #[error("region code {code} is out of range: region codes must be below 64")]
-    RegionOutOfRange { code: u8 },
     #[error("order {0:?} asks for zero GPUs: ask for at least one")]
     ZeroGpuOrder(OrderId),
     #[error("order {0:?} allows no region: set at least one bit in its region set")]

@@ -79,6 +79,7 @@ fn verdict(w: &Worker, order: &Order) -> WorkerVerdict {
     }
 }
 
+#[cfg(any(test, feature = "baseline"))]
 fn tally_worker(r: &mut Rejections, w: &Worker, order: &Order, region_gpus: &mut [u32; REGIONS]) {
     match verdict(w, order) {
         WorkerVerdict::Status => r.status += 1,
@@ -94,6 +95,7 @@ fn tally_worker(r: &mut Rejections, w: &Worker, order: &Order, region_gpus: &mut
 }
 
 /// Explains an order by scanning every worker.
+#[cfg(any(test, feature = "baseline"))]
 pub(crate) fn order_by_scan(workers: &[Option<Worker>], order: &Order) -> Rejections {
     let mut r = Rejections::default();
     let mut region_gpus = [0u32; REGIONS];

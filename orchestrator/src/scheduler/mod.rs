@@ -8,11 +8,13 @@
 mod error;
 mod explain;
 mod index;
+#[cfg(any(test, feature = "baseline"))]
 mod naive;
 mod ranked;
 pub mod reliability;
 pub mod score;
 mod types;
+#[cfg(any(test, feature = "baseline"))]
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -72,6 +74,7 @@ pub struct Rescheduling {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Search {
     Index,
+    #[cfg(any(test, feature = "baseline"))]
     Scan,
 }
 
@@ -321,6 +324,7 @@ impl Scheduler {
         self.place_pending(id, Search::Index)
     }
 
+    #[cfg(any(test, feature = "baseline"))]
     /// The same as [`Scheduler::place_order`] by scanning every worker: the benchmark's baseline.
     pub fn place_order_naive(&mut self, id: OrderId) -> Result<Option<Placement>, SchedulerError> {
         self.place_pending(id, Search::Scan)
@@ -331,6 +335,7 @@ impl Scheduler {
         self.preview(id, Search::Index)
     }
 
+    #[cfg(any(test, feature = "baseline"))]
     /// Where the full-scan baseline would put a pending order, without placing it.
     pub fn preview_order_naive(&self, id: OrderId) -> Result<Option<Placement>, SchedulerError> {
         self.preview(id, Search::Scan)
@@ -365,6 +370,7 @@ impl Scheduler {
     ) -> Option<Cluster> {
         match search {
             Search::Index => self.index.best_cluster(order, gpus, regions, exclude),
+            #[cfg(any(test, feature = "baseline"))]
             Search::Scan => {
                 naive::best_cluster(&self.cfg, &self.workers, order, gpus, regions, exclude)
             }
@@ -451,6 +457,7 @@ impl Scheduler {
         self.round(now, Search::Index)
     }
 
+    #[cfg(any(test, feature = "baseline"))]
     /// The same round through the full-scan baseline (tests and benchmarks only).
     pub fn match_round_naive(&mut self, now: u64) -> RoundOutcome {
         self.round(now, Search::Scan)
@@ -482,6 +489,7 @@ impl Scheduler {
         let orders: Vec<&Order> = ids.iter().filter_map(|id| self.pending.get(id)).collect();
         let why = match search {
             Search::Index => explain::orders_by_index(&self.index, &orders),
+            #[cfg(any(test, feature = "baseline"))]
             Search::Scan => orders
                 .iter()
                 .map(|o| explain::order_by_scan(&self.workers, o))
@@ -614,6 +622,7 @@ impl Scheduler {
         Ok(explain::orders_by_index(&self.index, &orders))
     }
 
+    #[cfg(any(test, feature = "baseline"))]
     /// The same counts as [`Scheduler::explain_order`] by scanning every worker: the reference
     /// the index is tested against, and the benchmark's baseline.
     pub fn explain_order_naive(&self, id: OrderId) -> Result<Rejections, SchedulerError> {
@@ -641,11 +650,11 @@ mod tests {
         let workers = (0..workers)
             .map(|id| WorkerSpec {
                 id: WorkerId(id),
-                class: GpuClass::new(rng.below(2) as u8).expect("class < 16"),
+                class: GpuClass::from_code(rng.below(2) as u8).expect("class < 16"),
                 gpus: [1, 2, 4, 8][rng.below(4) as usize],
                 vram_mib: [24_576, 49_152, 81_920][rng.below(3) as usize],
                 bandwidth_gbps: 800 + rng.below(400) as u32,
-                region: Region::new(rng.below(3) as u8).expect("region < 64"),
+                region: Region::from_code(rng.below(3) as u8).expect("region < 64"),
                 price: 50 + rng.below(100),
                 reliability_bp: 4_000 + rng.below(6_001) as u16,
                 latency_us: rng.below(60_000) as u32,
@@ -659,7 +668,7 @@ mod tests {
         let orders = (0..orders)
             .map(|id| Order {
                 id: OrderId(id),
-                class: GpuClass::new(rng.below(2) as u8).expect("class < 16"),
+                class: GpuClass::from_code(rng.below(2) as u8).expect("class < 16"),
                 gpus: [1, 1, 1, 2, 8, 16, 64][rng.below(7) as usize],
                 min_vram_mib: [0, 40_000, 81_920][rng.below(3) as usize],
                 min_bandwidth_gbps: 700 + rng.below(500) as u32,

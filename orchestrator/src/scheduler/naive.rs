@@ -54,7 +54,7 @@ pub(crate) fn best_cluster(
         let Some(picks) = cluster_of(&mut candidates, gpus) else {
             continue;
         };
-        let region = Region::new(code as u8).ok()?;
+        let region = Region::from_code(code as u8).ok()?;
         let score = cluster_score(order.mode, region.code(), &picks);
         if best.as_ref().is_none_or(|b| score < b.score) {
             best = Some(Cluster {

@@ -399,7 +399,7 @@ mod tests {
     fn order(mode: OrderMode, max_price: u64, min_vram: u32) -> Order {
         Order {
             id: OrderId(1),
-            class: GpuClass::new(0).expect("class 0"),
+            class: GpuClass::from_code(0).expect("class 0"),
             gpus: 1,
             min_vram_mib: min_vram,
             min_bandwidth_gbps: 0,

@@ -1,83 +1,14 @@
 //! The market's vocabulary as the scheduler sees it: workers, orders, placements, and the compact
 //! codes the on-chain program uses for GPU classes and regions, so chain data feeds straight in.
 
-use super::error::SchedulerError;
+/// GPU classes, regions and region sets are the protocol's (the codes the chain stores), not a
+/// copy of them.
+pub use gpumesh_protocol::{GpuClass, Region, RegionSet};
 
-/// Number of GPU class codes the program allows (`code < 16`).
-pub const GPU_CLASSES: usize = 16;
-/// Number of region codes the program allows (`code < 64`, one bit each in a [`RegionSet`]).
-pub const REGIONS: usize = 64;
-
-/// A GPU class code as stored on chain (e.g. "h100" maps to one code in another crate).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GpuClass(u8);
-
-impl GpuClass {
-    /// Checks the code against the program's limit.
-    pub fn new(code: u8) -> Result<Self, SchedulerError> {
-        if usize::from(code) < GPU_CLASSES {
-            Ok(Self(code))
-        } else {
-            Err(SchedulerError::GpuClassOutOfRange { code })
-        }
-    }
-
-    pub fn code(self) -> u8 {
-        self.0
-    }
-}
-
-/// A region code as stored on chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Region(u8);
-
-impl Region {
-    /// Checks the code against the program's limit.
-    pub fn new(code: u8) -> Result<Self, SchedulerError> {
-        if usize::from(code) < REGIONS {
-            Ok(Self(code))
-        } else {
-            Err(SchedulerError::RegionOutOfRange { code })
-        }
-    }
-
-    pub fn code(self) -> u8 {
-        self.0
-    }
-}
-
-/// The regions an order accepts: bit `r` set means region `r` is allowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct RegionSet(pub u64);
-
-impl RegionSet {
-    pub const ALL: RegionSet = RegionSet(u64::MAX);
-
-    pub fn of(regions: &[Region]) -> Self {
-        Self(regions.iter().fold(0, |bits, r| bits | 1u64 << r.0))
-    }
-
-    pub fn contains(self, region: Region) -> bool {
-        self.0 & (1u64 << region.0) != 0
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// Allowed regions in ascending code order.
-    pub fn iter(self) -> impl Iterator<Item = Region> {
-        let mut bits = self.0;
-        std::iter::from_fn(move || {
-            if bits == 0 {
-                return None;
-            }
-            let r = bits.trailing_zeros() as u8;
-            bits &= bits - 1;
-            Some(Region(r))
-        })
-    }
-}
+/// Slots for GPU class codes (`code < 16`), from the one place the program reads them too.
+pub const GPU_CLASSES: usize = gpumesh_protocol::gpu::GPU_CLASS_SLOTS;
+/// Slots for region codes (`code < 64`, one bit each in a [`RegionSet`]).
+pub const REGIONS: usize = gpumesh_protocol::region::REGION_SLOTS as usize;
 
 /// Opaque worker id; the orchestrator maps it to the worker's on-chain account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -84,10 +84,14 @@ pub fn worker(rng: &mut Rng, id: u32) -> WorkerSpec {
         5..=6 => 4,
         _ => 8,
     };
+    let failures = rng.below(4) as u32;
+    let frauds = u32::from(rng.chance(3));
     let record = WorkerRecord {
-        served_secs: rng.below(5_000) * 3600,
-        failures: rng.below(4) as u32,
-        slashes: u32::from(rng.chance(3)),
+        served_gpu_seconds: rng.below(5_000) * 3600,
+        failures,
+        frauds,
+        slashes: failures + frauds,
+        ..WorkerRecord::default()
     };
     let status = match rng.below(100) {
         0 => WorkerStatus::Draining,
@@ -97,7 +101,7 @@ pub fn worker(rng: &mut Rng, id: u32) -> WorkerSpec {
     };
     WorkerSpec {
         id: WorkerId(id),
-        class: GpuClass::new(c).expect("market classes < 16"),
+        class: GpuClass::from_code(c).expect("market classes < 16"),
         gpus,
         vram_mib: if rng.chance(25) { small } else { big },
         bandwidth_gbps: bandwidth - rng.below(u64::from(bandwidth) / 10) as u32,
@@ -110,7 +114,7 @@ pub fn worker(rng: &mut Rng, id: u32) -> WorkerSpec {
 }
 
 fn region(rng: &mut Rng) -> Region {
-    Region::new(rng.below(u64::from(MARKET_REGIONS)) as u8).expect("below 12 < 64")
+    Region::from_code(rng.below(u64::from(MARKET_REGIONS)) as u8).expect("below 12 < 64")
 }
 
 pub fn order(rng: &mut Rng, id: u64) -> Order {
@@ -128,7 +132,7 @@ pub fn order(rng: &mut Rng, id: u64) -> Order {
     };
     Order {
         id: OrderId(id),
-        class: GpuClass::new(c).expect("market classes < 16"),
+        class: GpuClass::from_code(c).expect("market classes < 16"),
         gpus,
         min_vram_mib: if rng.chance(30) { big } else { small },
         min_bandwidth_gbps: bandwidth * 8 / 10,

@@ -8,11 +8,11 @@ use gpumesh_orchestrator::scheduler::{
 };
 
 pub fn class(c: u8) -> GpuClass {
-    GpuClass::new(c).expect("test class < 16")
+    GpuClass::from_code(c).expect("test class < 16")
 }
 
 pub fn region(r: u8) -> Region {
-    Region::new(r).expect("test region < 64")
+    Region::from_code(r).expect("test region < 64")
 }
 
 pub fn regions(rs: &[u8]) -> RegionSet {

@@ -272,6 +272,7 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
                 buyer: Some(a.order.buyer),
                 share_gpus: a.lease.gpus,
             };
+            a.worker.record.failures = a.worker.record.failures.safe_add(1)?;
             let rate = a.market.params.offline_slash_bps;
             slash_worker(
                 &mut a.market,

@@ -73,7 +73,6 @@ pub fn slash_worker<'info>(
     market.total_unbonding = market.total_unbonding.safe_sub(from_unbonding)?;
     market.treasury_balance = market.treasury_balance.safe_add(split.to_treasury)?;
     worker.record.slashes = worker.record.slashes.safe_add(1)?;
-    worker.record.failures = worker.record.failures.safe_add(1)?;
     worker.record.slashed_total = worker.record.slashed_total.safe_add(split.amount)?;
 
     let treasury_amount = if payout.buyer_token.is_some() {
@@ -207,6 +206,7 @@ pub fn slash_fraud(ctx: Context<SlashFraud>, evidence_hash: [u8; 32]) -> Result<
         evidence_hash,
         target,
     )?;
+    a.worker.record.frauds = a.worker.record.frauds.safe_add(1)?;
     let jailed_until = now
         .safe_add(a.market.params.jail_period)?
         .max(a.worker.jailed_until);

@@ -33,15 +33,23 @@ impl HardwareClaim {
     }
 }
 
-/// Served time and failures, which the scheduler turns into a reliability score.
+/// Served time and failures, which the scheduler turns into a reliability score. Each event is
+/// counted once, in the one field that names it.
 #[derive(
     AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, Default, PartialEq, Eq, InitSpace,
 )]
 pub struct WorkerRecord {
+    /// GPU-seconds paid through settled receipts.
     pub served_gpu_seconds: u64,
+    /// Leases assigned.
     pub leases: u32,
+    /// Leases closed as completed.
     pub leases_completed: u32,
+    /// Leases closed because the worker went offline.
     pub failures: u32,
+    /// Proven frauds (failed compute challenges).
+    pub frauds: u32,
+    /// Slashes taken (for an offline lease or a fraud), and their total.
     pub slashes: u32,
     pub slashed_total: u64,
 }
@@ -121,6 +129,6 @@ impl Worker {
 }
 
 const _: () = assert!(
-    Worker::SPACE == 299,
+    Worker::SPACE == 303,
     "Worker layout changed: that is a migration"
 );
