@@ -1,7 +1,7 @@
 //! `gpumesh-migrate`: initialises a market on a cluster from a config file at deploy time. Safe
 //! to run twice: when the market exists it reports it (and where the config differs) and sends
 //! nothing. The same code path as `gpumesh market init --if-missing`
-//! ([`gpumesh_client::deploy`]).
+//! ([`gpumesh_migrations::deploy`]).
 
 use clap::Parser;
 use gpumesh_client::{RpcChain, cluster};
