@@ -41,6 +41,8 @@ events!(
     LeaseAssigned,
     ReceiptSettled,
     LeaseClosed,
+    LeasePreempted,
+    FeesBurned,
     WorkerSlashed,
     WorkerJailChanged,
     BreakerTripped,

@@ -76,6 +76,7 @@ pub fn update_worker(m: &MarketAddresses, owner: &Pubkey, args: UpdateWorkerArgs
     build(
         acc::UpdateWorker {
             owner: *owner,
+            market: m.market,
             worker: m.worker(owner),
         },
         data::UpdateWorker { args },
@@ -292,6 +293,7 @@ pub fn settle(
             market: m.market,
             escrow_vault: m.escrow_vault,
             treasury_vault: m.treasury_vault,
+            mint: m.mint,
             instructions: solana_sdk_ids::sysvar::instructions::ID,
             token_program: TOKEN_PROGRAM,
         },
@@ -391,6 +393,27 @@ pub fn unjail(m: &MarketAddresses, owner: &Pubkey) -> Instruction {
             worker: m.worker(owner),
         },
         data::Unjail {},
+    )
+}
+
+/// The orchestrator preempts a spot `lease` for `reserved_order`, which needs its GPUs: the lease
+/// gets the market's notice, then closes as `Preempted` ([`close_lease`]).
+pub fn preempt_lease(
+    m: &MarketAddresses,
+    orchestrator: &Pubkey,
+    lease: &LeaseRef,
+    reserved_order: &Pubkey,
+) -> Instruction {
+    build(
+        acc::PreemptLease {
+            orchestrator: *orchestrator,
+            market: m.market,
+            order: lease.order,
+            worker: lease.worker,
+            lease: lease.lease,
+            reserved_order: *reserved_order,
+        },
+        data::PreemptLease {},
     )
 }
 

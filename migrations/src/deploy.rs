@@ -66,6 +66,11 @@ pub struct ParamsConfig {
     pub reference_smoothing_bps: Option<u16>,
     pub reference_update_interval: Option<i64>,
     pub buyer_exit_window: Option<i64>,
+    /// MiB per GPU.
+    pub min_worker_vram_mib: Option<u32>,
+    pub min_worker_bandwidth_gbps: Option<u32>,
+    pub fee_burn_bps: Option<u16>,
+    pub preemption_notice: Option<i64>,
 }
 
 /// The suppliers' emission: `supplier_share_bps` of `supply`, released linearly over `duration`
@@ -191,6 +196,12 @@ impl ParamsConfig {
                 .reference_update_interval
                 .unwrap_or(d.reference_update_interval),
             buyer_exit_window: self.buyer_exit_window.unwrap_or(d.buyer_exit_window),
+            min_worker_vram_mib: self.min_worker_vram_mib.unwrap_or(d.min_worker_vram_mib),
+            min_worker_bandwidth_gbps: self
+                .min_worker_bandwidth_gbps
+                .unwrap_or(d.min_worker_bandwidth_gbps),
+            fee_burn_bps: self.fee_burn_bps.unwrap_or(d.fee_burn_bps),
+            preemption_notice: self.preemption_notice.unwrap_or(d.preemption_notice),
         })
     }
 

@@ -204,12 +204,32 @@ impl Orchestrator {
                     &buyer_token,
                 ));
             }
-            CloseReason::Completed | CloseReason::Cancelled => {
+            CloseReason::Completed | CloseReason::Cancelled | CloseReason::Preempted => {
                 ixs.push(ix::close_lease(&self.market, &self.pubkey(), lease, reason));
             }
             _ => return Err(ActionError::Refused(GpumeshError::InvalidCloseReason)),
         }
         self.send(chain, &ixs)
+    }
+
+    /// Gives a spot lease the market's preemption notice because `reserved_order` needs its
+    /// GPUs; end it with [`Orchestrator::end_lease`] and `CloseReason::Preempted` once the notice
+    /// is over (its last receipt settles up to the end of the notice).
+    pub fn preempt(
+        &self,
+        chain: &mut dyn Chain,
+        lease: &LeaseRef,
+        reserved_order: &Pubkey,
+    ) -> Result<Outcome, ActionError> {
+        self.send(
+            chain,
+            &[ix::preempt_lease(
+                &self.market,
+                &self.pubkey(),
+                lease,
+                reserved_order,
+            )],
+        )
     }
 
     /// Slashes a worker for proven fraud (the evidence's hash goes on chain) and jails it. With

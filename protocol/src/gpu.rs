@@ -27,6 +27,10 @@ pub enum GpuClass {
     A100_80gb = 8,
     H100 = 9,
     H200 = 10,
+    Rtx3070 = 11,
+    Rtx3080 = 12,
+    Rtx3080Ti = 13,
+    Rtx4080 = 14,
 }
 
 /// Datasheet facts for one class (dense figures: sparsity never helps a seeded random matrix).
@@ -54,7 +58,7 @@ impl GpuClass {
     pub const CODE_LIMIT: u8 = gpumesh_layout::GPU_CLASS_SLOTS as u8;
 
     /// Every class, in code order.
-    pub const ALL: [GpuClass; 11] = [
+    pub const ALL: [GpuClass; 15] = [
         GpuClass::Cpu,
         GpuClass::T4,
         GpuClass::L4,
@@ -66,6 +70,10 @@ impl GpuClass {
         GpuClass::A100_80gb,
         GpuClass::H100,
         GpuClass::H200,
+        GpuClass::Rtx3070,
+        GpuClass::Rtx3080,
+        GpuClass::Rtx3080Ti,
+        GpuClass::Rtx4080,
     ];
 
     /// The stable on-chain code (always `< CODE_LIMIT`).
@@ -94,6 +102,10 @@ impl GpuClass {
             GpuClass::A100_80gb => "a100-80gb",
             GpuClass::H100 => "h100",
             GpuClass::H200 => "h200",
+            GpuClass::Rtx3070 => "rtx3070",
+            GpuClass::Rtx3080 => "rtx3080",
+            GpuClass::Rtx3080Ti => "rtx3080ti",
+            GpuClass::Rtx4080 => "rtx4080",
         }
     }
 
@@ -116,6 +128,12 @@ impl GpuClass {
     ///   3350 GB/s.
     /// - H200 (SXM): H200 datasheet: 3958 INT8 TOPS with sparsity -> 1979 dense, 141 GB HBM3e,
     ///   4800 GB/s.
+    /// - RTX 3070: Ampere GA102/GA104 whitepaper: 162.6 INT8 TOPS dense, 8 GB GDDR6, 448 GB/s.
+    /// - RTX 3080 (10 GB): Ampere GA102 whitepaper: 238 INT8 TOPS dense, 10 GB GDDR6X, 760 GB/s.
+    /// - RTX 3080 Ti: Ampere GA102 whitepaper figures: 272.8 INT8 TOPS dense, 12 GB GDDR6X,
+    ///   912 GB/s.
+    /// - RTX 4080 (16 GB): Ada Lovelace whitepaper: 389.9 INT8 TOPS dense, 16 GB GDDR6X,
+    ///   716.8 GB/s.
     /// - CPU (test class): a deliberately modest 0.05 TOPS (50 GOPS, a few cores with
     ///   vectorized int8) and a nominal 16 GB / 20 GB/s, so any machine running the test suite
     ///   meets its deadlines.
@@ -132,6 +150,10 @@ impl GpuClass {
             GpuClass::A100_80gb => (624.0, 80.0, 2039.0),
             GpuClass::H100 => (1979.0, 80.0, 3350.0),
             GpuClass::H200 => (1979.0, 141.0, 4800.0),
+            GpuClass::Rtx3070 => (162.6, 8.0, 448.0),
+            GpuClass::Rtx3080 => (238.0, 10.0, 760.0),
+            GpuClass::Rtx3080Ti => (272.8, 12.0, 912.0),
+            GpuClass::Rtx4080 => (389.9, 16.0, 716.8),
         };
         GpuSpec {
             int8_tops,

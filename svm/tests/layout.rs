@@ -9,10 +9,10 @@ use gpumesh_svm::SvmChain;
 fn account_sizes_are_pinned() {
     let chain = SvmChain::new();
     let sizes = [
-        ("Market", Market::SPACE, 894),
+        ("Market", Market::SPACE, 920),
         ("Worker", Worker::SPACE, 303),
         ("Order", Order::SPACE, 267),
-        ("Lease", Lease::SPACE, 310),
+        ("Lease", Lease::SPACE, 328),
     ];
     for (name, size, pinned) in sizes {
         let rent = chain.rent_exempt_minimum(size).unwrap();

@@ -49,7 +49,7 @@ enum Step {
     },
     CloseLease {
         lease: usize,
-        completed: bool,
+        reason: u8,
     },
     Cancel {
         order: usize,
@@ -110,6 +110,14 @@ enum Step {
     ReplayOld {
         receipt: usize,
     },
+    CreateReserved {
+        buyer: usize,
+        gpus: u16,
+    },
+    Preempt {
+        lease: usize,
+        order: usize,
+    },
 }
 
 /// Indices in steps are taken modulo what exists, so most steps act on something real.
@@ -128,7 +136,7 @@ fn step() -> impl Strategy<Value = Step> {
         10 => (0..8usize, 0..4usize, 0..4u16).prop_map(|(order, worker, gpus)| Step::Assign { order, worker, gpus }),
         10 => (0..8usize, prop_oneof![9 => 1..=100u8, 1 => 101..=120u8]).prop_map(|(lease, fraction)| Step::Settle { lease, fraction }),
         4 => prop_oneof![9 => 1..=100u8, 1 => 101..=110u8].prop_map(|fraction| Step::SettleBatch { fraction }),
-        2 => (0..8usize, any::<bool>()).prop_map(|(lease, completed)| Step::CloseLease { lease, completed }),
+        2 => (0..8usize, 0..3u8).prop_map(|(lease, reason)| Step::CloseLease { lease, reason }),
         1 => (0..8usize).prop_map(|order| Step::Cancel { order }),
         1 => (0..8usize).prop_map(|order| Step::Complete { order }),
         1 => (0..4usize, 1..3_000u64).prop_map(|(worker, amount)| Step::Stake { worker, amount }),
@@ -147,6 +155,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..8usize).prop_map(|lease| Step::EndLease { lease }),
         1 => (0..8usize).prop_map(|order| Step::BuyerLeaves { order }),
         1 => (0..64usize).prop_map(|receipt| Step::ReplayOld { receipt }),
+        1 => (0..3usize, 1..3u16).prop_map(|(buyer, gpus)| Step::CreateReserved { buyer, gpus }),
+        2 => (0..8usize, 0..8usize).prop_map(|(lease, order)| Step::Preempt { lease, order }),
     ]
 }
 
@@ -166,6 +176,7 @@ impl Model {
         let params = MarketParams {
             max_receipt_age: 600,
             jail_period: 900,
+            fee_burn_bps: 2_000,
             slash_treasury_share_bps: 2_000,
             ..params()
         };
@@ -358,14 +369,14 @@ impl Model {
                 }
                 (ix::settle(&a, &orch.pubkey(), &rs).to_vec(), orch)
             }
-            Step::CloseLease { lease, completed } => {
+            Step::CloseLease { lease, reason } => {
                 let Some((lref, _)) = self.live_lease(lease) else {
                     return;
                 };
-                let reason = if completed {
-                    CloseReason::Completed
-                } else {
-                    CloseReason::Cancelled
+                let reason = match reason {
+                    0 => CloseReason::Completed,
+                    1 => CloseReason::Cancelled,
+                    _ => CloseReason::Preempted,
                 };
                 (
                     vec![ix::close_lease(&a, &orch.pubkey(), &lref, reason)],
@@ -471,6 +482,34 @@ impl Model {
                 };
                 let caller = self.buyers[0].insecure_clone();
                 (vec![ix::expire_lease(&a, &caller.pubkey(), &lref)], caller)
+            }
+            Step::CreateReserved { buyer, gpus } => {
+                let b = self.buyers[buyer].insecure_clone();
+                let mut args = self
+                    .fx
+                    .order_args(requirements(gpus), 20 * gpus as u64 * 600);
+                args.terms.mode = OrderMode::Reserved;
+                args.terms.duration = 600;
+                let token = self.fx.m.token_account(&b.pubkey());
+                let order = a.order(&b.pubkey(), args.order_id);
+                self.fx.orders.push(order);
+                self.orders.push(OrderKeys {
+                    buyer: b.pubkey(),
+                    order,
+                    token,
+                    id: args.order_id,
+                });
+                (vec![ix::create_order(&a, &b.pubkey(), &token, args)], b)
+            }
+            Step::Preempt { lease, order } => {
+                let (Some((lref, _)), Some(o)) = (self.live_lease(lease), self.live_order(order))
+                else {
+                    return;
+                };
+                (
+                    vec![ix::preempt_lease(&a, &orch.pubkey(), &lref, &o.order)],
+                    orch,
+                )
             }
             Step::RequestClose { order } => {
                 let Some(o) = self.live_order(order) else {
@@ -661,6 +700,13 @@ impl Model {
                         lease.seconds_settled as i64
                             <= (order.close_requested_ts - lease.start_ts).max(0),
                         "paid for seconds after the buyer asked to close"
+                    );
+                }
+                if lease.preempt_at != 0 {
+                    assert_eq!(order.terms.mode, OrderMode::Spot, "only spot is preempted");
+                    assert!(
+                        lease.seconds_settled as i64 <= (lease.preempt_at - lease.start_ts).max(0),
+                        "paid for seconds after the preemption took effect"
                     );
                 }
             }

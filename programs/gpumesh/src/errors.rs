@@ -172,6 +172,19 @@ errors! {
     // ---- penalties ----
     #[msg("slashing needs the buyer's token account, the stake and treasury vaults and the token program")]
     MissingSlashAccounts,
+    // ---- added after the codes above were pinned: new variants go below ----
+    #[msg("the hardware is below the market's minimum (VRAM per GPU and memory bandwidth, see market params): this machine cannot be offered here")]
+    HardwareBelowMarketMinimum,
+    #[msg("only a spot lease can be preempted: reserved leases keep their workers for the term")]
+    NotSpotLease,
+    #[msg("a lease is preempted only for a reserved order that needs the GPUs it frees")]
+    NotReservedOrder,
+    #[msg("the lease is already preempted: close it as preempted once its notice ends")]
+    AlreadyPreempted,
+    #[msg("close a lease as preempted only after preempt_lease and once its notice has ended")]
+    PreemptionNoticeRunning,
+    #[msg("the receipt claims seconds after the lease's preemption took effect")]
+    BeyondPreemption,
 }
 
 #[cfg(test)]
@@ -264,6 +277,12 @@ mod tests {
             (6066, "ReceiptMessageMismatch"),
             (6067, "BatchTooLarge"),
             (6068, "MissingSlashAccounts"),
+            (6069, "HardwareBelowMarketMinimum"),
+            (6070, "NotSpotLease"),
+            (6071, "NotReservedOrder"),
+            (6072, "AlreadyPreempted"),
+            (6073, "PreemptionNoticeRunning"),
+            (6074, "BeyondPreemption"),
         ];
         assert_eq!(
             GpumeshError::ALL.len(),

@@ -175,6 +175,8 @@ pub struct ReceiptSettled {
     /// ran dry).
     pub amount: u64,
     pub fee: u64,
+    /// The part of the fee burned (the rest went to the treasury).
+    pub burned: u64,
     pub escrow_before: u64,
     pub escrow_after: u64,
     pub claimable_before: u64,
@@ -182,6 +184,26 @@ pub struct ReceiptSettled {
     /// Emission rewards the proven seconds earned.
     pub rewards: u64,
     pub chain_head: [u8; 32],
+}
+
+/// The burned share of a settlement batch's protocol fees left the mint's supply.
+#[event]
+#[derive(Debug, Clone)]
+pub struct FeesBurned {
+    pub amount: u64,
+    pub total_burned_before: u64,
+    pub total_burned_after: u64,
+}
+
+/// A reserved order preempted a spot lease: it ends at `preempt_at` and is paid up to it.
+#[event]
+#[derive(Debug, Clone)]
+pub struct LeasePreempted {
+    pub lease: Pubkey,
+    pub order: Pubkey,
+    pub worker: Pubkey,
+    pub reserved_order: Pubkey,
+    pub preempt_at: i64,
 }
 
 #[event]

@@ -124,6 +124,10 @@ pub mod gpumesh {
         instructions::lease::close_lease(ctx, reason)
     }
 
+    pub fn preempt_lease(ctx: Context<PreemptLease>) -> Result<()> {
+        instructions::lease::preempt_lease(ctx)
+    }
+
     pub fn slash_fraud(ctx: Context<SlashFraud>, evidence_hash: [u8; 32]) -> Result<()> {
         instructions::slash::slash_fraud(ctx, evidence_hash)
     }

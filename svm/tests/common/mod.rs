@@ -24,9 +24,12 @@ pub const H100: u8 = 1;
 pub const EU: u8 = 2;
 pub const US: u8 = 5;
 
+/// The tests' market: a 2.5% fee, none of it burned (the burn has tests of its own), 1,000 base
+/// units of stake per leased GPU.
 pub fn params() -> MarketParams {
     MarketParams {
         protocol_fee_bps: 250,
+        fee_burn_bps: 0,
         min_stake_per_gpu: 1_000,
         ..MarketParams::default()
     }
@@ -410,6 +413,11 @@ impl Fx {
                 lease.amount_paid * lease.fee_bps as u64 / 10_000,
                 "lease fee is not the agreed share of its cumulative payments"
             );
+            assert_eq!(
+                lease.fee_burned,
+                lease.fee_paid * lease.burn_bps as u64 / 10_000,
+                "lease burn is not the agreed share of its fees"
+            );
             assert!(lease.nonce < market.leases_assigned, "lease nonce");
         }
         assert_eq!(market.active_leases, live, "market.active_leases");
@@ -504,11 +512,27 @@ impl Fx {
             "released more than unlocked"
         );
         assert_eq!(market.leased_gpus, leased, "leased GPUs");
+        // Tokens are created only by minting and destroyed only by the fee burn, and the mint's
+        // supply agrees.
         let total: u128 = self
             .token_accounts
             .iter()
             .map(|k| self.balance(k) as u128)
             .sum();
-        assert_eq!(total, self.minted as u128, "tokens created or destroyed");
+        assert_eq!(
+            total + market.total_burned as u128,
+            self.minted as u128,
+            "tokens created or destroyed"
+        );
+        let mint: anchor_spl::token::Mint = self.chain.fetch(&a.mint).expect("mint");
+        let ours: u128 = self
+            .token_accounts
+            .iter()
+            .filter_map(|k| {
+                let t: anchor_spl::token::TokenAccount = self.chain.fetch_opt(k).expect("token")?;
+                (t.mint == a.mint).then_some(t.amount as u128)
+            })
+            .sum();
+        assert_eq!(mint.supply as u128, ours, "mint supply");
     }
 }

@@ -140,6 +140,7 @@ pub fn init_market(mut ctx: Context<InitMarket>, args: InitMarketArgs) -> Result
         total_escrow: 0,
         total_claimable: 0,
         treasury_balance: 0,
+        total_burned: 0,
         total_gpu_seconds: 0,
         leased_gpus: 0,
         leases_assigned: 0,

@@ -7,10 +7,11 @@ use super::slash::{SlashPayout, SlashTarget, check_buyer_token, slash_worker};
 use crate::emission;
 use crate::errors::GpumeshError;
 use crate::events::{
-    BreakerTripped, LeaseAssigned, LeaseClosed, ReferencePriceUpdated, SlashReason, emit_event,
+    BreakerTripped, LeaseAssigned, LeaseClosed, LeasePreempted, ReferencePriceUpdated, SlashReason,
+    emit_event,
 };
 use crate::math::{self, SafeMath};
-use crate::state::{CloseReason, Lease, Market, Order, Worker, seeds};
+use crate::state::{CloseReason, Lease, Market, Order, OrderMode, Worker, seeds};
 use anchor_lang::prelude::*;
 use anchor_spl::token::{Token, TokenAccount};
 
@@ -155,6 +156,9 @@ pub fn assign(mut ctx: Context<Assign>, gpus: u16) -> Result<()> {
         seconds_settled: 0,
         amount_paid: 0,
         fee_paid: 0,
+        burn_bps: a.market.params.fee_burn_bps,
+        fee_burned: 0,
+        preempt_at: 0,
         last_settle_ts: now,
         last_chain_head: [0; 32],
         reward_acc_snapshot: a.market.emission.acc_per_gpu,
@@ -229,16 +233,26 @@ pub struct CloseLease<'info> {
 /// `WorkerOffline` (the worker missed heartbeats past the grace period) also slashes the share of
 /// the worker's stake that this lease's GPUs stand for, at the market's offline rate, and pays it
 /// to this lease's buyer (see `slash`); the order re-opens with its remaining escrow.
+/// `Preempted` ends a spot lease after the notice `preempt_lease` gave it, without a slash.
 pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<()> {
     require!(
         matches!(
             reason,
-            CloseReason::Completed | CloseReason::Cancelled | CloseReason::WorkerOffline
+            CloseReason::Completed
+                | CloseReason::Cancelled
+                | CloseReason::WorkerOffline
+                | CloseReason::Preempted
         ),
         GpumeshError::InvalidCloseReason
     );
     let now = Clock::get()?.unix_timestamp;
     let a = &mut ctx.accounts;
+    if reason == CloseReason::Preempted {
+        require!(
+            a.lease.preempt_at != 0 && now >= a.lease.preempt_at,
+            GpumeshError::PreemptionNoticeRunning
+        );
+    }
     release_lease(
         &mut a.market,
         &mut a.order,
@@ -288,6 +302,70 @@ pub fn close_lease(mut ctx: Context<CloseLease>, reason: CloseReason) -> Result<
         }
         _ => {}
     }
+    Ok(())
+}
+
+#[derive(Accounts)]
+pub struct PreemptLease<'info> {
+    pub orchestrator: Signer<'info>,
+    #[account(has_one = orchestrator @ GpumeshError::NotOrchestrator)]
+    pub market: Box<Account<'info, Market>>,
+    /// The spot order whose lease is preempted.
+    #[account(has_one = market @ GpumeshError::WrongMarket)]
+    pub order: Box<Account<'info, Order>>,
+    #[account(has_one = market @ GpumeshError::WrongMarket)]
+    pub worker: Box<Account<'info, Worker>>,
+    #[account(
+        mut,
+        has_one = market @ GpumeshError::WrongMarket,
+        has_one = order @ GpumeshError::LeaseMismatch,
+        has_one = worker @ GpumeshError::LeaseMismatch,
+    )]
+    pub lease: Box<Account<'info, Lease>>,
+    /// The reserved order that needs the GPUs the lease frees.
+    #[account(has_one = market @ GpumeshError::WrongMarket)]
+    pub reserved_order: Box<Account<'info, Order>>,
+}
+
+/// A reserved order needs GPUs a spot lease holds: the lease gets the market's preemption notice
+/// and ends at `now + notice` (closed then as `Preempted`, without a slash); receipts pay its
+/// seconds up to that moment and no further. Only spot leases are preempted, and only for a
+/// reserved order the freed GPUs could serve (the program's own `check_assignable`, as if the
+/// lease were already gone).
+pub fn preempt_lease(ctx: Context<PreemptLease>) -> Result<()> {
+    let now = Clock::get()?.unix_timestamp;
+    let a = ctx.accounts;
+    require!(
+        a.order.terms.mode == OrderMode::Spot,
+        GpumeshError::NotSpotLease
+    );
+    require!(
+        a.reserved_order.terms.mode == OrderMode::Reserved,
+        GpumeshError::NotReservedOrder
+    );
+    require!(a.lease.preempt_at == 0, GpumeshError::AlreadyPreempted);
+    // The worker as it will be once this lease's GPUs are free.
+    let mut freed = Box::new((**a.worker).clone());
+    freed.gpus_leased = freed.gpus_leased.safe_sub(a.lease.gpus)?;
+    freed.active_leases = freed.active_leases.safe_sub(1)?;
+    let still_needed = a
+        .reserved_order
+        .terms
+        .requirements
+        .gpu_count
+        .safe_sub(a.reserved_order.gpus_assigned)?;
+    let gpus = a.lease.gpus.min(still_needed).max(1);
+    check_assignable(&a.market, &a.reserved_order, &freed, gpus, now)?;
+    let preempt_at = now.safe_add(a.market.params.preemption_notice)?;
+    a.lease.preempt_at = preempt_at;
+    a.lease.invariant()?;
+    emit_event(&LeasePreempted {
+        lease: a.lease.key(),
+        order: a.order.key(),
+        worker: a.worker.key(),
+        reserved_order: a.reserved_order.key(),
+        preempt_at,
+    });
     Ok(())
 }
 

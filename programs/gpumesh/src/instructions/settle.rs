@@ -3,22 +3,24 @@
 //! instruction that holds a signature per receipt, in the same order.
 //!
 //! Per receipt: pay `(served − settled) × gpus × price` from the order's escrow, capped at what
-//! the escrow holds; the protocol fee to the treasury and the rest to the worker's claimable
-//! balance. The fee is charged on the lease's cumulative payments (`floor(paid × fee_bps / 10⁴)`
-//! less what was already charged), so small receipts pay it too. Never more seconds than wall
-//! time since the lease began, the order's duration, or the moment the buyer asked to close;
+//! the escrow holds; the protocol fee to the treasury (less the share burned) and the rest to the
+//! worker's claimable balance. The fee is charged on the lease's cumulative payments
+//! (`floor(paid × fee_bps / 10⁴)` less what was already charged), so small receipts pay it too,
+//! and so is the burn (`floor(fee × burn_bps / 10⁴)`). Never more seconds than wall time since
+//! the lease began, the order's duration, the moment the buyer asked to close, or the end of a
+//! preemption notice;
 //! never the same seconds twice (a receipt must be strictly newer than the last one), and never a
 //! receipt of an earlier lease at the same address (receipts sign the lease's nonce).
 
-use super::token::withdraw;
+use super::token::{burn, withdraw};
 use crate::emission;
 use crate::errors::GpumeshError;
-use crate::events::{ReceiptSettled, emit_event};
+use crate::events::{FeesBurned, ReceiptSettled, emit_event};
 use crate::math::{SafeMath, cumulative_fee, lease_cost};
 use crate::receipt::{parse_ed25519, receipt_message};
 use crate::state::{Lease, Market, Order, Worker};
 use anchor_lang::prelude::*;
-use anchor_spl::token::{Token, TokenAccount};
+use anchor_spl::token::{Mint, Token, TokenAccount};
 use solana_instructions_sysvar::{load_current_index_checked, load_instruction_at_checked};
 
 #[derive(AnchorSerialize, AnchorDeserialize, Clone, Debug, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub struct Settle<'info> {
     pub escrow_vault: Box<Account<'info, TokenAccount>>,
     #[account(mut, address = market.treasury_vault @ GpumeshError::WrongVault)]
     pub treasury_vault: Box<Account<'info, TokenAccount>>,
+    /// The payment mint: the burned share of the fees leaves its supply.
+    #[account(mut, address = market.mint @ GpumeshError::WrongMint)]
+    pub mint: Box<Account<'info, Mint>>,
     /// CHECK: the instructions sysvar, checked by address.
     #[account(address = solana_sdk_ids::sysvar::instructions::ID)]
     pub instructions: UncheckedAccount<'info>,
@@ -82,6 +87,7 @@ pub fn settle<'info>(
     let leased = a.market.leased_gpus;
     emission::update(&mut a.market.emission, leased, now)?;
     let mut total_fee: u64 = 0;
+    let mut total_burn: u64 = 0;
     for (i, receipt) in receipts.iter().enumerate() {
         let infos = &ctx.remaining_accounts[i * 3..i * 3 + 3];
         require!(
@@ -115,7 +121,7 @@ pub fn settle<'info>(
             GpumeshError::ReceiptMessageMismatch
         );
 
-        let fee = settle_one(
+        let (fee, burned) = settle_one(
             &mut a.market,
             &mut lease,
             &mut order,
@@ -124,6 +130,7 @@ pub fn settle<'info>(
             now,
         )?;
         total_fee = total_fee.safe_add(fee)?;
+        total_burn = total_burn.safe_add(burned)?;
 
         lease.exit(ctx.program_id)?;
         order.exit(ctx.program_id)?;
@@ -135,12 +142,27 @@ pub fn settle<'info>(
         &a.market,
         &a.escrow_vault,
         &a.treasury_vault,
-        total_fee,
+        total_fee.safe_sub(total_burn)?,
     )?;
+    if total_burn > 0 {
+        burn(
+            &a.token_program,
+            &a.market,
+            &a.mint,
+            &a.escrow_vault,
+            total_burn,
+        )?;
+        let after = a.market.total_burned;
+        emit_event(&FeesBurned {
+            amount: total_burn,
+            total_burned_before: after.safe_sub(total_burn)?,
+            total_burned_after: after,
+        });
+    }
     a.market.invariant()
 }
 
-/// Applies one verified receipt; returns the protocol fee it took.
+/// Applies one verified receipt; returns the protocol fee it took and the part of it burned.
 fn settle_one(
     market: &mut Market,
     lease: &mut Account<Lease>,
@@ -148,7 +170,7 @@ fn settle_one(
     worker: &mut Account<Worker>,
     receipt: &ReceiptArgs,
     now: i64,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let served = receipt.served_seconds;
     require!(served > lease.seconds_settled, GpumeshError::StaleReceipt);
     let wall = now.safe_sub(lease.start_ts)?.max(0) as u64;
@@ -157,6 +179,10 @@ fn settle_one(
     if order.is_closing() {
         let until_close = order.close_requested_ts.safe_sub(lease.start_ts)?.max(0) as u64;
         require!(served <= until_close, GpumeshError::BeyondCloseRequest);
+    }
+    if lease.preempt_at != 0 {
+        let until_preempted = lease.preempt_at.safe_sub(lease.start_ts)?.max(0) as u64;
+        require!(served <= until_preempted, GpumeshError::BeyondPreemption);
     }
 
     let delta = served.safe_sub(lease.seconds_settled)?;
@@ -169,6 +195,8 @@ fn settle_one(
     let amount = cost.min(order.escrow_remaining);
     let paid_after = lease.amount_paid.safe_add(amount)?;
     let fee = cumulative_fee(paid_after, lease.fee_bps)?.safe_sub(lease.fee_paid)?;
+    let fee_after = lease.fee_paid.safe_add(fee)?;
+    let burned = cumulative_fee(fee_after, lease.burn_bps)?.safe_sub(lease.fee_burned)?;
     let to_worker = amount.safe_sub(fee)?;
 
     let escrow_before = order.escrow_remaining;
@@ -179,7 +207,8 @@ fn settle_one(
     order.total_paid = order.total_paid.safe_add(amount)?;
     lease.seconds_settled = served;
     lease.amount_paid = paid_after;
-    lease.fee_paid = lease.fee_paid.safe_add(fee)?;
+    lease.fee_paid = fee_after;
+    lease.fee_burned = lease.fee_burned.safe_add(burned)?;
     lease.last_settle_ts = now;
     lease.last_chain_head = receipt.chain_head;
     let gpu_seconds = delta.safe_mul(lease.gpus as u64)?;
@@ -188,7 +217,8 @@ fn settle_one(
     worker.record.served_gpu_seconds = worker.record.served_gpu_seconds.safe_add(gpu_seconds)?;
     market.total_escrow = market.total_escrow.safe_sub(amount)?;
     market.total_claimable = market.total_claimable.safe_add(to_worker)?;
-    market.treasury_balance = market.treasury_balance.safe_add(fee)?;
+    market.treasury_balance = market.treasury_balance.safe_add(fee.safe_sub(burned)?)?;
+    market.total_burned = market.total_burned.safe_add(burned)?;
     market.total_gpu_seconds = market.total_gpu_seconds.safe_add(gpu_seconds)?;
 
     lease.invariant()?;
@@ -202,6 +232,7 @@ fn settle_one(
         seconds_after: served,
         amount,
         fee,
+        burned,
         escrow_before,
         escrow_after: order.escrow_remaining,
         claimable_before,
@@ -209,5 +240,5 @@ fn settle_one(
         rewards,
         chain_head: receipt.chain_head,
     });
-    Ok(fee)
+    Ok((fee, burned))
 }

@@ -39,6 +39,7 @@ pub struct RegisterWorker<'info> {
 
 pub fn register_worker(ctx: Context<RegisterWorker>, args: RegisterWorkerArgs) -> Result<()> {
     args.hardware.validate()?;
+    args.hardware.meets(&ctx.accounts.market.params)?;
     require!(args.price_per_gpu_second > 0, GpumeshError::InvalidPrice);
     let owner = ctx.accounts.owner.key();
     require!(args.node_key != owner, GpumeshError::NodeKeyIsOwner);
@@ -92,7 +93,12 @@ pub struct UpdateWorkerArgs {
 #[derive(Accounts)]
 pub struct UpdateWorker<'info> {
     pub owner: Signer<'info>,
-    #[account(mut, has_one = owner @ GpumeshError::NotWorkerOwner)]
+    pub market: Box<Account<'info, Market>>,
+    #[account(
+        mut,
+        has_one = owner @ GpumeshError::NotWorkerOwner,
+        has_one = market @ GpumeshError::WrongMarket,
+    )]
     pub worker: Box<Account<'info, Worker>>,
 }
 
@@ -110,6 +116,7 @@ pub fn update_worker(ctx: Context<UpdateWorker>, args: UpdateWorkerArgs) -> Resu
     }
     if let Some(hardware) = args.hardware {
         hardware.validate()?;
+        hardware.meets(&ctx.accounts.market.params)?;
         worker.hardware = hardware;
     }
     if let Some(price) = args.price_per_gpu_second {

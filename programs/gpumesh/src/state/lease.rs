@@ -19,6 +19,9 @@ pub enum CloseReason {
     Expired,
     /// The buyer ended it after its exit window (see `request_close`); no slash.
     BuyerExit,
+    /// A reserved order preempted this spot lease after its notice (see `preempt_lease`); no
+    /// slash.
+    Preempted,
 }
 
 #[account]
@@ -45,6 +48,13 @@ pub struct Lease {
     pub amount_paid: u64,
     /// Σ fee: always `floor(amount_paid × fee_bps / 10⁴)`.
     pub fee_paid: u64,
+    /// The share of the fee burned, agreed at assignment, in bps.
+    pub burn_bps: u16,
+    /// Σ fee burned: always `floor(fee_paid × burn_bps / 10⁴)`.
+    pub fee_burned: u64,
+    /// When a reserved order preempted this spot lease: it ends at this time and is paid up to
+    /// it (0: not preempted).
+    pub preempt_at: i64,
     /// When the last receipt was settled (the lease start before any).
     pub last_settle_ts: i64,
     /// Heartbeat-chain head of the last settled receipt.
@@ -65,8 +75,9 @@ impl Lease {
             GpumeshError::AccountVersionMismatch
         );
         let fee = crate::math::bps_of(self.amount_paid, self.fee_bps)?;
+        let burned = crate::math::bps_of(self.fee_paid, self.burn_bps)?;
         require!(
-            self.fee_paid == fee && self.gpus > 0,
+            self.fee_paid == fee && self.fee_burned == burned && self.gpus > 0,
             GpumeshError::InvariantLeaseFee
         );
         Ok(())
@@ -74,6 +85,6 @@ impl Lease {
 }
 
 const _: () = assert!(
-    Lease::SPACE == 310,
+    Lease::SPACE == 328,
     "Lease layout changed: that is a migration"
 );

@@ -44,6 +44,17 @@ pub struct MarketParams {
     /// orchestrator may still settle the final receipts and close the leases; after it the buyer
     /// ends them itself and takes the unspent escrow back (bound: 10 ..= 3,600 s).
     pub buyer_exit_window: i64,
+    /// The least VRAM per GPU a worker may register, MiB (default 7,629 MiB = 8 × 10⁹ bytes, the
+    /// worker daemon's own floor; bound 1 ..= 1,048,576).
+    pub min_worker_vram_mib: u32,
+    /// The least memory bandwidth a worker may register, GB/s (default 144; bound 1 ..= 100,000).
+    pub min_worker_bandwidth_gbps: u32,
+    /// Share of every protocol fee burned (an SPL burn from the escrow vault), in bps; the rest
+    /// goes to the treasury (default 2,000 = 20%; bound ≤ 10,000).
+    pub fee_burn_bps: u16,
+    /// Seconds of notice a spot lease gets when a reserved order preempts it; it is paid for the
+    /// seconds it served up to the end of the notice (default 60; bound 0 ..= 3,600).
+    pub preemption_notice: i64,
 }
 
 /// Most seconds a buyer ever waits, after asking to close an order, before it can end the
@@ -65,7 +76,11 @@ impl MarketParams {
             && (1_000..=100_000).contains(&self.breaker_band_bps)
             && (1..=5_000).contains(&self.reference_smoothing_bps)
             && (0..=DAY).contains(&self.reference_update_interval)
-            && (10..=MAX_BUYER_EXIT_WINDOW).contains(&self.buyer_exit_window);
+            && (10..=MAX_BUYER_EXIT_WINDOW).contains(&self.buyer_exit_window)
+            && (1..=1_048_576).contains(&self.min_worker_vram_mib)
+            && (1..=100_000).contains(&self.min_worker_bandwidth_gbps)
+            && self.fee_burn_bps as u64 <= BPS_DENOMINATOR
+            && (0..=3_600).contains(&self.preemption_notice);
         require!(ok, GpumeshError::InvalidMarketParams);
         Ok(())
     }
@@ -88,6 +103,10 @@ impl Default for MarketParams {
             reference_smoothing_bps: 1_000,
             reference_update_interval: 300,
             buyer_exit_window: 600,
+            min_worker_vram_mib: 7_629,
+            min_worker_bandwidth_gbps: 144,
+            fee_burn_bps: 2_000,
+            preemption_notice: 60,
         }
     }
 }
@@ -156,6 +175,8 @@ pub struct Market {
     pub total_claimable: u64,
     /// Protocol fees accrued and not withdrawn (the treasury vault's balance).
     pub treasury_balance: u64,
+    /// Base units of protocol fees burned over the market's life (gone from the mint's supply).
+    pub total_burned: u64,
     /// Settled GPU-seconds over the market's life.
     pub total_gpu_seconds: u64,
     /// GPUs under an active lease right now: the weight emission is shared by.
@@ -229,6 +250,6 @@ impl Market {
 }
 
 const _: () = assert!(
-    Market::SPACE == 894,
+    Market::SPACE == 920,
     "Market layout changed: that is a migration"
 );

@@ -31,6 +31,16 @@ impl HardwareClaim {
         require!(ok, GpumeshError::InvalidHardware);
         Ok(())
     }
+
+    /// The market's floor for offering a machine: VRAM per GPU and memory bandwidth.
+    pub fn meets(&self, params: &super::MarketParams) -> Result<()> {
+        require!(
+            self.vram_mib >= params.min_worker_vram_mib
+                && self.bandwidth_gbps >= params.min_worker_bandwidth_gbps,
+            GpumeshError::HardwareBelowMarketMinimum
+        );
+        Ok(())
+    }
 }
 
 /// Served time and failures, which the scheduler turns into a reliability score. Each event is
