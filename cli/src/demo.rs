@@ -541,12 +541,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let supplier2_change =
         signed(d.m.balance_of(&d.chain, &owner2.pubkey())? + w2.stake) - signed(1_000 * one);
     let fees = d.chain.token_balance(&a.treasury_vault)?;
+    let burned = d.chain.fetch::<Market>(&a.market)?.total_burned;
     let o = |v: i128| {
         let sign = if v < 0 { "-" } else { "+" };
         format!("{sign}{}", d.tokens(v.unsigned_abs() as u64))
     };
     d.detail(format!(
-        "buyer {} (paid for 8 GPUs x 2700 s, received a {} slash); supplier {} (earned {}); supplier 2 {} (earned {}, slashed {}); protocol fees {}",
+        "buyer {} (paid for 8 GPUs x 2700 s, received a {} slash); supplier {} (earned {}); supplier 2 {} (earned {}, slashed {}); protocol fees {} to the treasury and {} burned",
         o(buyer_change),
         d.tokens(w2.record.slashed_total),
         o(supplier_change),
@@ -554,20 +555,23 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         o(supplier2_change),
         d.tokens(w2.earnings_total),
         d.tokens(w2.record.slashed_total),
-        d.tokens(fees)
+        d.tokens(fees),
+        d.tokens(burned)
     ));
     d.detail(format!(
-        "tokens in existence {} = minted {}: {}",
+        "tokens in existence {} + burned {} = minted {}: {}",
         d.tokens(total),
+        d.tokens(burned),
         d.tokens(d.minted),
-        if total == d.minted {
+        if total + burned == d.minted {
             "conserved"
         } else {
             "MISMATCH"
         }
     ));
-    let adds_up = buyer_change + supplier_change + supplier2_change + signed(fees) == 0;
-    if total != d.minted || !adds_up {
+    let adds_up =
+        buyer_change + supplier_change + supplier2_change + signed(fees) + signed(burned) == 0;
+    if total + burned != d.minted || !adds_up {
         return Err("balances do not add up".into());
     }
     Ok(())

@@ -23,8 +23,8 @@ fn demo_runs_the_whole_flow_and_balances_add_up() {
         "OrderClosed: paid 4.32, refund 55.68",
         "WorkerSlashed (Offline): 50 taken, 50 to the buyer, 0 to the treasury",
         "order 2 is Open again with 9.4 of escrow left",
-        "buyer +43.64 (paid for 8 GPUs x 2700 s, received a 50 slash); supplier +5.616 (earned 5.616); supplier 2 -49.415 (earned 0.585, slashed 50); protocol fees 0.159",
-        "tokens in existence 2100 = minted 2100: conserved",
+        "buyer +43.64 (paid for 8 GPUs x 2700 s, received a 50 slash); supplier +5.616 (earned 5.616); supplier 2 -49.415 (earned 0.585, slashed 50); protocol fees 0.1272 to the treasury and 0.0318 burned",
+        "tokens in existence 2099.9682 + burned 0.0318 = minted 2100: conserved",
     ] {
         assert!(
             stdout.contains(expected),
