@@ -372,6 +372,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             &d.buyer.pubkey(),
             &buyer_token,
             &order,
+            [0; 32],
         )],
         &d.buyer,
         &[],
@@ -471,7 +472,11 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let r = d.serve(&mut service3, &d.node, 600)?;
     let out = orchestrator.end_lease(&mut d.chain, &lease3, Some(r), CloseReason::Completed)?;
     d.events(&out.events);
-    let out = orchestrator.complete_order(&mut d.chain, &order2)?;
+    let out = orchestrator.complete_order(
+        &mut d.chain,
+        &order2,
+        *blake3::hash(b"rendered frames").as_bytes(),
+    )?;
     d.events(&out.events);
     d.chain.send(
         &[ix::claim_earnings(&a, &d.owner.pubkey(), &owner_token)],

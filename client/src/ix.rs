@@ -221,17 +221,19 @@ pub fn cancel_order(
     )
 }
 
-/// The buyer or the orchestrator (`signer`) marks a served order completed.
+/// The buyer or the orchestrator (`signer`) marks a served order completed, recording the content
+/// hash of its results (zero for none) in the `OrderClosed` event.
 pub fn complete_order(
     m: &MarketAddresses,
     signer: &Pubkey,
     buyer: &Pubkey,
     buyer_token: &Pubkey,
     order: &Pubkey,
+    result_hash: [u8; 32],
 ) -> Instruction {
     build(
         close_order_accounts(m, signer, buyer, buyer_token, order),
-        data::CompleteOrder {},
+        data::CompleteOrder { result_hash },
     )
 }
 

@@ -259,11 +259,13 @@ impl Orchestrator {
         self.send(chain, &[ix])
     }
 
-    /// Marks a served order completed: the unspent escrow goes back to its buyer.
+    /// Marks a served order completed with its results' content hash (zero for none): the unspent
+    /// escrow goes back to its buyer.
     pub fn complete_order(
         &self,
         chain: &mut dyn Chain,
         order: &Pubkey,
+        result_hash: [u8; 32],
     ) -> Result<Outcome, ActionError> {
         let o: Order = Self::fetch(chain, "order", order)?;
         if o.active_leases > 0 {
@@ -281,6 +283,7 @@ impl Orchestrator {
                 &o.buyer,
                 &buyer_token,
                 order,
+                result_hash,
             )],
         )
     }

@@ -17,6 +17,7 @@ pub mod receipt;
 pub mod region;
 pub mod service;
 pub mod verify;
+pub mod wire;
 
 pub use challenge::{Challenge, ChallengeError, Commitment, OpenRequest, OpenedRow, Opening};
 pub use ed25519_dalek::SigningKey;

@@ -649,6 +649,7 @@ fn complete_order_needs_service_and_the_buyer_or_orchestrator() {
             &o.buyer,
             &o.token,
             &o.order,
+            [0; 32],
         )],
         &orch,
         E::NothingServed,
@@ -672,6 +673,7 @@ fn complete_order_needs_service_and_the_buyer_or_orchestrator() {
             &o.buyer,
             &o.token,
             &o.order,
+            [0; 32],
         )],
         &stranger,
         E::NotBuyer,
@@ -684,9 +686,12 @@ fn complete_order_needs_service_and_the_buyer_or_orchestrator() {
             &o.buyer,
             &o.token,
             &o.order,
+            [7; 32],
         )])
         .unwrap();
-    assert!(matches!(&out.events[..], [GpumeshEvent::OrderClosed(e)] if e.completed));
+    assert!(
+        matches!(&out.events[..], [GpumeshEvent::OrderClosed(e)] if e.completed && e.result_hash == [7; 32])
+    );
     assert_eq!(fx.balance(&o.token), before + 50_000 - 60 * PRICE);
     let _ = buyer;
 }

@@ -97,6 +97,7 @@ fn offline_worker_compensates_the_buyer_and_a_second_worker_finishes() {
             &o.buyer,
             &o.token,
             &o.order,
+            [0; 32],
         )],
         &buyer,
     )

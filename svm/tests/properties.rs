@@ -404,6 +404,7 @@ impl Model {
                         &o.buyer,
                         &o.token,
                         &o.order,
+                        [0; 32],
                     )],
                     orch,
                 )

@@ -139,6 +139,8 @@ pub struct OrderClosed {
     pub buyer: Pubkey,
     /// true = completed, false = cancelled.
     pub completed: bool,
+    /// Content hash of the job's results, given with the completion (zero for a cancel).
+    pub result_hash: [u8; 32],
     pub escrow_before: u64,
     pub refund: u64,
     pub escrow_after: u64,

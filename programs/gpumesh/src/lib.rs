@@ -95,8 +95,8 @@ pub mod gpumesh {
         instructions::order::cancel_order(ctx)
     }
 
-    pub fn complete_order(ctx: Context<CloseOrder>) -> Result<()> {
-        instructions::order::complete_order(ctx)
+    pub fn complete_order(ctx: Context<CloseOrder>, result_hash: [u8; 32]) -> Result<()> {
+        instructions::order::complete_order(ctx, result_hash)
     }
 
     pub fn request_close(ctx: Context<RequestClose>) -> Result<()> {

@@ -266,7 +266,7 @@ pub struct CloseOrder<'info> {
     pub token_program: Program<'info, Token>,
 }
 
-fn close_order(mut ctx: Context<CloseOrder>, completed: bool) -> Result<()> {
+fn close_order(mut ctx: Context<CloseOrder>, completed: bool, result_hash: [u8; 32]) -> Result<()> {
     let a = &mut ctx.accounts;
     require!(
         a.order.active_leases == 0,
@@ -290,6 +290,7 @@ fn close_order(mut ctx: Context<CloseOrder>, completed: bool) -> Result<()> {
         order: a.order.key(),
         buyer: a.order.buyer,
         completed,
+        result_hash,
         escrow_before: refund,
         refund,
         escrow_after: 0,
@@ -304,10 +305,12 @@ pub fn cancel_order(ctx: Context<CloseOrder>) -> Result<()> {
         ctx.accounts.order.buyer,
         GpumeshError::NotBuyer
     );
-    close_order(ctx, false)
+    close_order(ctx, false, [0; 32])
 }
 
-pub fn complete_order(ctx: Context<CloseOrder>) -> Result<()> {
+/// The buyer or the orchestrator marks a served order completed, with the content hash of the
+/// job's results (recorded in the `OrderClosed` event; zero when the job produced none).
+pub fn complete_order(ctx: Context<CloseOrder>, result_hash: [u8; 32]) -> Result<()> {
     let signer = ctx.accounts.signer.key();
     require!(
         signer == ctx.accounts.order.buyer || signer == ctx.accounts.market.orchestrator,
@@ -317,5 +320,5 @@ pub fn complete_order(ctx: Context<CloseOrder>) -> Result<()> {
         ctx.accounts.order.total_paid > 0,
         GpumeshError::NothingServed
     );
-    close_order(ctx, true)
+    close_order(ctx, true, result_hash)
 }
