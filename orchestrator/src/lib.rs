@@ -8,4 +8,5 @@
 
 pub mod actions;
 pub mod scheduler;
+pub mod service;
 pub mod sync;

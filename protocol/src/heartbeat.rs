@@ -87,6 +87,20 @@ impl HeartbeatChain {
         self.head
     }
 
+    /// Continues a chain from a point the caller did not replay itself (a service that restarted
+    /// takes the worker's next head as the base): the next link must carry `seq + 1`.
+    pub fn resume(seq: u64, served_seconds: u64, unix_ms: u64, head: [u8; 32]) -> Self {
+        Self {
+            head,
+            last: Some(Link {
+                seq,
+                unix_ms,
+                served_seconds,
+                payload_digest: [0; 32],
+            }),
+        }
+    }
+
     /// The sequence number the next heartbeat must carry.
     pub fn next_seq(&self) -> u64 {
         self.last.map_or(1, |l| l.seq + 1)

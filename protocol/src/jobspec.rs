@@ -15,6 +15,20 @@ pub fn job_spec_hash(spec: &[u8]) -> [u8; 32] {
     *blake3::keyed_hash(key, spec).as_bytes()
 }
 
+/// Domain of a buyer's signature over a spec upload.
+pub const UPLOAD_DOMAIN: &[u8; 24] = b"gpumesh/spec-upload/v1\0\0";
+
+/// The bytes a buyer's wallet signs to upload a job spec for an order: domain ‖ order account ‖
+/// the spec's hash. The orchestrator accepts the upload only from the order's buyer and only when
+/// the hash is the one on chain.
+pub fn upload_message(order: &[u8; 32], spec: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(24 + 64);
+    m.extend_from_slice(UPLOAD_DOMAIN);
+    m.extend_from_slice(order);
+    m.extend_from_slice(&job_spec_hash(spec));
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,15 @@ macro_rules! serde_as_base58 {
 serde_as_base58!(Key);
 serde_as_base58!(Signature);
 
+/// Checks a strict Ed25519 signature by `key` over `message`.
+pub fn verify(key: &Key, message: &[u8], signature: &Signature) -> bool {
+    let Ok(k) = ed25519_dalek::VerifyingKey::from_bytes(&key.0) else {
+        return false;
+    };
+    k.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

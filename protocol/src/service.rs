@@ -43,6 +43,11 @@ impl LeaseService {
         self.chain.head()
     }
 
+    /// The sequence number of the last heartbeat recorded (0 before the first).
+    pub fn seq(&self) -> u64 {
+        self.chain.next_seq() - 1
+    }
+
     /// Records a heartbeat: `served_seconds` so far at `unix_ms`, with its encoded telemetry.
     /// Returns the new chain head; refuses one that goes back in time or in service.
     pub fn heartbeat(

@@ -1,0 +1,132 @@
+//! The service's configuration: a TOML file, every field with a default except what names the
+//! market and the key.
+//!
+//! ```toml
+//! rpc_url = "http://127.0.0.1:8899"
+//! market = "…"                      # the market's address
+//! keypair = "~/.config/gpumesh/orchestrator.json"
+//! listen = "127.0.0.1:8910"         # worker gateway (/v1/worker), API (/v1/…), /metrics
+//! store = "sqlite://orchestrator.db?mode=rwc"   # or postgres://…
+//! heartbeat_ms = 500
+//! grace_ms = 1500
+//! receipt_every_s = 10
+//! settle_every_s = 30
+//! placement_every_ms = 1000
+//! ```
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cluster's JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// The market this service operates (its address).
+    pub market: String,
+    /// The orchestrator key the market names.
+    pub keypair: PathBuf,
+    /// Address the gateway, the API and the metrics listen on.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// sqlx URL of the store.
+    #[serde(default = "defaults::store")]
+    pub store: String,
+    /// How often workers send heartbeats.
+    #[serde(default = "defaults::heartbeat_ms")]
+    pub heartbeat_ms: u32,
+    /// A worker silent this long is down: its leases close as offline and move.
+    #[serde(default = "defaults::grace_ms")]
+    pub grace_ms: u64,
+    /// How often workers send a signed receipt per lease.
+    #[serde(default = "defaults::receipt_every_s")]
+    pub receipt_every_s: u32,
+    /// How often receipts are settled on chain (also at every lease end).
+    #[serde(default = "defaults::settle_every_s")]
+    pub settle_every_s: u64,
+    /// The longest between placement rounds (rounds also run on events).
+    #[serde(default = "defaults::placement_every_ms")]
+    pub placement_every_ms: u64,
+    /// Grace a job gets after SIGTERM when its lease ends.
+    #[serde(default = "defaults::stop_grace_ms")]
+    pub stop_grace_ms: u32,
+}
+
+mod defaults {
+    pub fn listen() -> String {
+        "127.0.0.1:8910".into()
+    }
+    pub fn store() -> String {
+        "sqlite://orchestrator.db?mode=rwc".into()
+    }
+    pub fn heartbeat_ms() -> u32 {
+        500
+    }
+    pub fn grace_ms() -> u64 {
+        1_500
+    }
+    pub fn receipt_every_s() -> u32 {
+        10
+    }
+    pub fn settle_every_s() -> u64 {
+        30
+    }
+    pub fn placement_every_ms() -> u64 {
+        1_000
+    }
+    pub fn stop_grace_ms() -> u32 {
+        10_000
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn read(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !(50..=60_000).contains(&self.heartbeat_ms) {
+            return bad("heartbeat_ms must be 50 ..= 60000");
+        }
+        if self.grace_ms < 2 * u64::from(self.heartbeat_ms) {
+            return bad("grace_ms must be at least two heartbeats (2 × heartbeat_ms)");
+        }
+        if self.receipt_every_s == 0 || self.settle_every_s == 0 || self.placement_every_ms == 0 {
+            return bad("receipt_every_s, settle_every_s and placement_every_ms must be above 0");
+        }
+        Ok(())
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+}

@@ -1,0 +1,595 @@
+//! The worker gateway: one WebSocket per worker daemon at `/v1/worker`, speaking
+//! `gpumesh_protocol::wire`. A daemon proves its node key by signing the service's nonce; the
+//! service checks the on-chain worker (registered in this market, node key matching, not jailed).
+//! Then it takes heartbeats (each lease's hash-chain link recomputed and compared), receipts
+//! (checked against the node key and the heartbeats, stored, then acknowledged), job events and
+//! logs. A malformed, oversized or out-of-order message gets an error frame; repeated ones close
+//! that connection, never the service.
+
+use super::state::{JobPhase, Session, Shared};
+use super::store::JobRecord;
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::SinkExt;
+use gpumesh_client::ChainExt;
+use gpumesh_client::program::state::Worker;
+use gpumesh_client::{Pubkey, receipt};
+use gpumesh_protocol::heartbeat::Link;
+use gpumesh_protocol::wire::{
+    self, ErrorCode, Heartbeat, LeaseAssignment, MAX_FRAME_BYTES, ToOrchestrator, ToWorker,
+    WIRE_VERSION,
+};
+use gpumesh_protocol::{Key, SignedReceipt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long a daemon has to answer the Welcome.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Error frames a connection may earn before it is closed.
+const MAX_ERRORS: u32 = 16;
+/// Messages queued for one worker before it counts as stuck.
+const QUEUE: usize = 256;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn send(socket: &mut WebSocket, message: &ToWorker) -> bool {
+    socket
+        .send(Message::Text(wire::encode(message).into()))
+        .await
+        .is_ok()
+}
+
+async fn refuse(socket: &mut WebSocket, code: ErrorCode, message: String) {
+    let _ = send(socket, &ToWorker::Error { code, message }).await;
+    let _ = socket.close().await;
+}
+
+/// Serves one worker connection to its end.
+pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
+    let nonce: [u8; 32] = rand::random();
+    let welcome = ToWorker::Welcome {
+        version: WIRE_VERSION,
+        nonce,
+        program_id: shared.program_id,
+        market: receipt::key(&shared.addrs.market),
+        heartbeat_ms: shared.cfg.heartbeat_ms,
+    };
+    if !send(&mut socket, &welcome).await {
+        return;
+    }
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => wire::decode::<ToOrchestrator>(&text),
+        Ok(Some(Ok(_))) => {
+            refuse(
+                &mut socket,
+                ErrorCode::Malformed,
+                "expected a text frame with Hello".into(),
+            )
+            .await;
+            return;
+        }
+        _ => return,
+    };
+    let (node_key, worker_key, hardware) = match hello {
+        Ok(ToOrchestrator::Hello {
+            version,
+            node_key,
+            worker,
+            hardware,
+            signature,
+            ..
+        }) => {
+            if version != WIRE_VERSION {
+                let m = format!(
+                    "this orchestrator speaks version {WIRE_VERSION}, the daemon {version}: upgrade the older side"
+                );
+                refuse(&mut socket, ErrorCode::VersionMismatch, m).await;
+                return;
+            }
+            if !wire::verify_auth(&node_key, &shared.program_id, &worker, &nonce, &signature) {
+                let m = "the session signature does not verify: sign the Welcome nonce with the worker's node key".into();
+                refuse(&mut socket, ErrorCode::AuthFailed, m).await;
+                return;
+            }
+            (node_key, worker, hardware)
+        }
+        Ok(_) => {
+            refuse(
+                &mut socket,
+                ErrorCode::OutOfOrder,
+                "the first message must be Hello".into(),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            refuse(&mut socket, e.code(), e.to_string()).await;
+            return;
+        }
+    };
+    let worker = receipt::pubkey(&worker_key);
+    // The on-chain worker: registered in this market, with this node key, not jailed.
+    let market = shared.addrs.market;
+    let onchain = shared
+        .chain
+        .call(move |c| {
+            let now = c.unix_time()?;
+            Ok::<_, gpumesh_client::ChainError>((c.fetch_opt::<Worker>(&worker)?, now))
+        })
+        .await;
+    let refusal = match onchain {
+        Err(e) => Some((
+            ErrorCode::Internal,
+            format!("cannot read the worker from the chain: {e}"),
+        )),
+        Ok((None, _)) => Some((
+            ErrorCode::NotRegistered,
+            format!(
+                "{worker} is not a registered worker: register it with `gpumesh worker register`"
+            ),
+        )),
+        Ok((Some(w), now)) => {
+            if w.market != market {
+                Some((
+                    ErrorCode::NotRegistered,
+                    format!("{worker} belongs to another market"),
+                ))
+            } else if receipt::key(&w.node_key) != node_key {
+                Some((
+                    ErrorCode::AuthFailed,
+                    format!(
+                        "{node_key} is not the node key registered for {worker}: use the node key file you registered, or `gpumesh worker update --node-key`"
+                    ),
+                ))
+            } else if w.is_jailed(now) {
+                Some((
+                    ErrorCode::Jailed,
+                    format!(
+                        "{worker} is jailed until {}: it takes no work until its owner unjails it",
+                        w.jailed_until
+                    ),
+                ))
+            } else {
+                None
+            }
+        }
+    };
+    if let Some((code, message)) = refusal {
+        refuse(&mut socket, code, message).await;
+        return;
+    }
+
+    let (tx, mut rx) = mpsc::channel::<ToWorker>(QUEUE);
+    let session_id = {
+        let mut live = shared.live();
+        live.next_session += 1;
+        let id = live.next_session;
+        // A reconnect replaces the older session (its sender drops and that loop ends).
+        live.sessions.insert(
+            worker,
+            Session {
+                id,
+                node_key,
+                tx,
+                last_seen: Instant::now(),
+                heartbeat_seq: 0,
+                rtt_us: None,
+                telemetry: Default::default(),
+                hardware,
+                connected_at: Instant::now(),
+            },
+        );
+        shared
+            .metrics
+            .connected_workers
+            .set(live.sessions.len() as i64);
+        id
+    };
+    let resume = resume_leases(&shared, &worker).await;
+    if !send(
+        &mut socket,
+        &ToWorker::Ready {
+            worker: worker_key,
+            leases: resume,
+        },
+    )
+    .await
+    {
+        drop_session(&shared, &worker, session_id);
+        return;
+    }
+    shared.placement.notify_one();
+    tracing::info!(%worker, "worker connected");
+
+    let mut errors = 0u32;
+    let mut ping = tokio::time::interval(Duration::from_secs(2));
+    let mut ping_id = 0u64;
+    let mut ping_sent: Option<(u64, Instant)> = None;
+    loop {
+        tokio::select! {
+            outgoing = rx.recv() => {
+                let Some(message) = outgoing else { break };
+                if !send(&mut socket, &message).await {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                ping_id += 1;
+                ping_sent = Some((ping_id, Instant::now()));
+                if !send(&mut socket, &ToWorker::Ping { id: ping_id, unix_ms: now_ms() }).await {
+                    break;
+                }
+            }
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Binary(b))) if b.len() > MAX_FRAME_BYTES => {
+                        errors += 1;
+                        continue;
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                let result = match wire::decode::<ToOrchestrator>(&text) {
+                    Ok(ToOrchestrator::Pong { id }) => {
+                        if let Some((sent_id, at)) = ping_sent && sent_id == id {
+                            let rtt = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                            if let Some(s) = shared.live().sessions.get_mut(&worker) {
+                                s.rtt_us = Some(rtt);
+                            }
+                        }
+                        Ok(())
+                    }
+                    Ok(message) => handle(&shared, &worker, &node_key, message).await,
+                    Err(e) => Err((e.code(), e.to_string())),
+                };
+                if let Err((code, message)) = result {
+                    shared.metrics.protocol_errors.inc();
+                    errors += 1;
+                    tracing::debug!(%worker, ?code, %message, "refused a worker message");
+                    if !send(&mut socket, &ToWorker::Error { code, message }).await || errors > MAX_ERRORS {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    drop_session(&shared, &worker, session_id);
+    tracing::info!(%worker, "worker disconnected");
+}
+
+fn drop_session(shared: &Shared, worker: &Pubkey, id: u64) {
+    let mut live = shared.live();
+    if live.sessions.get(worker).is_some_and(|s| s.id == id) {
+        live.sessions.remove(worker);
+    }
+    shared
+        .metrics
+        .connected_workers
+        .set(live.sessions.len() as i64);
+}
+
+/// The leases a (re)connecting worker should be serving, with their specs.
+async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment> {
+    let leases: Vec<_> = {
+        let mut live = shared.live();
+        live.leases
+            .values_mut()
+            .filter(|t| t.worker == *worker)
+            .map(|t| {
+                t.last_beat = Instant::now();
+                (t.id, t.order, t.gpus, t.gpu_indices.clone())
+            })
+            .collect()
+    };
+    let mut out = vec![];
+    for (id, order, gpus, gpu_indices) in leases {
+        if let Ok(Some(spec_text)) = shared.store.spec(&order.to_string()).await
+            && let Ok(spec) = wire::JobSpec::from_toml(&spec_text)
+        {
+            out.push(LeaseAssignment {
+                lease: id,
+                order: receipt::key(&order),
+                gpus,
+                gpu_indices,
+                spec,
+                spec_hash: gpumesh_protocol::job_spec_hash(spec_text.as_bytes()),
+                receipt_every_s: shared.cfg.receipt_every_s,
+            });
+        }
+    }
+    out
+}
+
+type Refusal = (ErrorCode, String);
+
+async fn handle(
+    shared: &Arc<Shared>,
+    worker: &Pubkey,
+    node_key: &Key,
+    message: ToOrchestrator,
+) -> Result<(), Refusal> {
+    match message {
+        ToOrchestrator::Hello { .. } => {
+            Err((ErrorCode::OutOfOrder, "Hello comes once, first".into()))
+        }
+        ToOrchestrator::Heartbeat(hb) => heartbeat(shared, worker, hb),
+        ToOrchestrator::Receipt(r) => receipt_in(shared, worker, node_key, r).await,
+        ToOrchestrator::JobStarted { lease, unix_ms } => {
+            let (order, failover_from) = {
+                let mut live = shared.live();
+                let t = live
+                    .leases
+                    .get_mut(&lease)
+                    .filter(|t| t.worker == *worker)
+                    .ok_or_else(|| unknown(&lease))?;
+                t.job = JobPhase::Running;
+                (t.order, t.failover_from.take())
+            };
+            if let Some(from) = failover_from {
+                tracing::info!(%worker, seconds = from.elapsed().as_secs_f64(), "job running again after a failover");
+            }
+            job_record(shared, lease, order, worker, "running", None, None, unix_ms).await;
+            Ok(())
+        }
+        ToOrchestrator::JobLog {
+            lease,
+            stream,
+            seq,
+            data,
+        } => {
+            let known = shared
+                .live()
+                .leases
+                .get(&lease)
+                .is_some_and(|t| t.worker == *worker);
+            if !known {
+                return Err(unknown(&lease));
+            }
+            let stream = match stream {
+                wire::LogStream::Stdout => "stdout",
+                wire::LogStream::Stderr => "stderr",
+            };
+            shared
+                .store
+                .put_log(&lease, seq, stream, &data)
+                .await
+                .map_err(|e| (ErrorCode::Internal, e.to_string()))
+        }
+        ToOrchestrator::JobExited {
+            lease,
+            unix_ms,
+            exit_code,
+            status,
+            result_hash,
+        } => {
+            let order = {
+                let mut live = shared.live();
+                let t = live
+                    .leases
+                    .get_mut(&lease)
+                    .filter(|t| t.worker == *worker)
+                    .ok_or_else(|| unknown(&lease))?;
+                t.job = JobPhase::Exited;
+                t.result_hash = result_hash;
+                t.order
+            };
+            let hash = result_hash.map(|h| h.iter().map(|b| format!("{b:02x}")).collect());
+            job_record(
+                shared,
+                lease,
+                order,
+                worker,
+                &status,
+                exit_code.map(i64::from),
+                hash,
+                unix_ms,
+            )
+            .await;
+            shared.settlement.notify_one();
+            Ok(())
+        }
+        ToOrchestrator::Pong { .. } => Ok(()),
+        ToOrchestrator::Commitment(_) | ToOrchestrator::Opening(_) => Err((
+            ErrorCode::OutOfOrder,
+            "no compute challenge is pending for this worker".into(),
+        )),
+        ToOrchestrator::Error { code, message } => {
+            tracing::warn!(%worker, ?code, %message, "the worker reported an error");
+            Ok(())
+        }
+    }
+}
+
+fn unknown(lease: &wire::LeaseId) -> Refusal {
+    (
+        ErrorCode::UnknownLease,
+        format!(
+            "lease {} (instance {}) is not one this worker serves",
+            lease.lease, lease.nonce
+        ),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn job_record(
+    shared: &Shared,
+    lease: wire::LeaseId,
+    order: Pubkey,
+    worker: &Pubkey,
+    status: &str,
+    exit_code: Option<i64>,
+    result_hash: Option<String>,
+    unix_ms: u64,
+) {
+    let record = JobRecord {
+        lease,
+        order: order.to_string(),
+        worker: worker.to_string(),
+        status: status.to_string(),
+        exit_code,
+        result_hash,
+        updated_ms: unix_ms as i64,
+    };
+    if let Err(e) = shared.store.put_job(&record).await {
+        tracing::warn!(%e, "cannot store a job's state");
+    }
+}
+
+/// A heartbeat: its sequence follows the last; each lease's link, recomputed, gives the head the
+/// worker claims.
+fn heartbeat(shared: &Shared, worker: &Pubkey, hb: Heartbeat) -> Result<(), Refusal> {
+    let mut live = shared.live();
+    let session = live
+        .sessions
+        .get_mut(worker)
+        .ok_or((ErrorCode::Internal, "no session".to_string()))?;
+    if hb.seq != session.heartbeat_seq + 1 {
+        let expected = session.heartbeat_seq + 1;
+        return Err((
+            ErrorCode::OutOfOrder,
+            format!("heartbeat {} arrived where {expected} was due", hb.seq),
+        ));
+    }
+    session.heartbeat_seq = hb.seq;
+    session.last_seen = Instant::now();
+    if hb.rtt_us.is_some() {
+        session.rtt_us = hb.rtt_us;
+    }
+    let digest = *blake3::hash(&hb.telemetry.digest_bytes()).as_bytes();
+    session.telemetry = hb.telemetry;
+    shared.metrics.heartbeats.inc();
+    let mut refused = None;
+    for beat in hb.leases {
+        let Some(t) = live
+            .leases
+            .get_mut(&beat.lease)
+            .filter(|t| t.worker == *worker)
+        else {
+            refused = Some(unknown(&beat.lease));
+            continue;
+        };
+        let link = Link {
+            seq: beat.seq,
+            unix_ms: hb.unix_ms,
+            served_seconds: beat.served_seconds,
+            payload_digest: digest,
+        };
+        if t.resumed {
+            // After a restart the service has no chain to extend: the worker's head is the base.
+            t.chain = gpumesh_protocol::HeartbeatChain::resume(
+                beat.seq,
+                beat.served_seconds,
+                hb.unix_ms,
+                beat.head,
+            );
+            t.resumed = false;
+        } else {
+            match t.chain.push(link) {
+                Ok(head) if head == beat.head => {}
+                Ok(_) => {
+                    refused = Some((
+                        ErrorCode::BadReceipt,
+                        format!(
+                            "heartbeat {} of lease {}: the chain head does not match its link",
+                            beat.seq, beat.lease.lease
+                        ),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    refused = Some((ErrorCode::OutOfOrder, e.to_string()));
+                    continue;
+                }
+            }
+        }
+        t.last_beat = Instant::now();
+        t.remember_head(beat.served_seconds, beat.head);
+    }
+    match refused {
+        Some(r) => Err(r),
+        None => Ok(()),
+    }
+}
+
+/// A receipt: signed by this worker's node key, for a lease instance it serves, claiming no more
+/// than its heartbeats showed, over a head they produced. Stored before it is acknowledged.
+async fn receipt_in(
+    shared: &Shared,
+    worker: &Pubkey,
+    node_key: &Key,
+    r: SignedReceipt,
+) -> Result<(), Refusal> {
+    r.verify(Some(node_key))
+        .map_err(|e| (ErrorCode::BadReceipt, e.to_string()))?;
+    if r.program_id != shared.program_id {
+        return Err((
+            ErrorCode::BadReceipt,
+            "the receipt is for another program deployment".into(),
+        ));
+    }
+    let id = wire::LeaseId {
+        lease: r.lease,
+        nonce: r.lease_nonce,
+    };
+    {
+        let mut live = shared.live();
+        let t = live
+            .leases
+            .get_mut(&id)
+            .filter(|t| t.worker == *worker)
+            .ok_or_else(|| unknown(&id))?;
+        match t.heads.get(&r.served_seconds) {
+            Some(head) if *head == r.chain_head => {}
+            _ => {
+                return Err((
+                    ErrorCode::BadReceipt,
+                    format!(
+                        "the receipt claims {} s over a head no heartbeat of this lease showed",
+                        r.served_seconds
+                    ),
+                ));
+            }
+        }
+        if t.latest_receipt
+            .as_ref()
+            .is_some_and(|l| l.served_seconds >= r.served_seconds)
+        {
+            // Already have this or a newer one: acknowledge again, change nothing.
+            let ack = ToWorker::ReceiptAck {
+                lease: id,
+                served_seconds: r.served_seconds,
+            };
+            if let Some(s) = live.sessions.get(worker) {
+                let _ = s.tx.try_send(ack);
+            }
+            return Ok(());
+        }
+    }
+    shared.store.put_receipt(&r).await.map_err(|e| {
+        (
+            ErrorCode::Internal,
+            format!("the receipt could not be stored: {e}"),
+        )
+    })?;
+    shared.metrics.receipts.inc();
+    let ack = ToWorker::ReceiptAck {
+        lease: id,
+        served_seconds: r.served_seconds,
+    };
+    {
+        let mut live = shared.live();
+        if let Some(t) = live.leases.get_mut(&id) {
+            t.latest_receipt = Some(r);
+        }
+        if let Some(s) = live.sessions.get(worker) {
+            let _ = s.tx.try_send(ack);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Prometheus metrics the service exports on `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub heartbeats: Counter,
+    pub receipts: Counter,
+    pub settlements: Counter,
+    pub failovers: Counter,
+    pub failed_transactions: Counter,
+    pub protocol_errors: Counter,
+    pub connected_workers: Gauge,
+    pub leases: Gauge,
+    pub settlement_backlog: Gauge,
+    /// Seconds a placement round takes.
+    pub placement_seconds: Histogram,
+    /// Seconds from a down worker's last heartbeat to its replacement lease on chain.
+    pub failover_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gpumesh_orchestrator");
+        let m = Self {
+            heartbeats: Counter::default(),
+            receipts: Counter::default(),
+            settlements: Counter::default(),
+            failovers: Counter::default(),
+            failed_transactions: Counter::default(),
+            protocol_errors: Counter::default(),
+            connected_workers: Gauge::default(),
+            leases: Gauge::default(),
+            settlement_backlog: Gauge::default(),
+            placement_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            failover_seconds: Histogram::new(exponential_buckets(0.05, 1.6, 14)),
+            registry: Registry::default(),
+        };
+        registry.register("heartbeats", "Heartbeats received", m.heartbeats.clone());
+        registry.register(
+            "receipts",
+            "Receipts verified and stored",
+            m.receipts.clone(),
+        );
+        registry.register(
+            "settlements",
+            "Settlement transactions confirmed",
+            m.settlements.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Leases moved off workers declared down",
+            m.failovers.clone(),
+        );
+        registry.register(
+            "failed_transactions",
+            "Transactions the chain refused or that did not confirm",
+            m.failed_transactions.clone(),
+        );
+        registry.register(
+            "protocol_errors",
+            "Worker messages refused with an error frame",
+            m.protocol_errors.clone(),
+        );
+        registry.register(
+            "connected_workers",
+            "Workers connected now",
+            m.connected_workers.clone(),
+        );
+        registry.register(
+            "leases",
+            "Leases the service operates now",
+            m.leases.clone(),
+        );
+        registry.register(
+            "settlement_backlog",
+            "Leases with receipts not yet settled",
+            m.settlement_backlog.clone(),
+        );
+        registry.register(
+            "placement_seconds",
+            "Duration of a placement round",
+            m.placement_seconds.clone(),
+        );
+        registry.register(
+            "failover_seconds",
+            "From a down worker's last heartbeat to the replacement lease on chain",
+            m.failover_seconds.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_metric_is_exported() {
+        let m = super::Metrics::new();
+        m.receipts.inc();
+        let text = m.render();
+        assert!(
+            text.contains("gpumesh_orchestrator_receipts_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gpumesh_orchestrator_failover_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gpumesh_orchestrator_connected_workers 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! What the running service knows beyond the chain: connected workers and their sessions, the
+//! leases it operates with their heartbeat chains and newest receipts, and why orders wait. One
+//! `std::sync::Mutex` guards it; no lock is held across an `.await`.
+
+use super::config::Config;
+use super::metrics::Metrics;
+use super::store::Store;
+use crate::actions::Orchestrator;
+use gpumesh_client::ix::LeaseRef;
+use gpumesh_client::{Chain, MarketAddresses, Pubkey};
+use gpumesh_protocol::heartbeat::HeartbeatChain;
+use gpumesh_protocol::wire::{HardwareReport, LeaseId, Telemetry, ToWorker};
+use gpumesh_protocol::{Key, SignedReceipt};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::{Notify, mpsc};
+
+/// Heads kept per lease to check receipts against (a receipt signs a head the heartbeats showed).
+const HEADS_KEPT: usize = 256;
+
+/// The chain, shared by the service's tasks. Chain calls block (JSON-RPC), so they run on the
+/// blocking pool, one at a time.
+#[derive(Clone)]
+pub struct ChainHandle(Arc<Mutex<Box<dyn Chain + Send>>>);
+
+impl ChainHandle {
+    pub fn new(chain: Box<dyn Chain + Send>) -> Self {
+        Self(Arc::new(Mutex::new(chain)))
+    }
+
+    /// Runs `f` with the chain on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Chain) -> R + Send + 'static,
+    {
+        let chain = self.0.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut guard = chain.lock().unwrap_or_else(|e| e.into_inner());
+            f(guard.as_mut())
+        });
+        match task.await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+/// A worker's live connection.
+pub struct Session {
+    /// Distinguishes a reconnect from the connection it replaced.
+    pub id: u64,
+    pub node_key: Key,
+    pub tx: mpsc::Sender<ToWorker>,
+    pub last_seen: Instant,
+    pub heartbeat_seq: u64,
+    pub rtt_us: Option<u32>,
+    pub telemetry: Telemetry,
+    pub hardware: HardwareReport,
+    pub connected_at: Instant,
+}
+
+/// Where a lease's job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobPhase {
+    Assigned,
+    Running,
+    Exited,
+}
+
+/// A lease this service operates.
+pub struct Tracked {
+    pub lease: LeaseRef,
+    pub id: LeaseId,
+    pub worker: Pubkey,
+    pub order: Pubkey,
+    pub gpus: u16,
+    pub gpu_indices: Vec<u16>,
+    pub chain: HeartbeatChain,
+    /// Served seconds → chain head, for the newest heartbeats.
+    pub heads: BTreeMap<u64, [u8; 32]>,
+    /// Whether the next beat may set a new base (after a restart of the service).
+    pub resumed: bool,
+    pub last_beat: Instant,
+    pub latest_receipt: Option<SignedReceipt>,
+    pub settled_seconds: u64,
+    pub job: JobPhase,
+    pub result_hash: Option<[u8; 32]>,
+    pub assigned_at: Instant,
+    /// When this lease replaced one declared down: the moment the old worker's last heartbeat
+    /// arrived, for the failover latency.
+    pub failover_from: Option<Instant>,
+}
+
+impl Tracked {
+    pub fn remember_head(&mut self, served: u64, head: [u8; 32]) {
+        self.heads.insert(served, head);
+        while self.heads.len() > HEADS_KEPT {
+            let Some(first) = self.heads.keys().next().copied() else {
+                break;
+            };
+            self.heads.remove(&first);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Live {
+    pub sessions: HashMap<Pubkey, Session>,
+    pub leases: HashMap<LeaseId, Tracked>,
+    /// Why each waiting order has no (full) placement yet, in words.
+    pub waiting: HashMap<Pubkey, String>,
+    /// Orders whose lease was closed because its worker went down: when its last heartbeat came.
+    pub failed_over: HashMap<Pubkey, Instant>,
+    pub next_session: u64,
+}
+
+/// Everything the service's tasks share.
+pub struct Shared {
+    pub cfg: Config,
+    pub program_id: Key,
+    pub addrs: MarketAddresses,
+    pub orchestrator: Arc<Orchestrator>,
+    pub chain: ChainHandle,
+    pub store: Store,
+    pub live: Mutex<Live>,
+    /// Wakes the placement task (a new order or spec, a worker joined, a lease ended).
+    pub placement: Notify,
+    /// Wakes the settlement task early (a lease ended, an order's escrow runs low).
+    pub settlement: Notify,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    pub fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends to a connected worker; `false` when it is not connected (or its queue is full).
+    pub fn send_to(&self, worker: &Pubkey, message: ToWorker) -> bool {
+        let live = self.live();
+        match live.sessions.get(worker) {
+            Some(s) => s.tx.try_send(message).is_ok(),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! For the service's tests: a local chain node with a market, the orchestrator service started on
+//! a free port with its own store, workers simulated in process over the real wire protocol (a
+//! WebSocket, real heartbeat chains and signed receipts; the real daemon lives in the worker
+//! crate), and a small HTTP client for the API.
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
+use gpumesh_client::program::state::{
+    HardwareClaim, Market, MarketParams, OrderMode, OrderRequirements, OrderTerms,
+};
+use gpumesh_client::{Chain, ChainExt, Keypair, Pubkey, RpcChain, Signer, ix, receipt, token};
+use gpumesh_localnet::{Localnet, LocalnetConfig};
+use gpumesh_orchestrator::service::{self, Config, Parts};
+use gpumesh_protocol::wire::{
+    self, HardwareReport, Heartbeat, LeaseBeat, LeaseId, Telemetry, ToOrchestrator, ToWorker,
+    WIRE_VERSION,
+};
+use gpumesh_protocol::{GpuClass, LeaseService};
+use gpumesh_svm::fixtures::LocalMarket;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const PRICE: u64 = 1_000;
+pub const CLASS: u8 = 9; // h100
+pub const REGION: u8 = 5;
+
+pub fn spec_text(tag: &str) -> String {
+    format!(
+        "image = \"localhost/gpumesh-hello:latest\"\ncommand = [\"sh\", \"-c\", \"echo {tag}\"]\n"
+    )
+}
+
+pub struct Net {
+    pub node: Localnet,
+    pub url: String,
+    pub chain: RpcChain,
+    pub m: LocalMarket,
+    pub buyer: Keypair,
+    pub dir: tempfile::TempDir,
+}
+
+impl Net {
+    pub fn start() -> Self {
+        let node = Localnet::start(LocalnetConfig {
+            slot_time_ms: 100,
+            ..LocalnetConfig::on_free_ports().expect("ports")
+        })
+        .expect("local chain");
+        let url = node.rpc_url().to_string();
+        let mut chain = RpcChain::new(url.clone());
+        let m = LocalMarket::create(
+            &mut chain,
+            MarketParams {
+                protocol_fee_bps: 250,
+                min_stake_per_gpu: 100,
+                fee_burn_bps: 0,
+                ..MarketParams::default()
+            },
+            6,
+        )
+        .expect("market");
+        let buyer = m.funded_user(&mut chain, 100_000_000).expect("buyer");
+        Self {
+            node,
+            url,
+            chain,
+            m,
+            buyer,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A registered, staked worker with `gpus` H100s at `price`; its owner and node key.
+    pub fn worker(&mut self, gpus: u16, price: u64) -> (Pubkey, Keypair, Keypair) {
+        let owner = self.m.funded_user(&mut self.chain, 10_000).expect("owner");
+        let node = Keypair::new();
+        let a = self.m.addrs;
+        let token = self.m.token_account(&owner.pubkey());
+        self.chain
+            .send(
+                &[
+                    ix::register_worker(
+                        &a,
+                        &owner.pubkey(),
+                        RegisterWorkerArgs {
+                            node_key: node.pubkey(),
+                            hardware: HardwareClaim {
+                                gpu_class: CLASS,
+                                gpu_count: gpus,
+                                vram_mib: 81_920,
+                                bandwidth_gbps: 3_350,
+                                region: REGION,
+                            },
+                            price_per_gpu_second: price,
+                        },
+                    ),
+                    ix::stake(&a, &owner.pubkey(), &token, 1_000),
+                ],
+                &owner,
+                &[],
+            )
+            .expect("register and stake");
+        (a.worker(&owner.pubkey()), owner, node)
+    }
+
+    /// An order for `gpus` H100s whose job spec is `spec`.
+    pub fn order(&mut self, id: u64, gpus: u16, spec: &str, deposit: u64) -> Pubkey {
+        let a = self.m.addrs;
+        let buyer_token = self.m.token_account(&self.buyer.pubkey());
+        self.chain
+            .send(
+                &[ix::create_order(
+                    &a,
+                    &self.buyer.pubkey(),
+                    &buyer_token,
+                    CreateOrderArgs {
+                        order_id: id,
+                        terms: OrderTerms {
+                            requirements: OrderRequirements {
+                                gpu_class: CLASS,
+                                gpu_count: gpus,
+                                min_vram_mib: 40_000,
+                                min_bandwidth_gbps: 1_000,
+                                regions: 1 << REGION,
+                            },
+                            max_price_per_gpu_second: 10 * PRICE,
+                            duration: 3_600,
+                            mode: OrderMode::Spot,
+                            job_spec_hash: gpumesh_protocol::job_spec_hash(spec.as_bytes()),
+                        },
+                        deposit,
+                    },
+                )],
+                &self.buyer,
+                &[],
+            )
+            .expect("create order");
+        a.order(&self.buyer.pubkey(), id)
+    }
+
+    pub fn config(&self, store: &str) -> Config {
+        Config {
+            rpc_url: self.url.clone(),
+            market: self.m.addrs.market.to_string(),
+            keypair: self.dir.path().join("unused.json"),
+            listen: "127.0.0.1:0".into(),
+            store: store.into(),
+            heartbeat_ms: 200,
+            grace_ms: 1_500,
+            receipt_every_s: 1,
+            settle_every_s: 2,
+            placement_every_ms: 300,
+            stop_grace_ms: 1_000,
+        }
+    }
+
+    pub fn store_url(&self, name: &str) -> String {
+        format!("sqlite://{}?mode=rwc", self.dir.path().join(name).display())
+    }
+
+    pub fn buyer_tokens(&self) -> u64 {
+        self.chain
+            .token_balance(&token::ata(&self.buyer.pubkey(), &self.m.addrs.mint))
+            .expect("balance")
+    }
+
+    pub fn market(&self) -> Market {
+        self.chain.fetch(&self.m.addrs.market).expect("market")
+    }
+}
+
+/// A running service: its address and the handle that stops it.
+pub struct Service {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), service::ServiceError>>>,
+}
+
+impl Service {
+    pub async fn start(net: &Net, store: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let parts = Parts {
+            chain: Box::new(RpcChain::new(net.url.clone())),
+            keypair: net.m.orchestrator.insecure_clone(),
+        };
+        let cfg = net.config(store);
+        let task = tokio::spawn(async move {
+            service::run(cfg, parts, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the service the way Ctrl-C does and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("join")
+                .expect("the service stopped cleanly");
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/worker", self.addr)
+    }
+}
+
+/// A minimal HTTP/1.1 request; the status and the body.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Uploads an order's job spec, signed by `signer`.
+pub async fn upload_spec(
+    addr: std::net::SocketAddr,
+    order: &Pubkey,
+    spec: &str,
+    signer: &Keypair,
+) -> (u16, String) {
+    use ed25519_dalek::Signer as _;
+    let message = gpumesh_protocol::jobspec::upload_message(&order.to_bytes(), spec.as_bytes());
+    let sig = receipt::signing_key(signer).sign(&message);
+    let sig = gpumesh_protocol::Signature(sig.to_bytes()).to_string();
+    http(
+        addr,
+        "PUT",
+        &format!("/v1/orders/{order}/spec"),
+        &[("x-gpumesh-signature", sig)],
+        spec,
+    )
+    .await
+}
+
+/// What a simulated worker saw and did, for the test to look at.
+#[derive(Default)]
+pub struct Seen {
+    pub started: Vec<(LeaseId, Instant)>,
+    pub stopped: Vec<(LeaseId, wire::StopReason)>,
+    pub errors: Vec<(wire::ErrorCode, String)>,
+    pub acks: Vec<(LeaseId, u64)>,
+    pub last_heartbeat: Option<Instant>,
+    pub ready: usize,
+}
+
+/// A worker daemon simulated in process: it speaks the wire protocol, "runs" each job for
+/// `job_seconds` of wall time (0: until stopped), heartbeats with real hash chains and signs
+/// real receipts from them.
+pub struct SimWorker {
+    pub worker: Pubkey,
+    pub node: Keypair,
+    pub seen: Arc<Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimWorker {
+    pub fn spawn(url: String, worker: Pubkey, node: Keypair, job_seconds: u64) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let task = tokio::spawn(sim_loop(
+            url,
+            worker,
+            node.insecure_clone(),
+            job_seconds,
+            seen.clone(),
+        ));
+        Self {
+            worker,
+            node,
+            seen,
+            task,
+        }
+    }
+
+    /// The machine dies: no goodbye, no more heartbeats.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+struct Job {
+    service: LeaseService,
+    started: Instant,
+    exited: bool,
+}
+
+async fn sim_loop(
+    url: String,
+    worker: Pubkey,
+    node: Keypair,
+    job_seconds: u64,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let mut jobs: HashMap<LeaseId, Job> = HashMap::new();
+    // Reconnect until aborted: a dropped connection resumes its leases.
+    loop {
+        if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await {
+            run_session(&mut ws, worker, &node, job_seconds, &seen, &mut jobs).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn send(ws: &mut Ws, m: &ToOrchestrator) -> bool {
+    ws.send(Message::Text(wire::encode(m).into())).await.is_ok()
+}
+
+async fn run_session(
+    ws: &mut Ws,
+    worker: Pubkey,
+    node: &Keypair,
+    job_seconds: u64,
+    seen: &Arc<Mutex<Seen>>,
+    jobs: &mut HashMap<LeaseId, Job>,
+) {
+    let Some(Ok(Message::Text(text))) = ws.next().await else {
+        return;
+    };
+    let Ok(ToWorker::Welcome {
+        nonce,
+        program_id,
+        heartbeat_ms,
+        ..
+    }) = wire::decode::<ToWorker>(&text)
+    else {
+        return;
+    };
+    let key = receipt::key(&worker);
+    let signing = receipt::signing_key(node);
+    let hello = ToOrchestrator::Hello {
+        version: WIRE_VERSION,
+        node_key: receipt::key(&node.pubkey()),
+        worker: key,
+        hardware: HardwareReport {
+            class: GpuClass::H100,
+            gpus: vec![],
+            measured_bandwidth_gbps: 3_000.0,
+            backend: "simulated".into(),
+        },
+        signature: wire::sign_auth(&signing, &program_id, &key, &nonce),
+        agent: "simulated worker".into(),
+    };
+    if !send(ws, &hello).await {
+        return;
+    }
+    let mut seq = 0u64;
+    let mut beat = tokio::time::interval(Duration::from_millis(u64::from(heartbeat_ms)));
+    let mut receipt_tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            incoming = ws.next() => {
+                let Some(Ok(Message::Text(text))) = incoming else { return };
+                match wire::decode::<ToWorker>(&text) {
+                    Ok(ToWorker::Ready { leases, .. }) => {
+                        seen.lock().unwrap().ready += 1;
+                        for a in leases {
+                            jobs.entry(a.lease).or_insert_with(|| new_job(program_id, a.lease));
+                        }
+                    }
+                    Ok(ToWorker::StartJob(a)) => {
+                        jobs.entry(a.lease).or_insert_with(|| new_job(program_id, a.lease));
+                        seen.lock().unwrap().started.push((a.lease, Instant::now()));
+                        let m = ToOrchestrator::JobStarted { lease: a.lease, unix_ms: now_ms() };
+                        if !send(ws, &m).await { return; }
+                        let log = ToOrchestrator::JobLog { lease: a.lease, stream: wire::LogStream::Stdout, seq: 1, data: "hello from the job\n".into() };
+                        if !send(ws, &log).await { return; }
+                    }
+                    Ok(ToWorker::StopJob { lease, reason, .. }) => {
+                        jobs.remove(&lease);
+                        seen.lock().unwrap().stopped.push((lease, reason));
+                    }
+                    Ok(ToWorker::Ping { id, .. }) if !send(ws, &ToOrchestrator::Pong { id }).await => return,
+                    Ok(ToWorker::ReceiptAck { lease, served_seconds }) => {
+                        seen.lock().unwrap().acks.push((lease, served_seconds));
+                    }
+                    Ok(ToWorker::Error { code, message }) => {
+                        seen.lock().unwrap().errors.push((code, message));
+                    }
+                    _ => {}
+                }
+            }
+            _ = beat.tick() => {
+                seq += 1;
+                let now = now_ms();
+                let telemetry = Telemetry { cpu_pct: 50.0, memory_used_mib: 1_024, memory_total_mib: 8_192, ..Telemetry::default() };
+                let digest = telemetry.digest_bytes();
+                let mut leases = vec![];
+                for (id, job) in jobs.iter_mut() {
+                    if job.exited { continue; }
+                    let served = job.started.elapsed().as_secs();
+                    let served = if job_seconds > 0 { served.min(job_seconds) } else { served };
+                    if let Ok(head) = job.service.heartbeat(now, served, &digest) {
+                        leases.push(LeaseBeat { lease: *id, seq: job.service.seq(), served_seconds: served, head });
+                    }
+                }
+                let hb = ToOrchestrator::Heartbeat(Heartbeat { seq, unix_ms: now, telemetry, leases, rtt_us: None });
+                if !send(ws, &hb).await { return; }
+                seen.lock().unwrap().last_heartbeat = Some(Instant::now());
+            }
+            _ = receipt_tick.tick() => {
+                let mut out = vec![];
+                for (id, job) in jobs.iter_mut() {
+                    if job.exited || job.service.seq() == 0 { continue; }
+                    out.push(ToOrchestrator::Receipt(job.service.receipt(&signing)));
+                    if job_seconds > 0 && job.service.served_seconds() >= job_seconds {
+                        job.exited = true;
+                        out.push(ToOrchestrator::JobExited {
+                            lease: *id,
+                            unix_ms: now_ms(),
+                            exit_code: Some(0),
+                            status: "exited".into(),
+                            result_hash: Some(*blake3::hash(b"result").as_bytes()),
+                        });
+                    }
+                }
+                for m in out {
+                    if !send(ws, &m).await { return; }
+                }
+            }
+        }
+    }
+}
+
+fn new_job(program_id: gpumesh_protocol::Key, lease: LeaseId) -> Job {
+    Job {
+        service: LeaseService::new(program_id, lease.lease, lease.nonce),
+        started: Instant::now(),
+        exited: false,
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check()
+}

@@ -1,0 +1,366 @@
+//! The orchestrator service as a process would run it: the local chain node in process, the
+//! service on a free port with its SQLite store, and workers simulated over the real wire
+//! protocol. A job runs to completion and is paid exactly for its seconds; a worker that dies is
+//! declared down, its buyer paid the slash and the job moved; a restart of the service loses no
+//! receipt; and every kind of bad input gets a clear error and moves nothing.
+
+mod net;
+
+use gpumesh_client::program::state::{Order, Worker};
+use gpumesh_client::{ChainExt, Keypair, Signer, receipt};
+use gpumesh_protocol::wire::{self, ErrorCode, ToOrchestrator, ToWorker, WIRE_VERSION};
+use net::*;
+use std::time::{Duration, Instant};
+
+async fn start() -> Net {
+    tokio::task::spawn_blocking(Net::start).await.expect("net")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_runs_to_completion_and_the_buyer_pays_exactly_its_seconds() {
+    let mut net = start().await;
+    let (worker, _, node) = net.worker(1, PRICE);
+    let spec = spec_text("done");
+    let deposit = 1_000_000;
+    let before = net.buyer_tokens();
+    let order = net.order(1, 1, &spec, deposit);
+    let service = Service::start(&net, &net.store_url("a.db")).await;
+    // Without its spec the order waits, and says why.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, body) = http(service.addr, "GET", &format!("/v1/orders/{order}"), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("waiting for its job spec"), "{body}");
+    let (status, body) = upload_spec(service.addr, &order, &spec, &net.buyer).await;
+    assert_eq!(status, 200, "{body}");
+
+    let sim = SimWorker::spawn(service.ws_url(), worker, node.insecure_clone(), 4);
+    let chain = &net.chain;
+    assert!(
+        eventually(Duration::from_secs(40), || chain
+            .fetch_opt::<Order>(&order)
+            .ok()
+            .flatten()
+            .is_none())
+        .await,
+        "the order completes"
+    );
+    let paid = net.market().total_escrow; // nothing left in escrow
+    assert_eq!(paid, 0);
+    let w: Worker = net.chain.fetch(&worker).unwrap();
+    let served = w.record.served_gpu_seconds;
+    assert!(served >= 4, "served {served} GPU-seconds");
+    // Paid exactly for the settled seconds, the rest refunded.
+    assert_eq!(net.buyer_tokens(), before - served * PRICE);
+    let (_, logs) = http(
+        service.addr,
+        "GET",
+        &format!("/v1/orders/{order}/logs"),
+        &[],
+        "",
+    )
+    .await;
+    assert!(logs.contains("hello from the job"), "{logs}");
+    let (_, metrics) = http(service.addr, "GET", "/metrics", &[], "").await;
+    assert!(
+        metrics.contains("gpumesh_orchestrator_receipts_total"),
+        "{metrics}"
+    );
+    assert!(sim.seen.lock().unwrap().acks.iter().any(|(_, s)| *s >= 1));
+    sim.kill();
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_worker_is_declared_down_its_buyer_paid_and_the_job_moved() {
+    let mut net = start().await;
+    let (cheap, _, cheap_node) = net.worker(1, PRICE);
+    let (spare, _, spare_node) = net.worker(1, 2 * PRICE);
+    let spec = spec_text("long");
+    let order = net.order(1, 1, &spec, 5_000_000);
+    let service = Service::start(&net, &net.store_url("b.db")).await;
+    upload_spec(service.addr, &order, &spec, &net.buyer).await;
+    let a = SimWorker::spawn(service.ws_url(), cheap, cheap_node.insecure_clone(), 0);
+    let b = SimWorker::spawn(service.ws_url(), spare, spare_node.insecure_clone(), 0);
+    // The cheaper worker gets the job and serves a few seconds.
+    assert!(
+        eventually(Duration::from_secs(20), || !a
+            .seen
+            .lock()
+            .unwrap()
+            .started
+            .is_empty())
+        .await,
+        "the job starts on the cheaper worker"
+    );
+    let stake_before = net.chain.fetch::<Worker>(&cheap).unwrap().stake;
+    let buyer_before = net.buyer_tokens();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.kill();
+    let killed = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(20), || !b
+            .seen
+            .lock()
+            .unwrap()
+            .started
+            .is_empty())
+        .await,
+        "the job moves to the spare worker"
+    );
+    let moved = b.seen.lock().unwrap().started[0].1;
+    println!(
+        "failover: job started on the spare {:.2} s after the worker died (grace 1.5 s)",
+        moved.duration_since(killed).as_secs_f64()
+    );
+    let w: Worker = net.chain.fetch(&cheap).unwrap();
+    assert!(w.stake < stake_before, "the dead worker was slashed");
+    assert_eq!(w.record.failures, 1);
+    assert!(
+        w.record.served_gpu_seconds >= 1,
+        "its last receipt was settled"
+    );
+    assert_eq!(
+        net.buyer_tokens(),
+        buyer_before + (stake_before - w.stake),
+        "the buyer got the slash"
+    );
+    let o: Order = net.chain.fetch(&order).unwrap();
+    assert_eq!(o.gpus_assigned, 1);
+    a.kill();
+    b.kill();
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_service_loses_no_receipt_and_pays_nothing_twice() {
+    let mut net = start().await;
+    let (worker, _, node) = net.worker(1, PRICE);
+    let spec = spec_text("restart");
+    let order = net.order(1, 1, &spec, 5_000_000);
+    let store = net.store_url("c.db");
+    let service = Service::start(&net, &store).await;
+    upload_spec(service.addr, &order, &spec, &net.buyer).await;
+    let sim = SimWorker::spawn(service.ws_url(), worker, node.insecure_clone(), 0);
+    assert!(
+        eventually(Duration::from_secs(20), || sim
+            .seen
+            .lock()
+            .unwrap()
+            .acks
+            .len()
+            >= 2)
+        .await,
+        "receipts are acknowledged"
+    );
+    service.stop().await;
+    sim.kill();
+    // Settled on the way down.
+    let settled_at_stop = net
+        .chain
+        .fetch::<Worker>(&worker)
+        .unwrap()
+        .record
+        .served_gpu_seconds;
+    assert!(settled_at_stop >= 1);
+
+    // The service comes back on the same store; the worker reconnects and resumes its lease.
+    let service = Service::start(&net, &store).await;
+    let sim = SimWorker::spawn(service.ws_url(), worker, node.insecure_clone(), 0);
+    let chain = &net.chain;
+    assert!(
+        eventually(Duration::from_secs(30), || chain
+            .fetch::<Worker>(&worker)
+            .map(|w| w.record.served_gpu_seconds > settled_at_stop + 1)
+            .unwrap_or(false))
+        .await,
+        "the lease keeps being paid after the restart"
+    );
+    let o: Order = net.chain.fetch(&order).unwrap();
+    let w: Worker = net.chain.fetch(&worker).unwrap();
+    assert_eq!(
+        o.total_paid,
+        w.record.served_gpu_seconds * PRICE,
+        "each second paid once"
+    );
+    assert_eq!(
+        w.record.failures, 0,
+        "the restart did not look like a failure"
+    );
+    sim.kill();
+    service.stop().await;
+}
+
+/// A raw connection, for sending what no honest daemon sends.
+async fn raw(
+    url: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    [u8; 32],
+    gpumesh_protocol::Key,
+) {
+    use futures_util::StreamExt;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = ws.next().await else {
+        panic!("no welcome")
+    };
+    let Ok(ToWorker::Welcome {
+        nonce, program_id, ..
+    }) = wire::decode::<ToWorker>(&text)
+    else {
+        panic!("not a welcome: {text}")
+    };
+    (ws, nonce, program_id)
+}
+
+async fn next_error(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<ErrorCode> {
+    use futures_util::StreamExt;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = m
+            && let Ok(ToWorker::Error { code, .. }) = wire::decode::<ToWorker>(&text)
+        {
+            return Some(code);
+        }
+    }
+    None
+}
+
+fn hello(
+    worker: &gpumesh_client::Pubkey,
+    node: &Keypair,
+    signer: &Keypair,
+    program_id: &gpumesh_protocol::Key,
+    nonce: &[u8; 32],
+) -> ToOrchestrator {
+    let key = receipt::key(worker);
+    ToOrchestrator::Hello {
+        version: WIRE_VERSION,
+        node_key: receipt::key(&node.pubkey()),
+        worker: key,
+        hardware: wire::HardwareReport {
+            class: gpumesh_protocol::GpuClass::H100,
+            gpus: vec![],
+            measured_bandwidth_gbps: 3_000.0,
+            backend: "test".into(),
+        },
+        signature: wire::sign_auth(&receipt::signing_key(signer), program_id, &key, nonce),
+        agent: "test".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_a_clear_error_and_moves_nothing() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut net = start().await;
+    let (worker, _, node) = net.worker(1, PRICE);
+    let (other, _, other_node) = net.worker(1, PRICE);
+    let spec = spec_text("bad");
+    let order = net.order(1, 1, &spec, 1_000_000);
+    let service = Service::start(&net, &net.store_url("d.db")).await;
+    let market_before = net.market();
+
+    // A session signed by a key that is not the worker's node key.
+    let (mut ws, nonce, program) = raw(&service.ws_url()).await;
+    let stranger = Keypair::new();
+    let m = hello(&worker, &stranger, &stranger, &program, &nonce);
+    ws.send(Message::Text(wire::encode(&m).into()))
+        .await
+        .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::AuthFailed));
+    // A worker claiming another's node key (it signs with its own key: the signature fails).
+    let (mut ws, nonce, program) = raw(&service.ws_url()).await;
+    let m = hello(&worker, &other_node, &node, &program, &nonce);
+    ws.send(Message::Text(wire::encode(&m).into()))
+        .await
+        .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::AuthFailed));
+    // A real node key for the wrong worker account.
+    let (mut ws, nonce, program) = raw(&service.ws_url()).await;
+    let m = hello(&worker, &other_node, &other_node, &program, &nonce);
+    ws.send(Message::Text(wire::encode(&m).into()))
+        .await
+        .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::AuthFailed));
+    let _ = other;
+
+    // An honest session, then garbage, an out-of-order heartbeat and a forged receipt.
+    let (mut ws, nonce, program) = raw(&service.ws_url()).await;
+    let m = hello(&worker, &node, &node, &program, &nonce);
+    ws.send(Message::Text(wire::encode(&m).into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text("{\"type\":\"nonsense\"}".into()))
+        .await
+        .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::Malformed));
+    let hb = ToOrchestrator::Heartbeat(wire::Heartbeat {
+        seq: 7,
+        unix_ms: now_ms(),
+        telemetry: Default::default(),
+        leases: vec![],
+        rtt_us: None,
+    });
+    ws.send(Message::Text(wire::encode(&hb).into()))
+        .await
+        .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::OutOfOrder));
+    let forged = gpumesh_protocol::SignedReceipt::sign(
+        &receipt::signing_key(&stranger),
+        program,
+        receipt::key(&worker),
+        0,
+        100,
+        [0; 32],
+    );
+    ws.send(Message::Text(
+        wire::encode(&ToOrchestrator::Receipt(forged)).into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::BadReceipt));
+    let honest_but_unknown = gpumesh_protocol::SignedReceipt::sign(
+        &receipt::signing_key(&node),
+        program,
+        receipt::key(&worker),
+        0,
+        100,
+        [0; 32],
+    );
+    ws.send(Message::Text(
+        wire::encode(&ToOrchestrator::Receipt(honest_but_unknown)).into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::UnknownLease));
+
+    // Spec uploads: unsigned, signed by someone else, and a spec the order does not carry.
+    let (status, body) = http(
+        service.addr,
+        "PUT",
+        &format!("/v1/orders/{order}/spec"),
+        &[],
+        &spec,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = upload_spec(service.addr, &order, &spec, &stranger).await;
+    assert_eq!(status, 401, "{body}");
+    let other_spec = spec_text("not the one");
+    let (status, body) = upload_spec(service.addr, &order, &other_spec, &net.buyer).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not the one on the order"), "{body}");
+    let (status, _) = http(service.addr, "GET", "/v1/orders/not-a-key", &[], "").await;
+    assert_eq!(status, 400);
+
+    // Nothing moved on chain.
+    let after = net.market();
+    assert_eq!(after.total_escrow, market_before.total_escrow);
+    assert_eq!(after.active_leases, 0);
+    service.stop().await;
+}
