@@ -7,7 +7,7 @@ use crate::error::CliError;
 use crate::output;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::ChainExt;
-use gpumesh_client::rpc::SignatureStatus;
+use gpumesh_client::rpc::{Commitment, SignatureStatus};
 use gpumesh_client::{ChainError, Signature, Signer, amount, token};
 use serde_json::json;
 use std::str::FromStr;
@@ -130,7 +130,14 @@ pub fn confirm(env: &Env, args: &ConfirmArgs) -> Result<(), CliError> {
         Ok(()) => {
             ctx.print(
                 json!({"signature": text, "status": "landed", "slot": slot, "commitment": commitment.to_string()}),
-                || format!("{text}: landed in slot {slot} ({commitment}) and took effect"),
+                || {
+                    let note = if commitment == Commitment::Processed {
+                        "; only processed so far: a fork can still drop it, check again in a few seconds"
+                    } else {
+                        ""
+                    };
+                    format!("{text}: landed in slot {slot} ({commitment}) and took effect{note}")
+                },
             );
             Ok(())
         }

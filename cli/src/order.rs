@@ -371,7 +371,7 @@ fn cancel(ctx: &mut Ctx, id: u64) -> Result<(), CliError> {
             return Err(CliError::Input(format!(
                 "order {id} still has {} active lease(s) and the orchestrator may settle and close them for {} more (until {}); run this again then",
                 order.active_leases,
-                output::duration((order.buyer_exit_ts - now).max(0) as u64),
+                output::duration(order.buyer_exit_ts.saturating_sub(now).max(0) as u64),
                 output::date(order.buyer_exit_ts)
             )));
         }

@@ -492,7 +492,7 @@ fn withdraw(ctx: &mut Ctx) -> Result<(), CliError> {
             "{} is unbonding until {} ({}); withdraw after that",
             m.tokens(worker.unbonding),
             output::date(worker.unlock_ts),
-            output::relative(worker.unlock_ts - now)
+            output::relative(worker.unlock_ts.saturating_sub(now))
         )));
     }
     if worker.is_jailed(now) {
@@ -523,7 +523,7 @@ fn jailed(w: &Worker, now: i64) -> CliError {
         CliError::Input(format!(
             "the worker is jailed until {} ({}); then `gpumesh worker unjail`",
             output::date(w.jailed_until),
-            output::relative(w.jailed_until - now)
+            output::relative(w.jailed_until.saturating_sub(now))
         ))
     } else {
         CliError::Input(
@@ -597,7 +597,7 @@ fn unjail(ctx: &mut Ctx) -> Result<(), CliError> {
         return Err(CliError::Input(format!(
             "the jail period ends at {} ({}); unjail after that",
             output::date(w.jailed_until),
-            output::relative(w.jailed_until - now)
+            output::relative(w.jailed_until.saturating_sub(now))
         )));
     }
     let required = m
@@ -804,8 +804,8 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
             "leases": lease_json,
             "stake_return": returns.map(|(ppm, yearly, elapsed)| json!({
                 "what": "(earnings_total + rewards_total) / current bonded stake, since registration",
-                "ppm": ppm as u64,
-                "yearly_ppm": yearly as u64,
+                "ppm": u64::try_from(ppm).unwrap_or(u64::MAX),
+                "yearly_ppm": u64::try_from(yearly).unwrap_or(u64::MAX),
                 "seconds": elapsed,
             })),
         })),
@@ -838,7 +838,7 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                     format!(
                         "unlocks {} ({})",
                         output::date(w.unlock_ts),
-                        output::relative(w.unlock_ts - now)
+                        output::relative(w.unlock_ts.saturating_sub(now))
                     )
                 };
                 s.push_str(&format!("; {} unbonding, {when}", m.tokens(w.unbonding)));
@@ -855,7 +855,7 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                 (Some(until), _) if now < until => format!(
                     "  JAILED until {} ({}): nothing new is assigned\n",
                     output::date(until),
-                    output::relative(until - now)
+                    output::relative(until.saturating_sub(now))
                 ),
                 (_, true) => "  JAILED: the period is over; leave with `gpumesh worker unjail`\n".into(),
                 _ => "  not jailed\n".into(),

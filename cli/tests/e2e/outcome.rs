@@ -39,7 +39,7 @@ fn a_node_that_stalls_after_the_send_gives_an_unknown_outcome_with_the_signature
     let out = net
         .gpumesh(&supplier)
         .env("GPUMESH_URL", &proxy.url)
-        .env("GPUMESH_RPC_TIMEOUT", "2")
+        .env("GPUMESH_RPC_TIMEOUT", "4")
         .args(["worker", "stake", "100"])
         .output()
         .unwrap();
@@ -51,7 +51,7 @@ fn a_node_that_stalls_after_the_send_gives_an_unknown_outcome_with_the_signature
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(45),
         "the request timeout bounds the wait"
     );
     assert!(proxy.sent.load(Ordering::SeqCst), "the node got the send");
@@ -80,7 +80,7 @@ fn a_node_that_stalls_after_the_send_gives_an_unknown_outcome_with_the_signature
     let out = net
         .gpumesh(&supplier)
         .env("GPUMESH_URL", &proxy.url)
-        .env("GPUMESH_RPC_TIMEOUT", "2")
+        .env("GPUMESH_RPC_TIMEOUT", "4")
         .env("GPUMESH_OUTPUT", "text")
         .args(["worker", "unstake", "10"])
         .output()
@@ -113,7 +113,7 @@ fn a_lost_answer_to_the_send_is_resolved_by_the_signature_status() {
     let out = net
         .gpumesh(&supplier)
         .env("GPUMESH_URL", &proxy.url)
-        .env("GPUMESH_RPC_TIMEOUT", "2")
+        .env("GPUMESH_RPC_TIMEOUT", "4")
         .args(["worker", "stake", "100"])
         .output()
         .unwrap();
@@ -156,7 +156,7 @@ fn confirm_tells_landed_failed_and_unknown_apart() {
     let out = net
         .gpumesh(&wallet)
         .env("GPUMESH_URL", format!("http://127.0.0.1:{port}"))
-        .env("GPUMESH_RPC_TIMEOUT", "2")
+        .env("GPUMESH_RPC_TIMEOUT", "4")
         .args(["confirm", &never])
         .output()
         .unwrap();
