@@ -1,7 +1,7 @@
 //! `gpumesh airdrop`: SOL for fees (requestAirdrop: localnet and devnet) and, on a local chain,
 //! test tokens of the local mint.
 
-use crate::context::Ctx;
+use crate::context::{ClusterArgs, Env, LocalDirArgs, WalletArgs};
 use crate::error::CliError;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
@@ -13,18 +13,28 @@ use std::str::FromStr;
 
 #[derive(clap::Args)]
 pub struct AirdropArgs {
-    /// SOL to request.
+    /// SOL to request (whole SOL, e.g. 10 or 0.5).
     #[arg(default_value = "10")]
     sol: String,
     /// Also mint this many test tokens of the local mint (local chain only).
     #[arg(long)]
     tokens: Option<String>,
     /// The address to fund [default: --keypair's].
-    #[arg(long)]
+    #[arg(long, value_name = "ADDRESS")]
     to: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    local: LocalDirArgs,
 }
 
-pub fn run(ctx: &mut Ctx, args: &AirdropArgs) -> Result<(), CliError> {
+pub fn run(env: &Env, args: &AirdropArgs) -> Result<(), CliError> {
+    let mut ctx = env
+        .connect(&args.cluster)?
+        .with_wallet(&args.wallet)
+        .with_local_dir(&args.local);
     let lamports = amount::parse(&args.sol, 9).map_err(|source| CliError::Amount {
         what: "SOL amount".into(),
         source,
@@ -44,7 +54,7 @@ pub fn run(ctx: &mut Ctx, args: &AirdropArgs) -> Result<(), CliError> {
             ));
         }
         Some(t) => {
-            let state = LocalState::open(&ctx.args.localnet_dir)?;
+            let state = LocalState::open(&ctx.localnet_dir()?)?;
             let decimals = mint_decimals(&ctx.chain, &state.mint())?;
             let base = amount::parse(t, decimals).map_err(|source| CliError::Amount {
                 what: "--tokens".into(),
@@ -57,13 +67,18 @@ pub fn run(ctx: &mut Ctx, args: &AirdropArgs) -> Result<(), CliError> {
         ctx.chain.airdrop(&to, lamports)?;
     }
     let mut token_balance = None;
-    if let Some((state, base, decimals)) = tokens {
+    let mut decimals = None;
+    if let Some((state, base, mint_decimals)) = tokens {
+        decimals = Some(mint_decimals);
         let ata = state.mint_to(&mut ctx.chain, &to, base)?;
-        token_balance = Some(amount::format(ctx.chain.token_balance(&ata)?, decimals));
+        token_balance = Some(amount::format(
+            ctx.chain.token_balance(&ata)?,
+            mint_decimals,
+        ));
     }
     let sol = amount::format(ctx.chain.lamports(&to)?, 9);
     ctx.print(
-        json!({"to": to.to_string(), "sol": sol, "tokens": token_balance}),
+        json!({"to": to.to_string(), "sol": sol, "tokens": token_balance, "decimals": token_balance.as_ref().and(decimals)}),
         || match &token_balance {
             Some(t) => format!("{to}: {sol} SOL, {t} tokens"),
             None => format!("{to}: {sol} SOL"),

@@ -3,6 +3,9 @@
 //! told with the balances it moved. Everything shown is read back from the chain.
 
 use crate::amount::format;
+use crate::context::Env;
+use crate::error::CliError;
+use crate::output;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::ix::{self, LeaseRef};
 use gpumesh_client::program::instructions::{CreateOrderArgs, RegisterWorkerArgs};
@@ -17,6 +20,7 @@ use gpumesh_orchestrator::actions::Orchestrator;
 use gpumesh_protocol::{GpuClass, LeaseService, Region, job_spec_hash};
 use gpumesh_svm::SvmChain;
 use gpumesh_svm::fixtures::LocalMarket;
+use serde_json::{Value, json};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -27,7 +31,7 @@ pub struct DemoArgs {
 
 const DAY: i64 = 86_400;
 
-struct Demo {
+struct Demo<'s> {
     chain: SvmChain,
     m: LocalMarket,
     step: u32,
@@ -37,23 +41,35 @@ struct Demo {
     /// The second supplier, once it exists (the one that fails).
     owner2: Option<Keypair>,
     minted: u64,
+    /// With `--output json`: the steps told so far, printed as one document at the end.
+    steps: &'s mut Option<Vec<Value>>,
 }
 
-impl Demo {
+impl Demo<'_> {
     fn tokens(&self, base: u64) -> String {
         format(base, self.m.decimals)
     }
 
     fn say(&mut self, what: &str) {
         self.step += 1;
-        println!("\n{:>2}. {what}", self.step);
+        match &mut *self.steps {
+            Some(steps) => steps.push(json!({"step": self.step, "what": what, "details": []})),
+            None => output::line(&format!("\n{:>2}. {what}", self.step)),
+        }
     }
 
-    fn detail(&self, line: impl AsRef<str>) {
-        println!("    {}", line.as_ref());
+    fn detail(&mut self, line: impl AsRef<str>) {
+        match self.steps.as_mut().and_then(|s| s.last_mut()) {
+            Some(step) => {
+                if let Some(details) = step["details"].as_array_mut() {
+                    details.push(json!(line.as_ref()));
+                }
+            }
+            None => output::line(&format!("    {}", line.as_ref())),
+        }
     }
 
-    fn balances(&self) -> Result<(), ChainError> {
+    fn balances(&mut self) -> Result<(), ChainError> {
         let a = &self.m.addrs;
         let market: Market = self.chain.fetch(&a.market)?;
         let mut rows = vec![
@@ -94,7 +110,7 @@ impl Demo {
         Ok(())
     }
 
-    fn events(&self, events: &[GpumeshEvent]) {
+    fn events(&mut self, events: &[GpumeshEvent]) {
         for e in events {
             let line = match e {
                 GpumeshEvent::ReceiptSettled(e) => format!(
@@ -143,7 +159,7 @@ impl Demo {
     }
 }
 
-impl Demo {
+impl Demo<'_> {
     /// What the worker's daemon keeps for one lease instance: its heartbeat chain.
     fn lease_service(&self, lease: &LeaseRef) -> LeaseService {
         LeaseService::new(
@@ -182,10 +198,37 @@ fn short(k: &Pubkey) -> String {
     format!("{}…{}", &s[..4], &s[s.len() - 4..])
 }
 
-pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
+const ABOUT: &str = "gpumesh demo: the market flow in an in-process Solana runtime (LiteSVM), with the gpumesh program loaded and SPL Token running as its real program.";
+
+/// Tells the demo: narrated in text, or one JSON document of its steps and whether every token
+/// is accounted for.
+pub fn run(env: &Env, args: &DemoArgs) -> Result<(), CliError> {
+    let mut steps = env.json().then(Vec::new);
+    let result = if env.json() {
+        let _quiet = output::StdoutOnStderr::new();
+        narrate(args, &mut steps)
+    } else {
+        narrate(args, &mut steps)
+    };
+    result.map_err(|e| CliError::Input(format!("the demo stopped: {e}")))?;
+    if let Some(steps) = steps {
+        env.print(
+            json!({"about": ABOUT, "steps": steps, "balanced": true}),
+            String::new,
+        );
+    }
+    Ok(())
+}
+
+fn narrate(
+    args: &DemoArgs,
+    steps: &mut Option<Vec<Value>>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let one = 10u64.pow(args.decimals as u32);
-    println!("gpumesh demo: the market flow in an in-process Solana runtime (LiteSVM),");
-    println!("with the gpumesh program loaded and SPL Token running as its real program.");
+    if steps.is_none() {
+        output::line("gpumesh demo: the market flow in an in-process Solana runtime (LiteSVM),");
+        output::line("with the gpumesh program loaded and SPL Token running as its real program.");
+    }
 
     let mut chain = SvmChain::new();
     let params = MarketParams {
@@ -205,6 +248,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         node: Keypair::new(),
         owner2: None,
         minted: 1_100 * one,
+        steps,
     };
     let a = d.m.addrs;
     let orchestrator = Orchestrator::new(a, d.m.orchestrator.insecure_clone());

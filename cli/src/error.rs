@@ -28,7 +28,7 @@ pub enum CliError {
     #[error("{}", describe_chain(.0))]
     Chain(#[from] ChainError),
     #[error(
-        "no market at {0} on this cluster: create one with `gpumesh market init --config market.toml`, or check --market and --url"
+        "no market at {0} on this cluster: create one with `gpumesh market init market.toml`, or check --market and --url"
     )]
     NoMarket(Pubkey),
     #[error("{what} {key} does not exist on this cluster{hint}")]
@@ -37,12 +37,27 @@ pub enum CliError {
         key: Pubkey,
         hint: String,
     },
-    #[error("{who} has {have} lamports of SOL and needs about {need} for fees and rent; {}", fund_sol(*.local))]
+    #[error(
+        "{who}{} has {} SOL and needs about {} for fees and rent; {}",
+        keypair_note(.keypair.as_deref()),
+        sol(*.have),
+        sol(*.need),
+        fund_sol(*.local)
+    )]
     NotEnoughSol {
         who: Pubkey,
+        /// The keypair file, when `who` is the wallet signing this command.
+        keypair: Option<String>,
         have: u64,
         need: u64,
         local: bool,
+    },
+    /// `gpumesh confirm` found a transaction failed, or found no record of it.
+    #[error("{message}")]
+    TxStatus {
+        signature: String,
+        status: &'static str,
+        message: String,
     },
     #[error("{who} holds {have} tokens and this needs {need}; {}", fund_tokens(*.local))]
     NotEnoughTokens {
@@ -51,6 +66,83 @@ pub enum CliError {
         need: String,
         local: bool,
     },
+}
+
+fn keypair_note(path: Option<&str>) -> String {
+    match path {
+        Some(p) => format!(" (the keypair {p})"),
+        None => String::new(),
+    }
+}
+
+fn sol(lamports: u64) -> String {
+    gpumesh_client::amount::format(lamports, 9)
+}
+
+/// Exit status for an outcome nobody could learn (see [`CliError::exit_code`]).
+pub const EXIT_UNKNOWN_OUTCOME: u8 = 3;
+
+impl CliError {
+    /// The chain error inside, wherever a library wrapped it.
+    fn chain(&self) -> Option<&ChainError> {
+        match self {
+            CliError::Chain(e)
+            | CliError::Deploy(DeployError::Chain(e))
+            | CliError::Mint(MintError::Chain(e))
+            | CliError::Setup(SetupError::Chain(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// 3 when a transaction was sent and its outcome is unknown (it may have landed: check
+    /// before retrying), 1 for every other error. Usage errors (2) come from clap.
+    pub fn exit_code(&self) -> u8 {
+        match self.chain() {
+            Some(ChainError::UnknownOutcome { .. }) => EXIT_UNKNOWN_OUTCOME,
+            _ => 1,
+        }
+    }
+
+    /// The error as one JSON object for `--output json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let kind = match (self, self.chain()) {
+            (_, Some(ChainError::UnknownOutcome { .. })) => "unknown_outcome",
+            (_, Some(ChainError::Expired { .. })) => "expired",
+            (_, Some(ChainError::Program { .. })) => "program",
+            (_, Some(ChainError::Transaction { .. })) => "transaction",
+            (_, Some(ChainError::Rpc(_))) => "rpc",
+            (_, Some(_)) => "chain",
+            (CliError::NotEnoughSol { .. }, _) => "not_enough_sol",
+            (CliError::NotEnoughTokens { .. }, _) => "not_enough_tokens",
+            (CliError::NoMarket(_) | CliError::Missing { .. }, _) => "not_found",
+            (CliError::TxStatus { .. }, _) => "transaction_status",
+            _ => "input",
+        };
+        let mut error = serde_json::json!({
+            "kind": kind,
+            "message": self.to_string(),
+            "exit_code": self.exit_code(),
+        });
+        match self.chain() {
+            Some(
+                ChainError::UnknownOutcome { signature, .. } | ChainError::Expired { signature },
+            ) => {
+                error["signature"] = signature.clone().into();
+            }
+            Some(ChainError::Program { name, code, .. }) => {
+                error["program_error"] = serde_json::json!({"name": name, "code": code});
+            }
+            _ => {}
+        }
+        if let CliError::TxStatus {
+            signature, status, ..
+        } = self
+        {
+            error["signature"] = signature.clone().into();
+            error["status"] = (*status).into();
+        }
+        serde_json::json!({ "error": error })
+    }
 }
 
 fn fund_sol(local: bool) -> &'static str {
@@ -82,8 +174,17 @@ fn describe_chain(err: &ChainError) -> String {
             "NothingUnbonding" => {
                 Some("request an unstake first: `gpumesh worker unstake <amount>`")
             }
-            "StakeStillLocked" => Some("`gpumesh worker show` prints when the stake unlocks"),
+            "StakeStillLocked" => Some("`gpumesh worker status` prints when the stake unlocks"),
             "OrderHasActiveLeases" => Some("wait until the orchestrator closes the order's leases"),
+            "MarketPaused" => {
+                Some("the market's authority paused it; wait for `market update --resume`")
+            }
+            "WorkerBusy" => {
+                Some("wait until the worker's leases end (`gpumesh worker status` lists them)")
+            }
+            "EmissionOverfunded" => {
+                Some("fund at most what the emission schedule can still release")
+            }
             "AccountNotInitialized" => Some("check the address, --market and --url"),
             _ => None,
         },

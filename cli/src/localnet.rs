@@ -1,7 +1,7 @@
 //! `gpumesh localnet`: a Solana node on this machine (surfpool in process, offline) with the
 //! gpumesh program and SPL Token loaded, a payment mint, and funded wallets. Runs until Ctrl-C.
 
-use crate::context::Ctx;
+use crate::context::{Env, LocalDirArgs, WalletArgs};
 use crate::error::CliError;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::{RpcChain, Signer, amount, cluster};
@@ -40,6 +40,10 @@ pub struct LocalnetArgs {
     /// Print the node's log (transactions, errors) to stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    local: LocalDirArgs,
 }
 
 fn wallet_key(text: &str) -> Result<Pubkey, CliError> {
@@ -49,7 +53,7 @@ fn wallet_key(text: &str) -> Result<Pubkey, CliError> {
     Ok(cluster::read_keypair(Path::new(text))?.pubkey())
 }
 
-pub fn run(ctx: &Ctx, args: &LocalnetArgs) -> Result<(), CliError> {
+pub fn run(env: &Env, args: &LocalnetArgs) -> Result<(), CliError> {
     let tokens = amount::parse(&args.tokens, args.decimals).map_err(|source| CliError::Amount {
         what: "--tokens".into(),
         source,
@@ -59,7 +63,7 @@ pub fn run(ctx: &Ctx, args: &LocalnetArgs) -> Result<(), CliError> {
         .iter()
         .map(|w| wallet_key(w))
         .collect::<Result<Vec<_>, _>>()?;
-    let default_wallet = ctx.keypair_path()?;
+    let default_wallet = env.keypair_path(args.wallet.keypair.as_deref())?;
     let mut hint = None;
     if args.fund.is_empty() {
         match cluster::read_keypair(&default_wallet) {
@@ -72,7 +76,7 @@ pub fn run(ctx: &Ctx, args: &LocalnetArgs) -> Result<(), CliError> {
             }
         }
     }
-    let state = LocalState::open_or_create(&ctx.args.localnet_dir)?;
+    let state = LocalState::open_or_create(&args.local.localnet_dir)?;
 
     let node = Localnet::start(LocalnetConfig {
         bind_host: args.bind.clone(),
@@ -86,7 +90,7 @@ pub fn run(ctx: &Ctx, args: &LocalnetArgs) -> Result<(), CliError> {
     for w in &wallets {
         state.fund(&mut chain, w, args.sol * LAMPORTS_PER_SOL, tokens)?;
     }
-    ctx.print(
+    env.print(
         json!({
             "rpc_url": node.rpc_url(),
             "ws_url": node.ws_url(),
@@ -96,6 +100,8 @@ pub fn run(ctx: &Ctx, args: &LocalnetArgs) -> Result<(), CliError> {
             "decimals": args.decimals,
             "state_dir": state.dir.display().to_string(),
             "funded": wallets.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+            "funded_sol": args.sol.to_string(),
+            "funded_tokens": amount::format(tokens, args.decimals),
         }),
         || {
             let mut s = format!(
@@ -121,6 +127,8 @@ pub fn run(ctx: &Ctx, args: &LocalnetArgs) -> Result<(), CliError> {
             s
         },
     );
+    // The node logs program refusals to stdout; with JSON output, stdout keeps its one document.
+    let _quiet = env.json().then(crate::output::StdoutOnStderr::new);
     wait_for_ctrl_c()?;
     drop(node);
     Ok(())

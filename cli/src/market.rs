@@ -1,15 +1,21 @@
 //! `gpumesh market`: the operator's commands. `init` creates a market from a TOML file (the same
-//! file and code path as the migrations binary), `show` prints it, `update` tunes it.
+//! file and code path as the migrations binary), `show` prints it, `update` tunes it (parameters,
+//! reference prices, the orchestrator key, the authority, pause and resume), `fund-rewards` fills
+//! the suppliers' emission vault and `withdraw-treasury` takes the protocol's fees out.
 
-use crate::context::{Ctx, MarketView};
+use crate::context::{
+    ClusterArgs, Ctx, Env, LocalDirArgs, MarketView, Reading, Signed, WalletArgs,
+};
 use crate::error::CliError;
+use crate::output;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::Signer;
 use gpumesh_client::chain::{Chain, ChainExt};
-use gpumesh_client::ix;
 use gpumesh_client::program::instructions::UpdateMarketArgs;
 use gpumesh_client::program::state::Market;
+use gpumesh_client::{ix, token};
 use gpumesh_migrations::deploy::{self, Deployed, MarketConfig, ParamsConfig};
+use gpumesh_protocol::GpuClass;
 use serde_json::json;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -18,20 +24,47 @@ use std::str::FromStr;
 pub enum MarketCommand {
     /// Create the market for a payment mint from a TOML file of parameters.
     Init(InitArgs),
-    /// Print a market: parameters, totals and vault balances.
-    Show,
-    /// Change a market's parameters, orchestrator, authority or paused flag (authority only).
+    /// Print a market: parameters, reference prices, emission, totals and vault balances.
+    Show(Reading),
+    /// Change a market's parameters, reference prices, orchestrator key, authority or paused
+    /// flag (authority only).
     Update(UpdateArgs),
+    /// Put tokens (whole tokens) from the authority's token account into the rewards vault,
+    /// which pays the suppliers' emission (authority only).
+    FundRewards {
+        /// Tokens to add, in whole tokens (e.g. 1000 or 12.5).
+        amount: String,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// Withdraw accrued protocol fees from the treasury vault (authority only).
+    WithdrawTreasury {
+        /// Tokens to withdraw, in whole tokens, or `all`.
+        amount: String,
+        /// The wallet whose token account receives them (created if missing) [default: the
+        /// authority's].
+        #[arg(long, value_name = "ADDRESS")]
+        to: Option<String>,
+        #[command(flatten)]
+        signed: Signed,
+    },
 }
 
 #[derive(clap::Args)]
 pub struct InitArgs {
-    /// The market's TOML file (mint, orchestrator, [params]; see migrations/market.example.toml).
-    #[arg(long, short = 'c', env = "GPUMESH_MARKET_CONFIG")]
-    config: PathBuf,
+    /// The market's TOML file (mint, orchestrator, [params], [reference_prices], [emission]; see
+    /// migrations/market.example.toml).
+    #[arg(env = "GPUMESH_MARKET_CONFIG", value_name = "FILE")]
+    file: PathBuf,
     /// Succeed without changes when the market exists (report it instead of failing).
     #[arg(long)]
     if_missing: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    local: LocalDirArgs,
 }
 
 #[derive(clap::Args)]
@@ -45,26 +78,56 @@ pub struct UpdateArgs {
     /// Minimum stake per GPU, in whole tokens.
     #[arg(long)]
     min_stake_per_gpu: Option<String>,
-    /// Hand order matching and settlement to another key.
-    #[arg(long)]
+    /// Set a class's reference price (whole tokens per GPU-second; 0 = unknown, seeded by the
+    /// next lease), e.g. `--reference-price h100=0.0008`; repeat for several classes. The circuit
+    /// breaker caps lease prices at the reference times (1 + band).
+    #[arg(long, value_name = "CLASS=PRICE")]
+    reference_price: Vec<String>,
+    /// Rotate the orchestrator key: from now on only this key assigns, settles, closes leases and
+    /// slashes in this market; the old key can do nothing more (an address or a keypair file).
+    #[arg(long, value_name = "KEY")]
     orchestrator: Option<String>,
-    /// Hand the market to another authority.
-    #[arg(long)]
+    /// Hand the market to another authority (an address or a keypair file): this wallet can do
+    /// nothing more in it.
+    #[arg(long, value_name = "KEY")]
     new_authority: Option<String>,
-    /// Stop new orders and leases.
+    /// Stop new orders and leases (running leases, settlement and every exit go on).
     #[arg(long, conflicts_with = "resume")]
     pause: bool,
     /// Take new orders and leases again.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    signed: Signed,
 }
 
-pub fn run(ctx: &mut Ctx, cmd: &MarketCommand) -> Result<(), CliError> {
+pub fn run(env: &Env, cmd: &MarketCommand) -> Result<(), CliError> {
     match cmd {
-        MarketCommand::Init(args) => init(ctx, args),
-        MarketCommand::Show => show(ctx),
-        MarketCommand::Update(args) => update(ctx, args),
+        MarketCommand::Init(args) => init(
+            &mut env
+                .connect(&args.cluster)?
+                .with_wallet(&args.wallet)
+                .with_local_dir(&args.local),
+            args,
+        ),
+        MarketCommand::Show(r) => show(&mut env.connect(&r.cluster)?.with_market(&r.market)),
+        MarketCommand::Update(args) => update(&mut signed(env, &args.signed)?, args),
+        MarketCommand::FundRewards { amount, signed: s } => {
+            fund_rewards(&mut signed(env, s)?, amount)
+        }
+        MarketCommand::WithdrawTreasury {
+            amount,
+            to,
+            signed: s,
+        } => withdraw_treasury(&mut signed(env, s)?, amount, to.as_deref()),
     }
+}
+
+fn signed(env: &Env, s: &Signed) -> Result<Ctx, CliError> {
+    Ok(env
+        .connect(&s.cluster)?
+        .with_wallet(&s.wallet)
+        .with_market(&s.market))
 }
 
 fn read_text(path: &PathBuf) -> Result<String, CliError> {
@@ -73,7 +136,7 @@ fn read_text(path: &PathBuf) -> Result<String, CliError> {
 }
 
 fn init(ctx: &mut Ctx, args: &InitArgs) -> Result<(), CliError> {
-    let config = MarketConfig::from_toml(&read_text(&args.config)?)?;
+    let config = MarketConfig::from_toml(&read_text(&args.file)?)?;
     let authority = ctx.wallet()?;
     ctx.chain.ping()?;
     let mint = config.mint()?;
@@ -99,7 +162,7 @@ fn init(ctx: &mut Ctx, args: &InitArgs) -> Result<(), CliError> {
         Deployed::Created { addrs, .. } | Deployed::Existing { addrs, .. } => *addrs,
     };
     if gpumesh_client::cluster::is_local(&ctx.url)
-        && let Ok(state) = gpumesh_localnet::LocalState::open(&ctx.args.localnet_dir)
+        && let Ok(state) = gpumesh_localnet::LocalState::open(&ctx.localnet_dir()?)
     {
         // Later commands on the chain `gpumesh localnet` runs use this market without --market.
         state.remember_market(&addrs.market)?;
@@ -155,56 +218,128 @@ fn show(ctx: &mut Ctx) -> Result<(), CliError> {
         ("rewards_vault", ctx.chain.token_balance(&a.rewards_vault)?),
     ];
     let p = &k.params;
+    let e = &k.emission;
+    let references = reference_prices(k);
     ctx.print(
-        json!({
+        m.with_units(json!({
             "market": a.market.to_string(),
-            "mint": a.mint.to_string(),
-            "decimals": m.decimals,
             "authority": k.authority.to_string(),
             "orchestrator": k.orchestrator.to_string(),
             "paused": k.paused,
             "params": {
                 "protocol_fee_bps": p.protocol_fee_bps,
-                "min_stake_per_gpu": p.min_stake_per_gpu,
+                "min_stake_per_gpu": m.amount(p.min_stake_per_gpu),
                 "unbonding_period": p.unbonding_period,
                 "max_receipts_per_settle": p.max_receipts_per_settle,
                 "max_receipt_age": p.max_receipt_age,
                 "heartbeat_grace": p.heartbeat_grace,
                 "offline_slash_bps": p.offline_slash_bps,
                 "fraud_slash_bps": p.fraud_slash_bps,
+                "slash_treasury_share_bps": p.slash_treasury_share_bps,
+                "jail_period": p.jail_period,
                 "breaker_band_bps": p.breaker_band_bps,
+                "reference_smoothing_bps": p.reference_smoothing_bps,
+                "reference_update_interval": p.reference_update_interval,
                 "buyer_exit_window": p.buyer_exit_window,
             },
-            "total_stake": k.total_stake,
-            "total_unbonding": k.total_unbonding,
-            "total_escrow": k.total_escrow,
-            "total_claimable": k.total_claimable,
-            "treasury_balance": k.treasury_balance,
+            "reference_prices": references.iter().map(|(class, price, updated)| json!({
+                "class": class.name(),
+                "price_per_gpu_second": m.amount(*price),
+                "updated_ts": updated,
+                "updated_at": output::date_json(*updated),
+            })).collect::<Vec<_>>(),
+            "emission": {
+                "total": m.amount(e.total),
+                "start_ts": e.start_ts,
+                "start_at": output::date_json(e.start_ts),
+                "duration": e.duration,
+                "funded": m.amount(e.funded),
+                "distributed": m.amount(e.distributed),
+                "undistributed": m.amount(e.undistributed),
+                "unfunded": m.amount(e.unfunded),
+                "paid": m.amount(e.paid),
+            },
+            "total_stake": m.amount(k.total_stake),
+            "total_unbonding": m.amount(k.total_unbonding),
+            "total_escrow": m.amount(k.total_escrow),
+            "total_claimable": m.amount(k.total_claimable),
+            "treasury_balance": m.amount(k.treasury_balance),
             "workers": k.workers,
             "open_orders": k.open_orders,
             "active_leases": k.active_leases,
-            "vaults": balances.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        }),
+            "vaults": balances.iter().map(|(n, v)| (n.to_string(), m.amount(*v))).collect::<serde_json::Map<_, _>>(),
+        })),
         || market_text(&m, &balances),
     );
     Ok(())
+}
+
+/// The classes with a known reference price: (class, base units per GPU-second, last moved).
+fn reference_prices(k: &Market) -> Vec<(GpuClass, u64, i64)> {
+    GpuClass::ALL
+        .iter()
+        .filter_map(|c| {
+            let i = usize::from(c.code());
+            let price = *k.reference_prices.get(i)?;
+            let updated = k.reference_updated_ts.get(i).copied().unwrap_or(0);
+            (price > 0).then_some((*c, price, updated))
+        })
+        .collect()
 }
 
 fn market_text(m: &MarketView, balances: &[(&str, u64)]) -> String {
     let k: &Market = &m.market;
     let p = &k.params;
     let mut s = format!(
-        "market {}\n  mint {} ({} decimals)\n  authority {}\n  orchestrator {}\n  paused {}\n",
-        m.addrs.market, m.addrs.mint, m.decimals, k.authority, k.orchestrator, k.paused
+        "market {}\n  mint {} ({} decimals)\n  authority {}\n  orchestrator {}\n  {}\n",
+        m.addrs.market,
+        m.addrs.mint,
+        m.decimals,
+        k.authority,
+        k.orchestrator,
+        if k.paused {
+            "PAUSED: no new orders or leases"
+        } else {
+            "open for orders"
+        }
     );
     s.push_str(&format!(
-        "  protocol fee {} bps, min stake per GPU {}, unbonding {} s, heartbeat grace {} s, buyer's exit window {} s\n",
+        "  protocol fee {} bps, min stake per GPU {}, unbonding {}, heartbeat grace {}, buyer's exit window {}\n",
         p.protocol_fee_bps,
         m.tokens(p.min_stake_per_gpu),
-        p.unbonding_period,
-        p.heartbeat_grace,
-        p.buyer_exit_window
+        output::duration(p.unbonding_period.max(0) as u64),
+        output::duration(p.heartbeat_grace.max(0) as u64),
+        output::duration(p.buyer_exit_window.max(0) as u64)
     ));
+    s.push_str(&format!(
+        "  slashes: offline {} bps, fraud {} bps ({} bps of each to the treasury), jail {}; breaker band {} bps\n",
+        p.offline_slash_bps,
+        p.fraud_slash_bps,
+        p.slash_treasury_share_bps,
+        output::duration(p.jail_period.max(0) as u64),
+        p.breaker_band_bps
+    ));
+    let references = reference_prices(k);
+    if references.is_empty() {
+        s.push_str("  reference prices: none yet (the first lease of a class seeds it)\n");
+    } else {
+        s.push_str("  reference prices per GPU-second:");
+        for (class, price, _) in &references {
+            s.push_str(&format!(" {class} {}", m.tokens(*price)));
+        }
+        s.push('\n');
+    }
+    let e = &k.emission;
+    if e.total > 0 {
+        s.push_str(&format!(
+            "  emission: {} over {} from {}; funded {}, paid {}\n",
+            m.tokens(e.total),
+            output::duration(e.duration.max(0) as u64),
+            output::date(e.start_ts),
+            m.tokens(e.funded),
+            m.tokens(e.paid)
+        ));
+    }
     s.push_str(&format!(
         "  workers {}, open orders {}, active leases {}\n  stake {} (+{} unbonding), escrow {}, unclaimed earnings {}, treasury {}\n",
         k.workers,
@@ -223,13 +358,56 @@ fn market_text(m: &MarketView, balances: &[(&str, u64)]) -> String {
     s
 }
 
-fn parse_key(flag: &str, text: &str) -> Result<Pubkey, CliError> {
-    Pubkey::from_str(text.trim())
-        .map_err(|_| CliError::Input(format!("{flag} {text:?} is not a base58 address")))
+/// A key given as an address or as a keypair file.
+pub fn key_or_file(flag: &str, text: &str) -> Result<Pubkey, CliError> {
+    if let Ok(key) = Pubkey::from_str(text.trim()) {
+        return Ok(key);
+    }
+    let path = std::path::Path::new(text);
+    if path.exists() {
+        return Ok(gpumesh_client::cluster::read_keypair(path)?.pubkey());
+    }
+    Err(CliError::Input(format!(
+        "{flag} {text:?} is neither an address nor a keypair file"
+    )))
+}
+
+/// The wallet, which must be the market's authority (checked before sending).
+fn authority_of(ctx: &Ctx, m: &MarketView) -> Result<gpumesh_client::Keypair, CliError> {
+    let authority = ctx.wallet()?;
+    if m.market.authority != authority.pubkey() {
+        return Err(CliError::Input(format!(
+            "{} is not this market's authority ({}); sign with the authority's keypair (-k)",
+            authority.pubkey(),
+            m.market.authority
+        )));
+    }
+    Ok(authority)
+}
+
+/// `CLASS=PRICE` pairs over the market's current reference-price table.
+fn reference_table(m: &MarketView, pairs: &[String]) -> Result<Option<[u64; 16]>, CliError> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut table = m.market.reference_prices;
+    for pair in pairs {
+        let (class, price) = pair.split_once('=').ok_or_else(|| {
+            CliError::Input(format!(
+                "--reference-price {pair:?}: write CLASS=PRICE, e.g. h100=0.0008 (whole tokens per GPU-second)"
+            ))
+        })?;
+        let class = GpuClass::from_str(class)
+            .map_err(|e| CliError::Input(format!("--reference-price {pair:?}: {e}")))?;
+        let slot = table
+            .get_mut(usize::from(class.code()))
+            .ok_or_else(|| CliError::Input(format!("class {class} has no price slot")))?;
+        *slot = m.parse(&format!("--reference-price {class}"), price)?;
+    }
+    Ok(Some(table))
 }
 
 fn update(ctx: &mut Ctx, args: &UpdateArgs) -> Result<(), CliError> {
-    let authority = ctx.wallet()?;
     let m = ctx.market()?;
     let mut params_config = match &args.params {
         Some(path) => toml::from_str::<ParamsConfig>(&read_text(path)?)
@@ -244,17 +422,18 @@ fn update(ctx: &mut Ctx, args: &UpdateArgs) -> Result<(), CliError> {
         params_config.min_stake_per_gpu = Some(t.clone());
     }
     let params = params_config.apply(m.market.params, m.decimals)?;
+    let reference_prices = reference_table(&m, &args.reference_price)?;
     let update = UpdateMarketArgs {
         params: (params != m.market.params).then_some(params),
         orchestrator: args
             .orchestrator
             .as_deref()
-            .map(|o| parse_key("--orchestrator", o))
+            .map(|o| key_or_file("--orchestrator", o))
             .transpose()?,
         new_authority: args
             .new_authority
             .as_deref()
-            .map(|o| parse_key("--new-authority", o))
+            .map(|o| key_or_file("--new-authority", o))
             .transpose()?,
         paused: if args.pause {
             Some(true)
@@ -263,36 +442,185 @@ fn update(ctx: &mut Ctx, args: &UpdateArgs) -> Result<(), CliError> {
         } else {
             None
         },
-        reference_prices: None,
+        reference_prices: reference_prices.filter(|t| *t != m.market.reference_prices),
     };
     if update.params.is_none()
         && update.orchestrator.is_none()
         && update.new_authority.is_none()
         && update.paused.is_none()
+        && update.reference_prices.is_none()
     {
         return Err(CliError::Input(
-            "nothing to change: pass --params, --protocol-fee-bps, --min-stake-per-gpu, --orchestrator, --new-authority, --pause or --resume".into(),
+            "nothing to change: pass --params, --protocol-fee-bps, --min-stake-per-gpu, --reference-price, --orchestrator, --new-authority, --pause or --resume (values equal to the market's change nothing)".into(),
         ));
     }
-    if m.market.authority != authority.pubkey() {
-        return Err(CliError::Input(format!(
-            "{} is not this market's authority ({}); sign with the authority's keypair (-k)",
-            authority.pubkey(),
-            m.market.authority
-        )));
+    if let Some(params) = &update.params {
+        // The program's own bounds, checked before sending.
+        params.validate().map_err(|_| {
+            CliError::Input(
+                "these parameters are outside the program's bounds (fee <= 2000 bps, unbonding 1 h to 90 d, receipt age 60 s to 7 d, heartbeat grace 1 to 600 s, offline slash <= 5000 bps, breaker band 1000 to 100000 bps, smoothing 1 to 5000 bps, exit window 10 to 3600 s; see docs/ARCHITECTURE.md)".into(),
+            )
+        })?;
     }
+    for (flag, key) in [
+        ("--orchestrator", update.orchestrator),
+        ("--new-authority", update.new_authority),
+    ] {
+        if key == Some(Pubkey::default()) {
+            return Err(CliError::Input(format!(
+                "{flag} {}: the all-zero key has no private key; nobody could ever use it",
+                Pubkey::default()
+            )));
+        }
+    }
+    let authority = authority_of(ctx, &m)?;
     ctx.require_sol(&authority.pubkey(), 0)?;
     let outcome = ctx.send(
         "update market",
-        &[ix::update_market(&m.addrs, &authority.pubkey(), update)],
+        &[ix::update_market(
+            &m.addrs,
+            &authority.pubkey(),
+            update.clone(),
+        )],
         &authority,
         &[],
     )?;
+    let after: Market = ctx.chain.fetch(&m.addrs.market)?;
+    let mut changed = Vec::new();
+    if update.params.is_some() {
+        changed.push("parameters".to_string());
+    }
+    if let Some(o) = update.orchestrator {
+        changed.push(format!("orchestrator {} -> {o}", m.market.orchestrator));
+    }
+    if let Some(a) = update.new_authority {
+        changed.push(format!("authority {} -> {a}", m.market.authority));
+    }
+    if let Some(p) = update.paused {
+        changed.push(if p { "paused" } else { "resumed" }.to_string());
+    }
+    if update.reference_prices.is_some() {
+        changed.push("reference prices".to_string());
+    }
     ctx.report(
         "market update",
         &outcome,
-        json!({"market": m.addrs.market.to_string()}),
-        format!("updated market {}", m.addrs.market),
+        json!({
+            "market": m.addrs.market.to_string(),
+            "changed": changed,
+            "orchestrator": after.orchestrator.to_string(),
+            "authority": after.authority.to_string(),
+            "paused": after.paused,
+        }),
+        format!("updated market {}: {}", m.addrs.market, changed.join(", ")),
+    );
+    Ok(())
+}
+
+fn fund_rewards(ctx: &mut Ctx, amount: &str) -> Result<(), CliError> {
+    let m = ctx.market()?;
+    let amount = m.parse("rewards amount", amount)?;
+    if amount == 0 {
+        return Err(CliError::Input("fund more than 0 tokens".into()));
+    }
+    let e = &m.market.emission;
+    if e.total == 0 {
+        return Err(CliError::Input(format!(
+            "market {} has no emission schedule (its [emission] was not set at creation), so there are no rewards to fund",
+            m.addrs.market
+        )));
+    }
+    let room = e.total.saturating_sub(e.unfunded).saturating_sub(e.funded);
+    if amount > room {
+        return Err(CliError::Input(format!(
+            "the emission schedule can take at most {} more (total {}, funded {}, unfunded {}); fund at most that",
+            m.tokens(room),
+            m.tokens(e.total),
+            m.tokens(e.funded),
+            m.tokens(e.unfunded)
+        )));
+    }
+    let authority = authority_of(ctx, &m)?;
+    let from = ctx.require_tokens(&m, &authority.pubkey(), amount)?;
+    ctx.require_sol(&authority.pubkey(), 0)?;
+    let outcome = ctx.send(
+        "fund rewards",
+        &[ix::fund_rewards(
+            &m.addrs,
+            &authority.pubkey(),
+            &from,
+            amount,
+        )],
+        &authority,
+        &[],
+    )?;
+    let after: Market = ctx.chain.fetch(&m.addrs.market)?;
+    let vault = ctx.chain.token_balance(&m.addrs.rewards_vault)?;
+    ctx.report(
+        "market fund-rewards",
+        &outcome,
+        m.with_units(json!({
+            "market": m.addrs.market.to_string(),
+            "amount": m.amount(amount),
+            "funded": m.amount(after.emission.funded),
+            "rewards_vault": m.amount(vault),
+        })),
+        format!(
+            "funded {} of rewards; {} funded in all, rewards vault {}",
+            m.tokens(amount),
+            m.tokens(after.emission.funded),
+            m.tokens(vault)
+        ),
+    );
+    Ok(())
+}
+
+fn withdraw_treasury(ctx: &mut Ctx, amount: &str, to: Option<&str>) -> Result<(), CliError> {
+    let m = ctx.market()?;
+    let available = m.market.treasury_balance;
+    let amount = if amount.trim() == "all" {
+        available
+    } else {
+        m.parse("withdraw amount", amount)?
+    };
+    if amount == 0 || amount > available {
+        return Err(CliError::Input(format!(
+            "the treasury holds {} of fees; withdraw more than 0 and at most that (or `all`)",
+            m.tokens(available)
+        )));
+    }
+    let authority = authority_of(ctx, &m)?;
+    let owner = match to {
+        Some(t) => key_or_file("--to", t)?,
+        None => authority.pubkey(),
+    };
+    let account = token::ata(&owner, &m.addrs.mint);
+    ctx.require_sol(&authority.pubkey(), 0)?;
+    let outcome = ctx.send(
+        "withdraw treasury",
+        &[
+            token::create_ata(&authority.pubkey(), &owner, &m.addrs.mint),
+            ix::withdraw_treasury(&m.addrs, &authority.pubkey(), &account, amount),
+        ],
+        &authority,
+        &[],
+    )?;
+    let left = ctx.chain.fetch::<Market>(&m.addrs.market)?.treasury_balance;
+    ctx.report(
+        "market withdraw-treasury",
+        &outcome,
+        m.with_units(json!({
+            "market": m.addrs.market.to_string(),
+            "amount": m.amount(amount),
+            "to": owner.to_string(),
+            "token_account": account.to_string(),
+            "treasury_balance": m.amount(left),
+        })),
+        format!(
+            "withdrew {} of fees to {owner} (token account {account}); {} left in the treasury",
+            m.tokens(amount),
+            m.tokens(left)
+        ),
     );
     Ok(())
 }

@@ -5,8 +5,9 @@
 //! exit window the same command ends the leases and takes the escrow back, whatever the
 //! orchestrator did.
 
-use crate::context::{Ctx, MarketView};
+use crate::context::{Ctx, Env, MarketView, Signed};
 use crate::error::CliError;
+use crate::output;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
 use gpumesh_client::ix::LeaseRef;
@@ -18,28 +19,48 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+/// Most GPUs one order asks for (the program's `OrderRequirements::validate`).
+const MAX_ORDER_GPUS: u16 = 4_096;
+
 #[derive(clap::Subcommand)]
 pub enum OrderCommand {
     /// Put escrow down and ask for GPUs.
     Create(CreateArgs),
-    /// Add escrow (whole tokens) to an order.
-    TopUp { id: u64, amount: String },
+    /// Add escrow to an order.
+    TopUp {
+        /// The order's id (`gpumesh order list` shows them).
+        id: u64,
+        /// Tokens to add, in whole tokens (e.g. 10 or 2.5).
+        amount: String,
+        #[command(flatten)]
+        signed: Signed,
+    },
     /// Cancel an order; its unspent escrow comes back. With active leases it first asks to close
     /// the order (no new lease, no pay for later seconds); run it again once the exit window is
     /// over to end the leases yourself.
-    Cancel { id: u64 },
+    Cancel {
+        /// The order's id (`gpumesh order list` shows them).
+        id: u64,
+        #[command(flatten)]
+        signed: Signed,
+    },
     /// Print an order.
     Show {
+        /// The order's id (`gpumesh order list` shows them).
         id: u64,
         /// The buyer's address [default: --keypair's].
-        #[arg(long)]
+        #[arg(long, value_name = "ADDRESS")]
         buyer: Option<String>,
+        #[command(flatten)]
+        signed: Signed,
     },
     /// List a buyer's orders in this market.
     List {
         /// The buyer's address [default: --keypair's].
-        #[arg(long)]
+        #[arg(long, value_name = "ADDRESS")]
         buyer: Option<String>,
+        #[command(flatten)]
+        signed: Signed,
     },
 }
 
@@ -56,12 +77,12 @@ pub struct CreateArgs {
     /// GPU class by name (h100, a100-80gb, rtx4090, …).
     #[arg(long)]
     class: String,
-    /// GPUs wanted.
-    #[arg(long, default_value_t = 1)]
+    /// GPUs wanted (1 to 4096).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_ORDER_GPUS)))]
     gpus: u16,
-    /// Least VRAM per GPU, MiB.
-    #[arg(long, default_value_t = 0)]
-    min_vram_mib: u32,
+    /// Least VRAM per GPU with its unit, e.g. 80GiB or 81920MiB [default: any].
+    #[arg(long, value_parser = crate::worker::parse_vram_arg)]
+    min_vram: Option<u32>,
     /// Least memory bandwidth, GB/s.
     #[arg(long, default_value_t = 0)]
     min_bandwidth_gbps: u32,
@@ -72,7 +93,7 @@ pub struct CreateArgs {
     #[arg(long)]
     max_price: String,
     /// Seconds of service per lease.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
     /// Escrow to deposit now, whole tokens.
     #[arg(long)]
@@ -81,20 +102,31 @@ pub struct CreateArgs {
     /// the file's bytes), the file stays with you and the orchestrator.
     #[arg(long)]
     spec: PathBuf,
+    /// Spot pays per second and may leave any time; reserved is funded for its whole term.
     #[arg(long, value_enum, default_value_t = Mode::Spot)]
     mode: Mode,
     /// The order's id [default: one above the wallet's highest in this market].
     #[arg(long)]
     id: Option<u64>,
+    #[command(flatten)]
+    signed: Signed,
 }
 
-pub fn run(ctx: &mut Ctx, cmd: &OrderCommand) -> Result<(), CliError> {
+pub fn run(env: &Env, cmd: &OrderCommand) -> Result<(), CliError> {
+    let connect = |s: &Signed| -> Result<Ctx, CliError> {
+        Ok(env
+            .connect(&s.cluster)?
+            .with_wallet(&s.wallet)
+            .with_market(&s.market))
+    };
     match cmd {
-        OrderCommand::Create(args) => create(ctx, args),
-        OrderCommand::TopUp { id, amount } => top_up(ctx, *id, amount),
-        OrderCommand::Cancel { id } => cancel(ctx, *id),
-        OrderCommand::Show { id, buyer } => show(ctx, *id, buyer.as_deref()),
-        OrderCommand::List { buyer } => list(ctx, buyer.as_deref()),
+        OrderCommand::Create(args) => create(&mut connect(&args.signed)?, args),
+        OrderCommand::TopUp { id, amount, signed } => top_up(&mut connect(signed)?, *id, amount),
+        OrderCommand::Cancel { id, signed } => cancel(&mut connect(signed)?, *id),
+        OrderCommand::Show { id, buyer, signed } => {
+            show(&mut connect(signed)?, *id, buyer.as_deref())
+        }
+        OrderCommand::List { buyer, signed } => list(&mut connect(signed)?, buyer.as_deref()),
     }
 }
 
@@ -132,6 +164,38 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
     let m = ctx.market()?;
     let max_price = m.parse("--max-price", &args.max_price)?;
     let deposit = m.parse("--deposit", &args.deposit)?;
+    if max_price == 0 {
+        return Err(CliError::Input(
+            "--max-price must be more than 0 tokens per GPU-second".into(),
+        ));
+    }
+    if deposit == 0 {
+        return Err(CliError::Input(
+            "--deposit must be more than 0 tokens: the escrow pays for every second served".into(),
+        ));
+    }
+    if m.market.paused {
+        return Err(CliError::Input(format!(
+            "market {} is paused: it takes no new orders until its authority resumes it (`gpumesh market update --resume`)",
+            m.addrs.market
+        )));
+    }
+    if matches!(args.mode, Mode::Reserved) {
+        // The program's rule: a reserved order is funded for its whole term up front.
+        let term = u128::from(max_price) * u128::from(args.gpus) * u128::from(args.duration);
+        if u128::from(deposit) < term {
+            let need = u64::try_from(term)
+                .map(|t| m.tokens(t))
+                .unwrap_or_else(|_| format!("more than {}", m.tokens(u64::MAX)));
+            return Err(CliError::Input(format!(
+                "a reserved order must be funded for its whole term: max price {} x {} GPU(s) x {} s = {need} tokens, and --deposit is {}. Deposit at least {need} (--deposit {need}), or use --mode spot",
+                m.tokens(max_price),
+                args.gpus,
+                args.duration,
+                m.tokens(deposit)
+            )));
+        }
+    }
     let id = match args.id {
         Some(id) => id,
         None => orders_of(ctx, &m, &buyer.pubkey())?
@@ -166,7 +230,7 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
                     requirements: OrderRequirements {
                         gpu_class: class.code(),
                         gpu_count: args.gpus,
-                        min_vram_mib: args.min_vram_mib,
+                        min_vram_mib: args.min_vram.unwrap_or(0),
                         min_bandwidth_gbps: args.min_bandwidth_gbps,
                         regions: Region::set(&regions),
                     },
@@ -182,15 +246,19 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
         &[],
     )?;
     let hash_hex = hex(&job_spec_hash);
+    let vram = match args.min_vram {
+        Some(v) => format!(" with at least {} each", output::vram(v)),
+        None => String::new(),
+    };
     ctx.report(
         "order create",
         &outcome,
-        json!({"order": order.to_string(), "id": id, "deposit": deposit, "job_spec_hash": hash_hex}),
+        m.with_units(json!({"order": order.to_string(), "id": id, "deposit": m.amount(deposit), "job_spec_hash": hash_hex})),
         format!(
-            "created order {id} ({order}): {} x {class}, up to {} per GPU-second for {} s, {} in escrow\njob spec hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
+            "created order {id} ({order}): {} x {class}{vram}, up to {} per GPU-second for {}, {} in escrow\njob spec hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
             args.gpus,
             m.tokens(max_price),
-            args.duration,
+            output::duration(args.duration),
             m.tokens(deposit)
         ),
     );
@@ -225,6 +293,9 @@ fn top_up(ctx: &mut Ctx, id: u64, amount: &str) -> Result<(), CliError> {
     let buyer = ctx.wallet()?;
     let m = ctx.market()?;
     let amount = m.parse("top-up amount", amount)?;
+    if amount == 0 {
+        return Err(CliError::Input("top up more than 0 tokens".into()));
+    }
     let (key, order) = my_order(ctx, &m, &buyer.pubkey(), id)?;
     let token = ctx.require_tokens(&m, &buyer.pubkey(), amount)?;
     ctx.require_sol(&buyer.pubkey(), 0)?;
@@ -244,7 +315,7 @@ fn top_up(ctx: &mut Ctx, id: u64, amount: &str) -> Result<(), CliError> {
     ctx.report(
         "order top-up",
         &outcome,
-        json!({"order": key.to_string(), "id": id, "escrow_remaining": after}),
+        m.with_units(json!({"order": key.to_string(), "id": id, "amount": m.amount(amount), "escrow_remaining": m.amount(after)})),
         format!("order {id}: escrow now {}", m.tokens(after)),
     );
     Ok(())
@@ -276,14 +347,20 @@ fn cancel(ctx: &mut Ctx, id: u64) -> Result<(), CliError> {
             &buyer,
             &[],
         )?;
-        let exit_ts = now + m.market.params.buyer_exit_window;
+        let exit_ts = ctx
+            .chain
+            .fetch_opt::<Order>(&key)?
+            .map(|o| o.buyer_exit_ts)
+            .unwrap_or(now + m.market.params.buyer_exit_window);
         ctx.report(
             "order close requested",
             &outcome,
-            json!({"order": key.to_string(), "id": id, "active_leases": order.active_leases, "buyer_exit_ts": exit_ts}),
+            json!({"order": key.to_string(), "id": id, "active_leases": order.active_leases, "buyer_exit_ts": exit_ts, "buyer_exit_at": output::date_json(exit_ts)}),
             format!(
-                "order {id}: close requested. It takes no new lease and pays for no second after now; the orchestrator settles and closes its {} lease(s). Run `gpumesh order cancel {id}` again once they are closed, or after {} s at the latest (the market's exit window) to end them yourself.",
-                order.active_leases, m.market.params.buyer_exit_window
+                "order {id}: close requested. It takes no new lease and pays for no second after now; the orchestrator settles and closes its {} lease(s). Run `gpumesh order cancel {id}` again once they are closed, or from {} at the latest (the market's exit window, {}) to end them yourself.",
+                order.active_leases,
+                output::date(exit_ts),
+                output::duration(m.market.params.buyer_exit_window.max(0) as u64)
             ),
         );
         return Ok(());
@@ -292,10 +369,10 @@ fn cancel(ctx: &mut Ctx, id: u64) -> Result<(), CliError> {
     if order.active_leases > 0 {
         if now < order.buyer_exit_ts {
             return Err(CliError::Input(format!(
-                "order {id} still has {} active lease(s) and the orchestrator may settle and close them for {} more s (until unix time {}); run this again then",
+                "order {id} still has {} active lease(s) and the orchestrator may settle and close them for {} more (until {}); run this again then",
                 order.active_leases,
-                order.buyer_exit_ts - now,
-                order.buyer_exit_ts
+                output::duration(order.buyer_exit_ts.saturating_sub(now).max(0) as u64),
+                output::date(order.buyer_exit_ts)
             )));
         }
         let leases = leases_of(ctx, &key)?;
@@ -326,7 +403,7 @@ fn cancel(ctx: &mut Ctx, id: u64) -> Result<(), CliError> {
     ctx.report(
         "order cancel",
         &outcome,
-        json!({"order": key.to_string(), "id": id, "refund": refund.0, "paid": refund.1, "leases_ended": order.active_leases}),
+        m.with_units(json!({"order": key.to_string(), "id": id, "refund": m.amount(refund.0), "paid": m.amount(refund.1), "leases_ended": order.active_leases})),
         format!(
             "cancelled order {id}: {} back to {token}, {} paid for service",
             m.tokens(refund.0),
@@ -337,26 +414,32 @@ fn cancel(ctx: &mut Ctx, id: u64) -> Result<(), CliError> {
 }
 
 fn order_json(m: &MarketView, key: &Pubkey, o: &Order) -> Value {
+    let r = &o.terms.requirements;
     json!({
         "order": key.to_string(),
         "id": o.order_id,
         "buyer": o.buyer.to_string(),
-        "class": GpuClass::from_code(o.terms.requirements.gpu_class).map(|c| c.to_string()).unwrap_or_default(),
-        "gpus": o.terms.requirements.gpu_count,
-        "regions": Region::from_set(o.terms.requirements.regions).iter().map(|r| r.name()).collect::<Vec<_>>(),
-        "max_price_per_gpu_second": o.terms.max_price_per_gpu_second,
+        "class": GpuClass::from_code(r.gpu_class).map(|c| c.to_string()).unwrap_or_default(),
+        "gpus": r.gpu_count,
+        "min_vram_mib": r.min_vram_mib,
+        "min_bandwidth_gbps": r.min_bandwidth_gbps,
+        "regions": Region::from_set(r.regions).iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "max_price_per_gpu_second": m.amount(o.terms.max_price_per_gpu_second),
         "duration": o.terms.duration,
         "mode": format!("{:?}", o.terms.mode),
         "status": format!("{:?}", o.status),
-        "escrow_deposited": o.escrow_deposited,
-        "escrow_remaining": o.escrow_remaining,
-        "total_paid": o.total_paid,
+        "escrow_deposited": m.amount(o.escrow_deposited),
+        "escrow_remaining": m.amount(o.escrow_remaining),
+        "total_paid": m.amount(o.total_paid),
         "gpus_assigned": o.gpus_assigned,
         "active_leases": o.active_leases,
         "job_spec_hash": hex(&o.terms.job_spec_hash),
+        "created_ts": o.created_ts,
+        "created_at": output::date_json(o.created_ts),
         "close_requested_ts": o.close_requested_ts,
+        "close_requested_at": output::date_json(o.close_requested_ts),
         "buyer_exit_ts": o.buyer_exit_ts,
-        "decimals": m.decimals,
+        "buyer_exit_at": output::date_json(o.buyer_exit_ts),
     })
 }
 
@@ -368,13 +451,22 @@ fn order_line(m: &MarketView, key: &Pubkey, o: &Order) -> String {
     let closing = if o.is_closing() {
         format!(
             "; close requested at {}, the buyer may end its leases from {}",
-            o.close_requested_ts, o.buyer_exit_ts
+            output::date(o.close_requested_ts),
+            output::date(o.buyer_exit_ts)
+        )
+    } else {
+        String::new()
+    };
+    let vram = if t.requirements.min_vram_mib > 0 {
+        format!(
+            " (at least {} each)",
+            output::vram(t.requirements.min_vram_mib)
         )
     } else {
         String::new()
     };
     format!(
-        "order {} ({key}): {:?} {:?}, {}/{} x {class} assigned, {} active lease(s); escrow {} of {} left, {} paid; up to {} per GPU-second for {} s{closing}",
+        "order {} ({key}): {:?} {:?}, {}/{} x {class}{vram} assigned, {} active lease(s); escrow {} of {} left, {} paid; up to {} per GPU-second for {}; created {}{closing}",
         o.order_id,
         t.mode,
         o.status,
@@ -385,7 +477,8 @@ fn order_line(m: &MarketView, key: &Pubkey, o: &Order) -> String {
         m.tokens(o.escrow_deposited),
         m.tokens(o.total_paid),
         m.tokens(t.max_price_per_gpu_second),
-        t.duration
+        output::duration(t.duration),
+        output::date(o.created_ts)
     )
 }
 
@@ -393,7 +486,7 @@ fn show(ctx: &mut Ctx, id: u64, buyer: Option<&str>) -> Result<(), CliError> {
     let buyer = buyer_key(ctx, buyer)?;
     let m = ctx.market()?;
     let (key, order) = my_order(ctx, &m, &buyer, id)?;
-    ctx.print(order_json(&m, &key, &order), || {
+    ctx.print(m.with_units(order_json(&m, &key, &order)), || {
         order_line(&m, &key, &order)
     });
     Ok(())
@@ -404,7 +497,7 @@ fn list(ctx: &mut Ctx, buyer: Option<&str>) -> Result<(), CliError> {
     let m = ctx.market()?;
     let orders = orders_of(ctx, &m, &buyer)?;
     ctx.print(
-        json!({"buyer": buyer.to_string(), "orders": orders.iter().map(|(k, o)| order_json(&m, k, o)).collect::<Vec<_>>()}),
+        m.with_units(json!({"buyer": buyer.to_string(), "orders": orders.iter().map(|(k, o)| order_json(&m, k, o)).collect::<Vec<_>>()})),
         || {
             if orders.is_empty() {
                 format!("no orders of {buyer} in this market")

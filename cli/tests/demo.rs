@@ -43,3 +43,44 @@ fn unknown_commands_fail_with_usage() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }
+
+/// `gpumesh demo | head -3`: the reader goes away after three lines; the demo ends quietly with
+/// status 0 (no panic on the broken pipe).
+#[test]
+fn a_closed_pipe_ends_the_demo_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("gpumesh"))
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    for _ in 0..3 {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read");
+    }
+    drop(reader);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// With `--output json-compact` the demo is one JSON document: its steps and whether every
+/// token is accounted for.
+#[test]
+fn the_demo_as_json() {
+    let out = Command::cargo_bin("gpumesh")
+        .expect("binary")
+        .args(["demo", "--output", "json-compact"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON document");
+    assert_eq!(doc["balanced"], true);
+    assert!(doc["steps"].as_array().is_some_and(|s| s.len() > 10));
+}

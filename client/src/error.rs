@@ -27,8 +27,25 @@ pub enum ChainError {
         expected: &'static str,
         reason: String,
     },
+    /// The endpoint did not answer or refused a request; nothing was sent (a transaction whose
+    /// outcome is in doubt is [`ChainError::UnknownOutcome`], never this).
     #[error("could not reach the cluster: {0}")]
     Rpc(String),
+    /// A transaction was signed and may have reached the cluster, but whether it landed could not
+    /// be learned. It may still land (until its blockhash expires) or may have landed already.
+    #[error(
+        "the transaction {signature} was sent, but whether it landed is unknown ({reason}). Check \
+         it with `gpumesh confirm {signature}` before doing anything again: running the command \
+         again may apply it twice"
+    )]
+    UnknownOutcome { signature: String, reason: String },
+    /// A transaction was sent and never landed, and its blockhash has expired, so it never will:
+    /// nothing it asked for happened.
+    #[error(
+        "the transaction {signature} did not land and its blockhash has expired, so it never \
+         will; nothing changed: run the command again"
+    )]
+    Expired { signature: String },
     #[error("{0} is not supported by this chain backend")]
     Unsupported(&'static str),
 }
@@ -46,6 +63,14 @@ impl ChainError {
     pub fn code(&self) -> Option<u32> {
         match self {
             ChainError::Program { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The signature of a sent transaction whose outcome is in doubt.
+    pub fn unknown_signature(&self) -> Option<&str> {
+        match self {
+            ChainError::UnknownOutcome { signature, .. } => Some(signature),
             _ => None,
         }
     }

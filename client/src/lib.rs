@@ -29,4 +29,5 @@ pub use pda::MarketAddresses;
 pub use rpc::RpcChain;
 pub use solana_instruction::Instruction;
 pub use solana_keypair::Keypair;
+pub use solana_signature::Signature;
 pub use solana_signer::Signer;

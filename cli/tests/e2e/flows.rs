@@ -1,163 +1,16 @@
-//! End to end: the local chain runs in this process on free ports; the real `gpumesh` binary
-//! runs as a subprocess against it, as a user would run it. The orchestrator's part (assign,
-//! settle a signed receipt, close the lease) goes through the client crate with the
-//! orchestrator's key. Balances are read back over RPC after every step.
+//! The market flow through the binary, bad inputs, the buyer's exit and `gpumesh localnet`.
 
+use crate::net::{Net, ONE, tok};
 use anchor_lang::prelude::Pubkey;
 use assert_cmd::Command;
 use gpumesh_client::chain::{Chain, ChainExt};
-use gpumesh_client::ix::LeaseRef;
 use gpumesh_client::program::state::{CloseReason, Market, Order, Worker};
-use gpumesh_client::{
-    Keypair, MarketAddresses, RpcChain, SignedReceipt, Signer, cluster, receipt, token,
-};
-use gpumesh_localnet::{LocalState, Localnet, LocalnetConfig};
+use gpumesh_client::{Keypair, RpcChain, Signer, cluster, receipt, token};
+use gpumesh_localnet::LocalState;
 use gpumesh_orchestrator::actions::Orchestrator;
 use gpumesh_protocol::LeaseService;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
-
-const ONE: u64 = 1_000_000;
-
-struct Net {
-    _node: Localnet,
-    url: String,
-    dir: tempfile::TempDir,
-    chain: RpcChain,
-    mint: Pubkey,
-    /// The market `market()` created.
-    market: Option<Pubkey>,
-}
-
-impl Net {
-    /// A fresh local chain with the local mint, as `gpumesh localnet` sets it up.
-    fn start() -> Self {
-        let node = Localnet::start(LocalnetConfig {
-            slot_time_ms: 100,
-            ..LocalnetConfig::on_free_ports().unwrap()
-        })
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let url = node.rpc_url().to_string();
-        let mut chain = RpcChain::new(url.clone());
-        let state = LocalState::open_or_create(&dir.path().join("state")).unwrap();
-        state.ensure_mint(&mut chain, 6).unwrap();
-        Net {
-            mint: state.mint(),
-            _node: node,
-            url,
-            dir,
-            chain,
-            market: None,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `gpumesh` with this chain, this test's state directory and a wallet.
-    fn gpumesh(&self, wallet: &Path) -> Command {
-        let mut cmd = Command::cargo_bin("gpumesh").unwrap();
-        cmd.env_clear()
-            .env("HOME", self.dir.path())
-            .args(["--url", &self.url, "--output", "json"])
-            .arg("--localnet-dir")
-            .arg(self.path("state"))
-            .arg("--keypair")
-            .arg(wallet);
-        cmd
-    }
-
-    /// Runs a command that must succeed; its JSON output.
-    fn ok(&self, wallet: &Path, args: &[&str]) -> Value {
-        let out = self.gpumesh(wallet).args(args).output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(
-            out.status.success(),
-            "gpumesh {args:?} failed:\n{stdout}\n{stderr}"
-        );
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-    }
-
-    /// Runs a command that must fail; its error message.
-    fn fails(&self, wallet: &Path, args: &[&str]) -> String {
-        let out = self.gpumesh(wallet).args(args).output().unwrap();
-        assert!(!out.status.success(), "gpumesh {args:?} should have failed");
-        String::from_utf8_lossy(&out.stderr).to_string()
-    }
-
-    /// A new wallet file, funded through `gpumesh airdrop`.
-    fn wallet(&self, name: &str, sol: &str, tokens: &str) -> (PathBuf, Pubkey) {
-        let path = self.path(name);
-        let v = self.ok(&path, &["keys", "new", "--outfile", path.to_str().unwrap()]);
-        let key = Pubkey::from_str(v["pubkey"].as_str().unwrap()).unwrap();
-        self.ok(&path, &["airdrop", sol, "--tokens", tokens]);
-        (path, key)
-    }
-
-    fn tokens(&self, owner: &Pubkey) -> u64 {
-        self.chain
-            .token_balance(&token::ata(owner, &self.mint))
-            .unwrap()
-    }
-
-    fn addrs(&self) -> MarketAddresses {
-        let market: Market = self
-            .chain
-            .fetch(&self.market.expect("create the market first"))
-            .unwrap();
-        MarketAddresses::of(&market)
-    }
-
-    fn vault(&self, key: &Pubkey) -> u64 {
-        self.chain.token_balance(key).unwrap()
-    }
-
-    /// A market owned by `authority` with an orchestrator key this test holds. Later commands
-    /// find it without --market (the local state remembers it).
-    fn market(&mut self, authority: &Path) -> Keypair {
-        let orchestrator = Keypair::new();
-        let config = self.path("market.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "mint = \"{}\"\norchestrator = \"{}\"\n[params]\nprotocol_fee_bps = 250\nmin_stake_per_gpu = \"100\"\nbuyer_exit_window = 10\n",
-                self.mint,
-                orchestrator.pubkey()
-            ),
-        )
-        .unwrap();
-        let v = self.ok(
-            authority,
-            &["market", "init", "--config", config.to_str().unwrap()],
-        );
-        assert_eq!(v["created"], true);
-        assert!(v["signature"].as_str().is_some());
-        self.market = Some(Pubkey::from_str(v["market"].as_str().unwrap()).unwrap());
-        self.chain
-            .airdrop(&orchestrator.pubkey(), 10 * 1_000_000_000)
-            .unwrap();
-        orchestrator
-    }
-
-    /// The orchestrator's part, through its library: assign `gpus` of `worker` to `order`.
-    fn assign(&mut self, orch: &Keypair, order: &Pubkey, worker: &Pubkey, gpus: u16) -> LeaseRef {
-        Orchestrator::new(self.addrs(), orch.insecure_clone())
-            .assign(&mut self.chain, order, worker, gpus)
-            .unwrap()
-            .0
-    }
-
-    /// The worker's part: a heartbeat at `served` seconds on its lease's chain, and a receipt.
-    fn serve(&self, service: &mut LeaseService, node: &Keypair, served: u64) -> SignedReceipt {
-        let now_ms = self.chain.unix_time().unwrap() as u64 * 1_000;
-        service.heartbeat(now_ms, served, b"1 x h100").unwrap();
-        service.receipt(&receipt::signing_key(node))
-    }
-}
 
 #[test]
 fn market_worker_order_settlement_and_cancel_through_the_binary() {
@@ -173,18 +26,13 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     let config = net.path("market.toml");
     let again = net.ok(
         &operator,
-        &[
-            "market",
-            "init",
-            "--config",
-            config.to_str().unwrap(),
-            "--if-missing",
-        ],
+        &["market", "init", config.to_str().unwrap(), "--if-missing"],
     );
     assert_eq!(again["created"], false);
     assert_eq!(again["differences"].as_array().map(Vec::len), Some(0));
     let shown = net.ok(&operator, &["market", "show"]);
-    assert_eq!(shown["params"]["min_stake_per_gpu"], 100 * ONE);
+    assert_eq!(shown["params"]["min_stake_per_gpu"], "100");
+    assert_eq!(shown["decimals"], 6);
     assert_eq!(shown["orchestrator"], orch.pubkey().to_string());
 
     // Supplier: register and stake.
@@ -214,7 +62,7 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     assert_eq!(net.tokens(&supplier_key), 850 * ONE);
     assert_eq!(net.vault(&a.stake_vault), 150 * ONE);
     let w = net.ok(&supplier, &["worker", "show"]);
-    assert_eq!(w["stake"], 150 * ONE);
+    assert_eq!(w["stake"], "150");
     assert_eq!(w["class"], "h100");
 
     // Buyer: an order with a job spec whose hash goes on chain.
@@ -268,7 +116,7 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     let burned = fee * 2_000 / 10_000; // the market's default burn: 20% of fees
     assert_eq!(net.vault(&a.treasury_vault), fee - burned);
     let o = net.ok(&buyer, &["order", "show", "1"]);
-    assert_eq!(o["total_paid"], paid);
+    assert_eq!(o["total_paid"], tok(paid));
     assert_eq!(o["active_leases"], 0);
     let listed = net.ok(&buyer, &["order", "list"]);
     assert_eq!(listed["orders"].as_array().map(Vec::len), Some(1));
@@ -284,7 +132,7 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     net.ok(&supplier, &["worker", "claim"]);
     assert_eq!(net.tokens(&supplier_key), 850 * ONE + paid - fee);
     let c = net.ok(&buyer, &["order", "cancel", "1"]);
-    assert_eq!(c["refund"], 42_500_000 - paid);
+    assert_eq!(c["refund"], tok(42_500_000 - paid));
     assert_eq!(net.tokens(&buyer_key), 500 * ONE - paid);
     assert!(net.chain.account(&order).unwrap().is_none());
     let market: Market = net.chain.fetch(&a.market).unwrap();
@@ -297,7 +145,11 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
     assert_eq!((w.stake, w.unbonding), (100 * ONE, 50 * ONE));
     let early = net.fails(&supplier, &["worker", "withdraw"]);
     assert!(early.contains("unbonding until"), "{early}");
-    let _ = &mut net;
+    let unlock = chrono_like_date(w.unlock_ts);
+    assert!(
+        early.contains(&unlock),
+        "the unlock time as a date: {early}"
+    );
 }
 
 #[test]
@@ -337,6 +189,11 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
     // Amounts.
     let e = net.fails(&user, &["worker", "stake", "1.0000001"]);
     assert!(e.contains("more decimals than the token's 6"), "{e}");
+    let e = net.fails_text(&user, &["worker", "stake", "1.0000001"]);
+    assert!(
+        e.starts_with("error: stake amount: ") && e.contains("the smallest amount is 0.000001"),
+        "text mode: the error on stderr, status 1: {e}"
+    );
     let e = net.fails(&user, &["worker", "stake", "ten"]);
     assert!(e.contains("is not an amount"), "{e}");
     // Too few tokens: checked before sending.
@@ -358,19 +215,19 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
     let dead = format!("http://127.0.0.1:{port}");
     let out = Command::cargo_bin("gpumesh")
         .unwrap()
-        .args([
-            "--url",
-            &dead,
-            "--market",
-            &a.market.to_string(),
-            "--keypair",
-        ])
+        .env_clear()
+        .args(["worker", "stake", "1", "--url", &dead, "--market"])
+        .arg(a.market.to_string())
+        .arg("--keypair")
         .arg(&user)
-        .args(["worker", "stake", "1"])
         .output()
         .unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "nothing was sent: not an unknown outcome"
+    );
     assert!(e.contains(&dead) && e.contains("gpumesh localnet"), "{e}");
     // A program error, by its message (a reserved order must be funded for its whole term).
     let spec = net.path("job.json");
@@ -397,8 +254,10 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
         ],
     );
     assert!(
-        e.contains("ReservedUnderfunded") && e.contains("funded for its whole term"),
-        "{e}"
+        e.contains("funded for its whole term")
+            && e.contains("1 x 1 GPU(s) x 3600 s = 3600 tokens")
+            && e.contains("--deposit 3600"),
+        "the amount needed, computed before sending: {e}"
     );
     // The wrong signer for an operator command.
     let e = net.fails(&user, &["market", "update", "--pause"]);
@@ -449,8 +308,11 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
         ],
     );
     assert!(
-        e.contains("lamports of SOL") && e.contains("gpumesh airdrop"),
-        "{e}"
+        e.contains("has 0 SOL")
+            && e.contains(&poor_key.to_string())
+            && e.contains(&format!("(the keypair {})", poor.display()))
+            && e.contains("gpumesh airdrop"),
+        "the fee hint names the keypair's path and address: {e}"
     );
     assert!(net.chain.account(&a.worker(&poor_key)).unwrap().is_none());
     let _ = operator_key;
@@ -539,7 +401,7 @@ fn a_buyer_leaves_through_the_binary_when_the_orchestrator_does_not_close() {
     }
     let done = net.ok(&buyer, &["order", "cancel", "1"]);
     let paid = 2 * 1_000; // 1 s on 2 GPUs at 0.001
-    assert_eq!(done["refund"], 40 * ONE - paid);
+    assert_eq!(done["refund"], tok(40 * ONE - paid));
     assert_eq!(done["leases_ended"], 1);
     assert_eq!(net.tokens(&buyer_key), 500 * ONE - paid);
     assert!(net.chain.account(&order).unwrap().is_none());
@@ -557,7 +419,7 @@ fn gpumesh_localnet_serves_the_program_a_mint_and_funded_wallets() {
     let wallet = Keypair::new();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpumesh"))
         .env("HOME", dir.path())
-        .args(["localnet", "--output", "json", "--tokens", "250"])
+        .args(["localnet", "--output", "json-compact", "--tokens", "250"])
         .args([
             "--rpc-port",
             &rpc_port.to_string(),
@@ -597,4 +459,13 @@ fn gpumesh_localnet_serves_the_program_a_mint_and_funded_wallets() {
     // The mint's keys stay in the state directory, so a restart brings it back at this address.
     let state = LocalState::open(&dir.path().join("state")).unwrap();
     assert_eq!(state.mint(), mint);
+}
+
+/// The RFC 3339 form the CLI prints, computed independently of it (days from the civil date).
+fn chrono_like_date(unix: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{unix}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

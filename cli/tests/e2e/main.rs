@@ -1,0 +1,21 @@
+//! End to end: the local chain runs in this process on free ports; the real `gpumesh` binary
+//! runs as a subprocess against it, as a user would run it. The orchestrator's part (assign,
+//! settle a signed receipt, close the lease, slash) goes through its library with the
+//! orchestrator's key. Balances are read back over RPC after every step.
+//!
+//! - `flows`: market → worker → order → settlement → claim → cancel; bad inputs; the buyer's exit;
+//!   `gpumesh localnet`.
+//! - `outcome`: a node that stalls after the send (through a proxy): unknown outcome, exit 3,
+//!   `gpumesh confirm`; a lost answer resolved by the signature's status.
+//! - `roles`: every role's commands (worker update, status, unjail, claim-rewards, close; market
+//!   fund-rewards, withdraw-treasury, reference prices, orchestrator rotation, pause and resume;
+//!   balance).
+//! - `conventions`: Solana CLI config and flags, JSON output and errors, exit codes, help texts,
+//!   units, keys in a git work tree.
+
+mod conventions;
+mod flows;
+mod net;
+mod outcome;
+mod proxy;
+mod roles;
