@@ -15,6 +15,7 @@ mod error;
 mod keys;
 mod localnet;
 mod market;
+mod orchestrator;
 mod order;
 mod output;
 mod worker;
@@ -59,9 +60,12 @@ enum Command {
     /// Supplier: register a machine, stake, unstake, withdraw, claim, inspect.
     #[command(subcommand)]
     Worker(worker::WorkerCommand),
-    /// Buyer: create, fund, cancel and inspect orders.
+    /// Buyer: create, fund, cancel and inspect orders; upload a job spec.
     #[command(subcommand)]
     Order(order::OrderCommand),
+    /// Operator: run the orchestrator service of a market.
+    #[command(subcommand)]
+    Orchestrator(orchestrator::OrchestratorCommand),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Market(cmd) => market::run(&env, cmd),
         Command::Worker(cmd) => worker::run(&env, cmd),
         Command::Order(cmd) => order::run(&env, cmd),
+        Command::Orchestrator(cmd) => orchestrator::run(&env, cmd),
     }
 }
 

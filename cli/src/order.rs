@@ -54,6 +54,20 @@ pub enum OrderCommand {
         #[command(flatten)]
         signed: Signed,
     },
+    /// Upload an order's job spec to the market's orchestrator, signed with the wallet: the
+    /// service starts the job only from the file whose hash the order carries.
+    UploadSpec {
+        /// The order's id (`gpumesh order list` shows them).
+        id: u64,
+        /// The job-spec file the order was created with.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// The orchestrator service's URL (e.g. http://127.0.0.1:8910).
+        #[arg(long, env = "GPUMESH_ORCHESTRATOR", value_name = "URL")]
+        orchestrator: String,
+        #[command(flatten)]
+        signed: Signed,
+    },
     /// List a buyer's orders in this market.
     List {
         /// The buyer's address [default: --keypair's].
@@ -127,7 +141,58 @@ pub fn run(env: &Env, cmd: &OrderCommand) -> Result<(), CliError> {
             show(&mut connect(signed)?, *id, buyer.as_deref())
         }
         OrderCommand::List { buyer, signed } => list(&mut connect(signed)?, buyer.as_deref()),
+        OrderCommand::UploadSpec {
+            id,
+            spec,
+            orchestrator,
+            signed,
+        } => upload_spec(&mut connect(signed)?, *id, spec, orchestrator),
     }
+}
+
+/// PUTs the spec to the orchestrator with the buyer's signature over
+/// `gpumesh_protocol::jobspec::upload_message`.
+fn upload_spec(ctx: &mut Ctx, id: u64, path: &PathBuf, orchestrator: &str) -> Result<(), CliError> {
+    let buyer = ctx.wallet()?;
+    let m = ctx.market()?;
+    let (key, order) = my_order(ctx, &m, &buyer.pubkey(), id)?;
+    let spec = std::fs::read(path).map_err(|e| {
+        CliError::Input(format!("cannot read the job spec {}: {e}", path.display()))
+    })?;
+    if gpumesh_protocol::job_spec_hash(&spec) != order.terms.job_spec_hash {
+        return Err(CliError::Input(format!(
+            "{} is not the spec order {id} was created with (its hash differs): upload that exact file",
+            path.display()
+        )));
+    }
+    let message = gpumesh_protocol::jobspec::upload_message(&key.to_bytes(), &spec);
+    let signature = gpumesh_client::Signer::sign_message(&buyer, &message);
+    let url = format!(
+        "{}/v1/orders/{key}/spec",
+        orchestrator.trim_end_matches('/')
+    );
+    let response = reqwest::blocking::Client::new()
+        .put(&url)
+        .header("x-gpumesh-signature", signature.to_string())
+        .body(spec)
+        .send()
+        .map_err(|e| {
+            CliError::Input(format!(
+                "the orchestrator at {orchestrator} did not answer ({e}): check --orchestrator and that `gpumesh orchestrator run` is up"
+            ))
+        })?;
+    let status = response.status();
+    let body = response.text().unwrap_or_default();
+    if !status.is_success() {
+        return Err(CliError::Input(format!(
+            "the orchestrator refused the spec ({status}): {body}"
+        )));
+    }
+    ctx.print(
+        json!({"order": key.to_string(), "id": id, "uploaded": true, "orchestrator": orchestrator}),
+        || format!("order {id}: job spec uploaded to {orchestrator}; the job starts when a worker is placed"),
+    );
+    Ok(())
 }
 
 fn buyer_key(ctx: &Ctx, buyer: Option<&str>) -> Result<Pubkey, CliError> {
@@ -159,6 +224,27 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
             args.spec.display()
         ))
     })?;
+    // The orchestrator starts a job only from a spec it can run: refuse one it would refuse
+    // before its hash goes on chain with the escrow.
+    let parsed = std::str::from_utf8(&spec)
+        .map_err(|_| "the file is not UTF-8 text".to_string())
+        .and_then(|text| {
+            gpumesh_protocol::wire::JobSpec::from_toml(text).map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            CliError::Input(format!(
+                "{} is not a job spec the orchestrator can run ({e}): examples/hello.toml shows the format",
+                args.spec.display()
+            ))
+        })?;
+    if parsed.gpus > args.gpus {
+        return Err(CliError::Input(format!(
+            "the job spec asks for {} GPUs but the order rents {}: raise --gpus or lower `gpus` in {}",
+            parsed.gpus,
+            args.gpus,
+            args.spec.display()
+        )));
+    }
     let job_spec_hash = gpumesh_protocol::job_spec_hash(&spec);
     let buyer = ctx.wallet()?;
     let m = ctx.market()?;

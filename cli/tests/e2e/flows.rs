@@ -231,7 +231,7 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
     assert!(e.contains(&dead) && e.contains("gpumesh localnet"), "{e}");
     // A program error, by its message (a reserved order must be funded for its whole term).
     let spec = net.path("job.json");
-    std::fs::write(&spec, "{}").unwrap();
+    std::fs::write(&spec, "image = \"pytorch\"\n").unwrap();
     let e = net.fails(
         &user,
         &[

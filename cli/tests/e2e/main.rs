@@ -12,6 +12,7 @@
 //!   balance).
 //! - `conventions`: Solana CLI config and flags, JSON output and errors, exit codes, help texts,
 //!   units, keys in a git work tree.
+//! - `service`: `gpumesh orchestrator run` as a process; `gpumesh order upload-spec` against it.
 
 mod conventions;
 mod flows;
@@ -19,3 +20,4 @@ mod net;
 mod outcome;
 mod proxy;
 mod roles;
+mod service;

@@ -288,6 +288,8 @@ fn an_operator_prices_pauses_rotates_the_orchestrator_and_withdraws_fees() {
     // Pause: a new order is refused before sending, nothing moves; resume takes orders again.
     net.ok(&operator, &["market", "update", "--pause"]);
     assert_eq!(net.ok(&buyer, &["market", "show"])["paused"], true);
+    let spec = net.path("paused-job.toml");
+    std::fs::write(&spec, "image = \"pytorch\"\n").unwrap();
     let e = net.fails(
         &buyer,
         &[
@@ -304,7 +306,7 @@ fn an_operator_prices_pauses_rotates_the_orchestrator_and_withdraws_fees() {
             "--deposit",
             "1",
             "--spec",
-            net.path("market.toml").to_str().unwrap(),
+            spec.to_str().unwrap(),
         ],
     );
     assert!(e.contains("is paused") && e.contains("--resume"), "{e}");

@@ -4,7 +4,7 @@
 //! ```toml
 //! rpc_url = "http://127.0.0.1:8899"
 //! market = "…"                      # the market's address
-//! keypair = "~/.config/gpumesh/orchestrator.json"
+//! keypair = "~/.config/gpumesh/orchestrator.json"   # relative: to this file's folder
 //! listen = "127.0.0.1:8910"         # worker gateway (/v1/worker), API (/v1/…), /metrics
 //! store = "sqlite://orchestrator.db?mode=rwc"   # or postgres://…
 //! heartbeat_ms = 500
@@ -109,7 +109,15 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text, &path.display().to_string())
+        let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
+        // A relative key path is relative to the config file, not to where the service starts.
+        if let Some(dir) = path.parent()
+            && cfg.keypair.is_relative()
+            && !cfg.keypair.starts_with("~")
+        {
+            cfg.keypair = dir.join(&cfg.keypair);
+        }
+        Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
