@@ -1,10 +1,11 @@
 //! The orchestrator service as a process would run it: the local chain node in process, the
-//! service on a free port with its SQLite store, and workers simulated over the real wire
+//! service on a free port with its store (SQLite; PostgreSQL for the restart), and workers simulated over the real wire
 //! protocol. A job runs to completion and is paid exactly for its seconds; a worker that dies is
 //! declared down, its buyer paid the slash and the job moved; a restart of the service loses no
 //! receipt; and every kind of bad input gets a clear error and moves nothing.
 
 mod net;
+mod postgres;
 
 use gpumesh_client::program::state::{Order, Worker};
 use gpumesh_client::{ChainExt, Keypair, Signer, receipt};
@@ -133,11 +134,24 @@ async fn a_dead_worker_is_declared_down_its_buyer_paid_and_the_job_moved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_service_loses_no_receipt_and_pays_nothing_twice() {
-    let mut net = start().await;
+    let net = start().await;
+    let store = net.store_url("c.db");
+    restart(net, &store).await;
+}
+
+/// The same on PostgreSQL: the store's other backend under the real service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_service_on_postgres_loses_no_receipt_and_pays_nothing_twice() {
+    let net = start().await;
+    let db = postgres::Database::create().await;
+    restart(net, &db.url).await;
+}
+
+async fn restart(mut net: Net, store: &str) {
     let (worker, _, node) = net.worker(1, PRICE);
     let spec = spec_text("restart");
     let order = net.order(1, 1, &spec, 5_000_000);
-    let store = net.store_url("c.db");
+    let store = store.to_string();
     let service = Service::start(&net, &store).await;
     upload_spec(service.addr, &order, &spec, &net.buyer).await;
     let sim = SimWorker::spawn(service.ws_url(), worker, node.insecure_clone(), 0);

@@ -10,6 +10,10 @@ use gpumesh_protocol::wire::LeaseId;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+/// How long opening the store retries a server that refuses connections (one starting up)
+/// before the service gives up with an error naming the URL.
+pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Log chunks kept per job (the oldest are dropped beyond this).
 pub const LOG_TAIL_CHUNKS: i64 = 2_000;
 
@@ -66,6 +70,7 @@ impl Store {
         install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(if url.starts_with("sqlite") { 1 } else { 8 })
+            .acquire_timeout(OPEN_TIMEOUT)
             .connect(url)
             .await
             .map_err(|source| StoreError::Open {

@@ -1,0 +1,204 @@
+//! The store's contract, run on both backends it supports: SQLite (a file) and PostgreSQL (a
+//! fresh database on the server `scripts/postgres.sh` starts). Receipts are kept once, the
+//! newest unsettled one per lease instance is what settlement sees, specs, jobs and log tails
+//! read back as written, and a store opened again holds all of it.
+
+mod postgres;
+
+use ed25519_dalek::SigningKey;
+use gpumesh_orchestrator::service::store::{JobRecord, LOG_TAIL_CHUNKS, Store};
+use gpumesh_protocol::SignedReceipt;
+use gpumesh_protocol::keys::Key;
+use gpumesh_protocol::wire::LeaseId;
+
+fn receipt(node: &SigningKey, lease: &LeaseId, served: u64) -> SignedReceipt {
+    SignedReceipt::sign(
+        node,
+        Key([9; 32]),
+        lease.lease,
+        lease.nonce,
+        served,
+        [served as u8; 32],
+    )
+}
+
+async fn contract(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let node = SigningKey::from_bytes(&[7; 32]);
+    let a = LeaseId {
+        lease: Key([1; 32]),
+        nonce: 1,
+    };
+    // The same address, a later lease instance: kept apart.
+    let a2 = LeaseId {
+        lease: Key([1; 32]),
+        nonce: 2,
+    };
+    let b = LeaseId {
+        lease: Key([2; 32]),
+        nonce: 1,
+    };
+
+    assert!(store.unsettled().await.unwrap().is_empty());
+    for (lease, served) in [(&a, 10), (&a, 20), (&a, 20), (&a2, 5), (&b, 30), (&a, 15)] {
+        store
+            .put_receipt(&receipt(&node, lease, served))
+            .await
+            .unwrap();
+    }
+    let mut unsettled: Vec<(u64, u64)> = store
+        .unsettled()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.lease_nonce, r.served_seconds))
+        .collect();
+    unsettled.sort();
+    assert_eq!(unsettled, vec![(1, 20), (1, 30), (2, 5)]);
+    assert_eq!(
+        store.latest_receipt(&a).await.unwrap(),
+        Some(receipt(&node, &a, 20)),
+        "a receipt reads back exactly, signature included"
+    );
+
+    // Settled up to 20: a's instance 1 leaves the backlog; a later receipt brings it back.
+    store.mark_settled(&a, 20).await.unwrap();
+    let left: Vec<u64> = store
+        .unsettled()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.served_seconds)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&20));
+    assert_eq!(
+        store
+            .latest_receipt(&a)
+            .await
+            .unwrap()
+            .map(|r| r.served_seconds),
+        Some(20),
+        "settled receipts stay for the record"
+    );
+    store.put_receipt(&receipt(&node, &a, 25)).await.unwrap();
+    assert!(
+        store
+            .unsettled()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.lease_nonce == 1 && r.lease == a.lease && r.served_seconds == 25)
+    );
+
+    // Specs: the newest upload wins.
+    assert_eq!(store.spec("order-1").await.unwrap(), None);
+    store
+        .put_spec("order-1", "image = \"a\"\n", &[1; 32])
+        .await
+        .unwrap();
+    store
+        .put_spec("order-1", "image = \"b\"\n", &[2; 32])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.spec("order-1").await.unwrap().as_deref(),
+        Some("image = \"b\"\n")
+    );
+
+    // Jobs: one row per lease instance, updated in place, newest first.
+    let mut job = JobRecord {
+        lease: a,
+        order: "order-1".into(),
+        worker: "worker-1".into(),
+        status: "starting".into(),
+        exit_code: None,
+        result_hash: None,
+        updated_ms: 1_000,
+    };
+    store.put_job(&job).await.unwrap();
+    job.status = "exited".into();
+    job.exit_code = Some(-1);
+    job.result_hash = Some("ab".repeat(32));
+    job.updated_ms = 2_000;
+    store.put_job(&job).await.unwrap();
+    let later = JobRecord {
+        lease: a2,
+        status: "running".into(),
+        exit_code: None,
+        result_hash: None,
+        updated_ms: 3_000,
+        ..job.clone()
+    };
+    store.put_job(&later).await.unwrap();
+    assert_eq!(
+        store.jobs_of("order-1").await.unwrap(),
+        vec![later.clone(), job.clone()]
+    );
+    assert!(store.jobs_of("order-2").await.unwrap().is_empty());
+
+    // Logs: a resent chunk is kept once; only the newest LOG_TAIL_CHUNKS stay.
+    let total = LOG_TAIL_CHUNKS as u64 + 10;
+    for seq in 1..=total {
+        let stream = if seq % 2 == 0 { "stderr" } else { "stdout" };
+        store
+            .put_log(&a, seq, stream, &format!("line {seq} ü\n"))
+            .await
+            .unwrap();
+    }
+    store.put_log(&a, total, "stdout", "again\n").await.unwrap();
+    let logs = store.logs(&a).await.unwrap();
+    assert_eq!(logs.len() as i64, LOG_TAIL_CHUNKS);
+    assert_eq!(logs.first().map(|c| c.seq), Some(11));
+    assert_eq!(
+        logs.last().map(|c| c.data.as_str()),
+        Some(&*format!("line {total} ü\n"))
+    );
+    assert!(store.logs(&b).await.unwrap().is_empty());
+
+    // Opened again (a restarted service): everything is there, and migrating twice is a no-op.
+    drop(store);
+    let store = Store::open(url).await.unwrap();
+    assert_eq!(store.unsettled().await.unwrap().len(), 3);
+    assert_eq!(store.jobs_of("order-1").await.unwrap().len(), 2);
+    assert_eq!(store.logs(&a).await.unwrap().len() as i64, LOG_TAIL_CHUNKS);
+    assert!(store.spec("order-1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_store_keeps_its_contract_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("store.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn the_store_keeps_its_contract_on_postgres() {
+    let db = postgres::Database::create().await;
+    contract(&db.url).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_says_what_to_check() {
+    let e = Store::open("postgres://gpumesh:gpumesh@127.0.0.1:1/nothing")
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    let text = e.to_string();
+    assert!(
+        text.contains("127.0.0.1:1") && text.contains("store"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let e = Store::open(&format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("missing.db").display()
+    ))
+    .await
+    .err()
+    .expect("a read-only open of a missing file fails");
+    assert!(e.to_string().contains("sqlite://"), "{e}");
+}
