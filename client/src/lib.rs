@@ -14,6 +14,7 @@ pub mod events;
 pub mod filters;
 pub mod ix;
 pub mod pda;
+pub mod pubsub;
 pub mod receipt;
 pub mod rpc;
 pub mod token;

@@ -60,29 +60,82 @@ pub struct MarketView {
     pub now: i64,
 }
 
-impl MarketView {
+/// A market's accounts as listed from the chain (or kept up to date by the service's follower):
+/// the market, its workers, orders and live leases.
+#[derive(Debug, Clone)]
+pub struct MarketAccounts {
+    pub market: Market,
+    pub workers: Vec<(Pubkey, chain::Worker)>,
+    pub orders: Vec<(Pubkey, chain::Order)>,
+    pub leases: Vec<(Pubkey, Lease)>,
+}
+
+impl MarketAccounts {
     /// Reads `market`'s accounts (getProgramAccounts with the market filter on a cluster).
     pub fn load(chain: &dyn Chain, market: &Pubkey) -> Result<Self, ChainError> {
         let m: Market = chain.fetch(market)?;
         let in_market = filters::in_market(market);
-        let mut workers = chain.list_decoded::<chain::Worker>(&in_market)?;
-        let mut orders = chain.list_decoded::<chain::Order>(&in_market)?;
-        let leases = chain.list_decoded::<Lease>(&in_market)?;
+        Ok(Self {
+            market: m,
+            workers: chain.list_decoded::<chain::Worker>(&in_market)?,
+            orders: chain.list_decoded::<chain::Order>(&in_market)?,
+            leases: chain.list_decoded::<Lease>(&in_market)?,
+        })
+    }
+}
+
+impl MarketView {
+    /// Reads `market`'s accounts and the chain's clock.
+    pub fn load(chain: &dyn Chain, market: &Pubkey) -> Result<Self, ChainError> {
+        let accounts = MarketAccounts::load(chain, market)?;
+        Ok(Self::new(accounts, chain.unix_time()?))
+    }
+
+    /// The view of `accounts` at chain time `now`.
+    pub fn new(accounts: MarketAccounts, now: i64) -> Self {
+        let MarketAccounts {
+            market,
+            mut workers,
+            mut orders,
+            leases,
+        } = accounts;
         // A stable numbering, whatever order the node lists accounts in.
         workers.sort_by_key(|(k, _)| *k);
         orders.sort_by_key(|(_, o)| (o.created_ts, o.buyer, o.order_id));
-        Ok(Self {
-            addrs: MarketAddresses::of(&m),
-            market: m,
+        Self {
+            addrs: MarketAddresses::of(&market),
+            market,
             workers,
             orders,
             leased: leases.iter().map(|(_, l)| (l.order, l.worker)).collect(),
-            now: chain.unix_time()?,
-        })
+            now,
+        }
     }
 
-    /// GPUs of worker `w` that a new lease may take now: free, and backed by bonded stake at the
-    /// market's minimum per leased GPU.
+    /// Counts an assignment the chain has taken but this view's accounts may not show yet (the
+    /// service's follower hears of it a moment later): the worker's GPUs are taken and the pair
+    /// is leased, so nothing is proposed twice.
+    pub fn assume_assigned(&mut self, order: &Pubkey, worker: &Pubkey, gpus: u16) {
+        let oi = self.orders.iter().position(|(k, _)| k == order);
+        let wi = self.workers.iter().position(|(k, _)| k == worker);
+        if let (Some(oi), Some(wi)) = (oi, wi)
+            && !self.leased.contains(&(*order, *worker))
+        {
+            self.apply(oi, wi, gpus);
+        }
+    }
+
+    /// One assignment's effect on the accounts: the pair leased, the GPUs counted on both sides.
+    fn apply(&mut self, oi: usize, wi: usize, gpus: u16) {
+        self.leased.insert((self.orders[oi].0, self.workers[wi].0));
+        let order = &mut self.orders[oi].1;
+        order.gpus_assigned = order.gpus_assigned.saturating_add(gpus);
+        order.active_leases = order.active_leases.saturating_add(1);
+        let worker = &mut self.workers[wi].1;
+        worker.gpus_leased = worker.gpus_leased.saturating_add(gpus);
+        worker.active_leases = worker.active_leases.saturating_add(1);
+    }
+
     pub fn placeable_gpus(&self, w: &chain::Worker) -> u16 {
         let min = self.market.params.min_stake_per_gpu.max(1);
         let backed = u16::try_from(w.stake / min).unwrap_or(u16::MAX);
@@ -218,13 +271,7 @@ impl MarketView {
                 return Err(refused(GpumeshError::PriceAboveBreaker));
             }
             let (order_key, worker_key) = (*order_key, *worker_key);
-            self.leased.insert((order_key, worker_key));
-            let order = &mut self.orders[oi].1;
-            order.gpus_assigned = order.gpus_assigned.saturating_add(a.gpus);
-            order.active_leases = order.active_leases.saturating_add(1);
-            let worker = &mut self.workers[wi].1;
-            worker.gpus_leased = worker.gpus_leased.saturating_add(a.gpus);
-            worker.active_leases = worker.active_leases.saturating_add(1);
+            self.apply(oi, wi, a.gpus);
             out.push(ChainAssignment {
                 order: order_key,
                 worker: worker_key,

@@ -348,3 +348,104 @@ fn proposals_checked_by_the_chain_sync_are_all_accepted_by_the_program() {
         "no worker serves several orders: the test lost its point"
     );
 }
+
+/// The follower's copy applies account changes as the websocket carries them. A lease closed by
+/// someone else is never reported (its owner is no longer the program); the changed counts on its
+/// order and worker are, and they make the copy read that lease again. An assignment the chain
+/// took counts in the copy's view before the copy hears of the lease.
+#[test]
+fn the_followers_copy_notices_what_no_notification_reports() {
+    use gpumesh_client::program::state::CloseReason;
+    use gpumesh_client::pubsub::Update;
+    use gpumesh_orchestrator::service::follow::Mirror;
+    use gpumesh_orchestrator::sync::MarketAccounts;
+
+    let mut chain = SvmChain::new();
+    let params = MarketParams {
+        min_stake_per_gpu: MIN_STAKE,
+        ..MarketParams::default()
+    };
+    let m = LocalMarket::create(&mut chain, params, 6).expect("market");
+    let buyer = m.funded_user(&mut chain, 100_000_000).expect("buyer");
+    let orchestrator = Orchestrator::new(m.addrs, m.orchestrator.insecure_clone());
+    let mut mk = Market {
+        chain,
+        m,
+        buyer,
+        next_order: 1,
+    };
+    let a = mk.m.addrs;
+    let worker = mk.worker(4, REGIONS[0], 5, 4 * MIN_STAKE);
+    let order = mk.order(2, &[REGIONS[0]], 40);
+    let update = |chain: &SvmChain, key: &Pubkey| Update {
+        key: *key,
+        account: chain
+            .account(key)
+            .expect("read")
+            .unwrap_or(gpumesh_client::RawAccount {
+                lamports: 0,
+                owner: Pubkey::default(),
+                data: vec![],
+            }),
+    };
+
+    let mut mirror = Mirror::new(MarketAccounts::load(&mk.chain, &a.market).expect("load"));
+    let now = mk.chain.unix_time().expect("clock");
+    // Assigned on chain; the copy has heard nothing yet, but its view counts the assignment.
+    let (lease, _) = orchestrator
+        .assign(&mut mk.chain, &order, &worker, 2)
+        .expect("assign");
+    mirror.assigned(order, worker, 2);
+    let view = mirror.view(now);
+    let w = view.workers.iter().find(|(k, _)| *k == worker).expect("w");
+    assert_eq!(w.1.gpus_leased, 2, "the pending assignment is counted");
+    assert!(
+        matches!(
+            view.clone().propose(&Placement {
+                order: OrderId(view.orders.iter().position(|(k, _)| *k == order).unwrap() as u64),
+                assignments: vec![Assignment {
+                    worker: WorkerId(
+                        view.workers.iter().position(|(k, _)| *k == worker).unwrap() as u32
+                    ),
+                    gpus: 1,
+                    price: 5,
+                }],
+                region: Region::from_code(REGIONS[0]).expect("region"),
+            }),
+            Err(ProposalError::LeaseExists { .. })
+        ),
+        "nothing is proposed twice for the pair"
+    );
+    // The notifications arrive: the lease, then its order and worker; the counts agree.
+    for key in [lease.lease, order, worker] {
+        let applied = mirror.apply(&a.market, &update(&mk.chain, &key));
+        assert!(applied.relevant);
+        assert!(applied.check.is_empty(), "{applied:?}");
+    }
+    assert_eq!(mirror.leases.len(), 1);
+    let view = mirror.view(now);
+    let w = view.workers.iter().find(|(k, _)| *k == worker).expect("w");
+    assert_eq!(w.1.gpus_leased, 2, "counted once, not twice");
+
+    // Closed on chain without the copy being told (as the buyer's exit closes a lease): the lease
+    // itself is never reported; its order's and worker's new counts put it in doubt.
+    orchestrator
+        .end_lease(&mut mk.chain, &lease, None, CloseReason::Cancelled)
+        .expect("close");
+    let applied = mirror.apply(&a.market, &update(&mk.chain, &order));
+    assert_eq!(applied.check, vec![lease.lease]);
+    let applied = mirror.apply(&a.market, &update(&mk.chain, &worker));
+    assert_eq!(applied.check, vec![lease.lease]);
+    // An account of another market, or not the program's, changes nothing.
+    let other = update(&mk.chain, &mk.buyer.pubkey());
+    assert!(!mirror.apply(&a.market, &other).relevant);
+    assert_eq!(
+        mirror.leases.len(),
+        1,
+        "removed only once the lease is read again"
+    );
+    mirror.closed(&lease.lease);
+    let view = mirror.view(now);
+    let w = view.workers.iter().find(|(k, _)| *k == worker).expect("w");
+    assert_eq!(w.1.gpus_leased, 0);
+}

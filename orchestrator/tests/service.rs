@@ -204,6 +204,115 @@ async fn restart(mut net: Net, store: &str) {
     service.stop().await;
 }
 
+/// Polls an async condition until it holds or `timeout` passes.
+async fn until<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_follows_the_chain_and_lists_it_again_after_losing_the_websocket() {
+    let mut net = start().await;
+    let (w1, _, n1) = net.worker(1, PRICE);
+    let (w2, _, n2) = net.worker(1, PRICE);
+    let upstream: std::net::SocketAddr = net
+        .node
+        .ws_url()
+        .trim_start_matches("ws://")
+        .parse()
+        .expect("ws address");
+    let relay = Relay::start(upstream).await;
+    let mut cfg = net.config(&net.store_url("f.db"));
+    cfg.ws_url = Some(relay.url());
+    let service = Service::start_with(&net, cfg).await;
+    let addr = service.addr;
+    const FOLLOWING: &str = "gpumesh_orchestrator_chain_following";
+    const LOADS: &str = "gpumesh_orchestrator_chain_loads_total";
+    const UPDATES: &str = "gpumesh_orchestrator_chain_updates_total";
+    const RECONNECTS: &str = "gpumesh_orchestrator_chain_reconnects_total";
+    assert!(
+        until(Duration::from_secs(20), || async {
+            metric(addr, FOLLOWING).await == 1.0
+        })
+        .await,
+        "the service follows the market over the websocket"
+    );
+    let loads = metric(addr, LOADS).await;
+    let s1 = SimWorker::spawn(service.ws_url(), w1, n1.insecure_clone(), 0);
+    let s2 = SimWorker::spawn(service.ws_url(), w2, n2.insecure_clone(), 0);
+
+    // Placed from the followed copy: the order is heard of, placed, and the market never listed.
+    let spec = spec_text("follow");
+    let first = net.order(1, 1, &spec, 5_000_000);
+    let (status, body) = upload_spec(addr, &first, &spec, &net.buyer).await;
+    assert_eq!(status, 200, "{body}");
+    let assigned = |chain: &gpumesh_client::RpcChain, order| {
+        chain
+            .fetch::<Order>(&order)
+            .map(|o| o.gpus_assigned == 1)
+            .unwrap_or(false)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || assigned(&net.chain, first)).await,
+        "the first order is placed"
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        metric(addr, LOADS).await,
+        loads,
+        "placement rounds read the followed copy, not a listing"
+    );
+    assert!(metric(addr, UPDATES).await > 0.0);
+
+    // The websocket drops: the copy is stale, placement lists the market itself meanwhile.
+    relay.cut();
+    assert!(
+        until(Duration::from_secs(20), || async {
+            metric(addr, FOLLOWING).await == 0.0
+        })
+        .await,
+        "the loss is noticed"
+    );
+    let second = net.order(2, 1, &spec, 5_000_000);
+    let (status, body) = upload_spec(addr, &second, &spec, &net.buyer).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        eventually(Duration::from_secs(20), || assigned(&net.chain, second)).await,
+        "placement goes on without the websocket"
+    );
+    assert!(metric(addr, LOADS).await > loads);
+
+    // It comes back: reconnected, listed again, followed again.
+    relay.restore();
+    assert!(
+        until(Duration::from_secs(30), || async {
+            metric(addr, FOLLOWING).await == 1.0
+        })
+        .await,
+        "the follower reconnects"
+    );
+    assert!(metric(addr, RECONNECTS).await >= 1.0);
+    let o1: Order = net.chain.fetch(&first).unwrap();
+    let o2: Order = net.chain.fetch(&second).unwrap();
+    assert_eq!(
+        (o1.active_leases, o2.active_leases),
+        (1, 1),
+        "one lease each: nothing placed twice while the copy was stale"
+    );
+    s1.kill();
+    s2.kill();
+    service.stop().await;
+}
+
 /// A raw connection, for sending what no honest daemon sends.
 async fn raw(
     url: &str,

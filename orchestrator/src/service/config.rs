@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! rpc_url = "http://127.0.0.1:8899"
+//! ws_url = "ws://127.0.0.1:8900"    # default: rpc_url's, port + 1
 //! market = "…"                      # the market's address
 //! keypair = "~/.config/gpumesh/orchestrator.json"   # relative: to this file's folder
 //! listen = "127.0.0.1:8910"         # worker gateway (/v1/worker), API (/v1/…), /metrics
@@ -12,6 +13,7 @@
 //! receipt_every_s = 10
 //! settle_every_s = 30
 //! placement_every_ms = 1000
+//! resync_every_s = 60               # list the market again even while the websocket is live
 //! ```
 
 use serde::Deserialize;
@@ -23,6 +25,10 @@ use std::time::Duration;
 pub struct Config {
     /// The cluster's JSON-RPC endpoint.
     pub rpc_url: String,
+    /// The node's websocket, for following the market's accounts (default: derived from
+    /// `rpc_url` as Solana nodes serve it, the next port).
+    #[serde(default)]
+    pub ws_url: Option<String>,
     /// The market this service operates (its address).
     pub market: String,
     /// The orchestrator key the market names.
@@ -48,6 +54,10 @@ pub struct Config {
     /// The longest between placement rounds (rounds also run on events).
     #[serde(default = "defaults::placement_every_ms")]
     pub placement_every_ms: u64,
+    /// How often the market is listed again in full while the websocket follows it (catches
+    /// accounts closed by others, which no notification reports).
+    #[serde(default = "defaults::resync_every_s")]
+    pub resync_every_s: u64,
     /// Grace a job gets after SIGTERM when its lease ends.
     #[serde(default = "defaults::stop_grace_ms")]
     pub stop_grace_ms: u32,
@@ -74,6 +84,9 @@ mod defaults {
     }
     pub fn placement_every_ms() -> u64 {
         1_000
+    }
+    pub fn resync_every_s() -> u64 {
+        60
     }
     pub fn stop_grace_ms() -> u32 {
         10_000
@@ -128,10 +141,27 @@ impl Config {
         if self.grace_ms < 2 * u64::from(self.heartbeat_ms) {
             return bad("grace_ms must be at least two heartbeats (2 × heartbeat_ms)");
         }
-        if self.receipt_every_s == 0 || self.settle_every_s == 0 || self.placement_every_ms == 0 {
-            return bad("receipt_every_s, settle_every_s and placement_every_ms must be above 0");
+        if self.receipt_every_s == 0
+            || self.settle_every_s == 0
+            || self.placement_every_ms == 0
+            || self.resync_every_s == 0
+        {
+            return bad(
+                "receipt_every_s, settle_every_s, placement_every_ms and resync_every_s must be above 0",
+            );
         }
+        self.websocket_url()?;
         Ok(())
+    }
+
+    /// The websocket the service follows the chain on.
+    pub fn websocket_url(&self) -> Result<String, ConfigError> {
+        match &self.ws_url {
+            Some(url) => Ok(url.clone()),
+            None => gpumesh_client::pubsub::websocket_url(&self.rpc_url).map_err(|e| {
+                ConfigError::Invalid(format!("rpc_url is not a URL ({e}); set ws_url as well"))
+            }),
+        }
     }
 
     pub fn grace(&self) -> Duration {

@@ -14,6 +14,15 @@ pub struct Metrics {
     pub failovers: Counter,
     pub failed_transactions: Counter,
     pub protocol_errors: Counter,
+    pub rpc_errors: Counter,
+    /// Account changes heard over the websocket.
+    pub chain_updates: Counter,
+    /// Full listings of the market (at start, after a reconnect, on the resync cadence, and
+    /// each placement round while the websocket is down).
+    pub chain_loads: Counter,
+    pub chain_reconnects: Counter,
+    /// 1 while the websocket copy of the market is live.
+    pub chain_following: Gauge,
     pub connected_workers: Gauge,
     pub leases: Gauge,
     pub settlement_backlog: Gauge,
@@ -33,6 +42,11 @@ impl Metrics {
             failovers: Counter::default(),
             failed_transactions: Counter::default(),
             protocol_errors: Counter::default(),
+            rpc_errors: Counter::default(),
+            chain_updates: Counter::default(),
+            chain_loads: Counter::default(),
+            chain_reconnects: Counter::default(),
+            chain_following: Gauge::default(),
             connected_workers: Gauge::default(),
             leases: Gauge::default(),
             settlement_backlog: Gauge::default(),
@@ -65,6 +79,31 @@ impl Metrics {
             "protocol_errors",
             "Worker messages refused with an error frame",
             m.protocol_errors.clone(),
+        );
+        registry.register(
+            "rpc_errors",
+            "JSON-RPC calls that failed (unreachable node, timeouts, bad answers)",
+            m.rpc_errors.clone(),
+        );
+        registry.register(
+            "chain_updates",
+            "Account changes heard over the websocket",
+            m.chain_updates.clone(),
+        );
+        registry.register(
+            "chain_loads",
+            "Full listings of the market's accounts",
+            m.chain_loads.clone(),
+        );
+        registry.register(
+            "chain_reconnects",
+            "Times the websocket was lost and the market listed again",
+            m.chain_reconnects.clone(),
+        );
+        registry.register(
+            "chain_following",
+            "1 while the service's copy of the market follows the chain over the websocket",
+            m.chain_following.clone(),
         );
         registry.register(
             "connected_workers",

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod follow;
 pub mod gateway;
 pub mod metrics;
 pub mod state;
@@ -119,6 +120,7 @@ pub async fn run(
         chain,
         store,
         live: Mutex::new(Live::default()),
+        mirror: Mutex::new(None),
         placement: Notify::new(),
         settlement: Notify::new(),
         metrics: metrics::Metrics::new(),
@@ -140,6 +142,7 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loops = tokio::spawn(tasks::run_loops(shared.clone(), stop_rx.clone()));
+    let follower = tokio::spawn(follow::run(shared.clone(), stop_rx.clone()));
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.changed().await;
@@ -149,6 +152,7 @@ pub async fn run(
     tracing::info!("shutting down: no new work; settling what is due");
     let _ = stop_tx.send(true);
     let _ = loops.await;
+    let _ = follower.await;
     tasks::settle(&shared).await;
     match server.await {
         Ok(Ok(())) => Ok(()),

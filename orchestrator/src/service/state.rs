@@ -1,8 +1,10 @@
 //! What the running service knows beyond the chain: connected workers and their sessions, the
 //! leases it operates with their heartbeat chains and newest receipts, and why orders wait. One
-//! `std::sync::Mutex` guards it; no lock is held across an `.await`.
+//! `std::sync::Mutex` guards it, another the follower's copy of the market; no lock is held
+//! across an `.await`, and code that needs both takes `live` first.
 
 use super::config::Config;
+use super::follow::Mirror;
 use super::metrics::Metrics;
 use super::store::Store;
 use crate::actions::Orchestrator;
@@ -125,6 +127,8 @@ pub struct Shared {
     pub chain: ChainHandle,
     pub store: Store,
     pub live: Mutex<Live>,
+    /// The market as the websocket follower keeps it (`None` until its first listing).
+    pub mirror: Mutex<Option<Mirror>>,
     /// Wakes the placement task (a new order or spec, a worker joined, a lease ended).
     pub placement: Notify,
     /// Wakes the settlement task early (a lease ended, an order's escrow runs low).
@@ -135,6 +139,10 @@ pub struct Shared {
 impl Shared {
     pub fn live(&self) -> MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn mirror(&self) -> MutexGuard<'_, Option<Mirror>> {
+        self.mirror.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends to a connected worker; `false` when it is not connected (or its queue is full).

@@ -83,16 +83,33 @@ pub async fn restore(shared: &Arc<Shared>) -> Result<usize, String> {
     Ok(n)
 }
 
+/// The market as placement sees it: the follower's copy while the websocket is live (and the
+/// chain's clock), else a fresh listing.
+async fn view(shared: &Arc<Shared>) -> Result<MarketView, String> {
+    let now = shared.chain.call(|c| c.unix_time()).await.map_err(|e| {
+        shared.metrics.rpc_errors.inc();
+        format!("cannot read the chain's clock: {e}")
+    })?;
+    if let Some(m) = shared.mirror().as_ref().filter(|m| m.live) {
+        return Ok(m.view(now));
+    }
+    let market = shared.addrs.market;
+    shared.metrics.chain_loads.inc();
+    shared
+        .chain
+        .call(move |c| MarketView::load(c, &market))
+        .await
+        .map_err(|e| {
+            shared.metrics.rpc_errors.inc();
+            format!("cannot read the market: {e}")
+        })
+}
+
 /// One placement round over the chain's current state, the connected workers and the orders
 /// whose job spec the buyer uploaded.
 pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
     let started = Instant::now();
-    let market = shared.addrs.market;
-    let mut view = shared
-        .chain
-        .call(move |c| MarketView::load(c, &market))
-        .await
-        .map_err(|e| format!("cannot read the market: {e}"))?;
+    let mut view = view(shared).await?;
     let connected: HashMap<Pubkey, u32> = shared
         .live()
         .sessions
@@ -163,7 +180,12 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
                 .call(move |c| orchestrator.assign(c, &a.order, &a.worker, a.gpus))
                 .await;
             let lease = match result {
-                Ok((lease, _)) => lease,
+                Ok((lease, _)) => {
+                    if let Some(m) = shared.mirror().as_mut() {
+                        m.assigned(a.order, a.worker, a.gpus);
+                    }
+                    lease
+                }
                 Err(e) => {
                     shared.metrics.failed_transactions.inc();
                     tracing::warn!(%e, order = %a.order, worker = %a.worker, "assign failed");
@@ -342,6 +364,9 @@ async fn end_exited(shared: &Arc<Shared>) {
             let _ = shared.store.mark_settled(&id, r.served_seconds).await;
         }
         shared.live().leases.remove(&id);
+        if let Some(m) = shared.mirror().as_mut() {
+            m.closed(&lease.lease);
+        }
         let order = lease.order;
         let orchestrator = shared.orchestrator.clone();
         let hash = result_hash.unwrap_or([0; 32]);
@@ -427,6 +452,9 @@ pub async fn failover(shared: &Arc<Shared>) -> usize {
             Ok(_) => {
                 moved += 1;
                 shared.metrics.failovers.inc();
+                if let Some(m) = shared.mirror().as_mut() {
+                    m.closed(&lease.lease);
+                }
                 if let Some(r) = &last {
                     let _ = shared.store.mark_settled(&t.id, r.served_seconds).await;
                 }
@@ -479,6 +507,32 @@ pub async fn reconcile(shared: &Arc<Shared>) {
         .values()
         .map(|t| (t.id, t.lease))
         .collect();
+    if ids.is_empty() {
+        return;
+    }
+    // While the follower's copy is live, only leases it no longer holds (and that are old
+    // enough for it to have heard of them) are read from the chain.
+    let assigned: HashMap<LeaseId, Instant> = shared
+        .live()
+        .leases
+        .values()
+        .map(|t| (t.id, t.assigned_at))
+        .collect();
+    let ids: Vec<(LeaseId, LeaseRef)> = {
+        let mirror = shared.mirror();
+        match mirror.as_ref().filter(|m| m.live) {
+            Some(m) => ids
+                .into_iter()
+                .filter(|(id, l)| {
+                    m.leases.get(&l.lease).map(|x| x.nonce) != Some(id.nonce)
+                        && assigned
+                            .get(id)
+                            .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
+                })
+                .collect(),
+            None => ids,
+        }
+    };
     if ids.is_empty() {
         return;
     }

@@ -146,6 +146,7 @@ impl Net {
     pub fn config(&self, store: &str) -> Config {
         Config {
             rpc_url: self.url.clone(),
+            ws_url: Some(self.node.ws_url().to_string()),
             market: self.m.addrs.market.to_string(),
             keypair: self.dir.path().join("unused.json"),
             listen: "127.0.0.1:0".into(),
@@ -155,6 +156,7 @@ impl Net {
             receipt_every_s: 1,
             settle_every_s: 2,
             placement_every_ms: 300,
+            resync_every_s: 60,
             stop_grace_ms: 1_000,
         }
     }
@@ -183,6 +185,10 @@ pub struct Service {
 
 impl Service {
     pub async fn start(net: &Net, store: &str) -> Self {
+        Self::start_with(net, net.config(store)).await
+    }
+
+    pub async fn start_with(net: &Net, cfg: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("listen");
@@ -192,7 +198,6 @@ impl Service {
             chain: Box::new(RpcChain::new(net.url.clone())),
             keypair: net.m.orchestrator.insecure_clone(),
         };
-        let cfg = net.config(store);
         let task = tokio::spawn(async move {
             service::run(cfg, parts, listener, async move {
                 let _ = stopped.await;
@@ -220,6 +225,89 @@ impl Service {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/v1/worker", self.addr)
+    }
+}
+
+/// A metric's value from the service's `/metrics` (0 when it is not there yet).
+pub async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, text) = http(addr, "GET", "/metrics", &[], "").await;
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name).then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// A TCP relay in front of an address that can be cut (every connection dropped, new ones
+/// closed at once) and restored: a websocket that fails the way a network does.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(upstream: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, e) = (cut.clone(), epoch.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let (c, e) = (c.clone(), e.clone());
+                let born = e.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let watch = async {
+                        while !c.load(Ordering::SeqCst) && e.load(Ordering::SeqCst) == born {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = watch => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            cut,
+            epoch,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn cut(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut();
     }
 }
 
