@@ -148,6 +148,19 @@ impl Orchestrator {
         chain: &mut dyn Chain,
         receipts: &[(LeaseRef, SignedReceipt)],
     ) -> Result<Vec<Outcome>, ActionError> {
+        Ok(self
+            .settle_batches(chain, receipts)?
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect())
+    }
+
+    /// [`Self::settle`], with the range of `receipts` each transaction carried.
+    pub fn settle_batches(
+        &self,
+        chain: &mut dyn Chain,
+        receipts: &[(LeaseRef, SignedReceipt)],
+    ) -> Result<Vec<(Outcome, std::ops::Range<usize>)>, ActionError> {
         for (lease, r) in receipts {
             self.check_receipt(chain, lease, r)?;
         }
@@ -168,7 +181,7 @@ impl Orchestrator {
                 end += 1;
             }
             let ixs = ix::settle(&self.market, &self.pubkey(), &receipts[start..end]);
-            outcomes.push(self.send(chain, &ixs)?);
+            outcomes.push((self.send(chain, &ixs)?, start..end));
             start = end;
         }
         Ok(outcomes)

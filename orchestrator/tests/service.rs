@@ -34,6 +34,35 @@ async fn a_job_runs_to_completion_and_the_buyer_pays_exactly_its_seconds() {
     let (status, body) = upload_spec(service.addr, &order, &spec, &net.buyer).await;
     assert_eq!(status, 200, "{body}");
 
+    // The live feed: everything about this order, and (signed by the buyer) its job's output.
+    let addr = service.addr;
+    let t = now_ms();
+    let everyone = FeedClient::connect(addr, &format!("?order={order}"))
+        .await
+        .unwrap();
+    let buyer_feed = FeedClient::connect(
+        addr,
+        &format!(
+            "?order={order}&logs={order}&unix_ms={t}&signature={}",
+            logs_signature(&order, t, &net.buyer)
+        ),
+    )
+    .await
+    .unwrap();
+    let stranger = Keypair::new();
+    let refused = FeedClient::connect(
+        addr,
+        &format!(
+            "?logs={order}&unix_ms={t}&signature={}",
+            logs_signature(&order, t, &stranger)
+        ),
+    )
+    .await;
+    assert!(
+        refused.is_err_and(|e| e.contains("401")),
+        "only the buyer reads the output"
+    );
+
     let sim = SimWorker::spawn(service.ws_url(), worker, node.insecure_clone(), 4);
     let chain = &net.chain;
     assert!(
@@ -45,6 +74,72 @@ async fn a_job_runs_to_completion_and_the_buyer_pays_exactly_its_seconds() {
         .await,
         "the order completes"
     );
+    assert!(
+        eventually(Duration::from_secs(5), || everyone
+            .types()
+            .contains(&"order_completed".to_string()))
+        .await,
+        "{:?}",
+        everyone.types()
+    );
+    let kinds = everyone.types();
+    let first = |k: &str| kinds.iter().position(|x| x == k).unwrap_or(usize::MAX);
+    assert!(
+        first("lease_started") < first("receipt_stored")
+            && first("receipt_stored") < first("lease_ended")
+            && first("lease_ended") < first("order_completed"),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"job_log".to_string()),
+        "output is the buyer's only"
+    );
+    assert!(
+        buyer_feed.of_type("job_log").iter().any(|e| e["data"]
+            .as_str()
+            .is_some_and(|d| d.contains("hello from the job"))),
+        "{:?}",
+        buyer_feed.types()
+    );
+    // Every settlement names a transaction that landed on chain.
+    let settled = everyone.of_type("settled");
+    assert!(
+        !settled.is_empty() || !kinds.contains(&"settled".to_string()),
+        "{kinds:?}"
+    );
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!(
+            "/v1/leases/{}?nonce={}",
+            everyone.of_type("lease_started")[0]["lease"]
+                .as_str()
+                .unwrap(),
+            everyone.of_type("lease_started")[0]["nonce"]
+        ),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let lease: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let settlements = lease["settlements"].as_array().cloned().unwrap_or_default();
+    assert!(!settlements.is_empty(), "{lease}");
+    for s in &settlements {
+        let sig: gpumesh_client::Signature = s["signature"].as_str().unwrap().parse().unwrap();
+        assert!(
+            matches!(
+                net.chain.signature_status(&sig).unwrap(),
+                gpumesh_client::rpc::SignatureStatus::Landed { result: Ok(()), .. }
+            ),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        settlements.last().unwrap()["served_seconds"],
+        lease["receipts"].as_array().unwrap().last().unwrap()["served_seconds"],
+        "the last receipt is settled: {lease}"
+    );
     let paid = net.market().total_escrow; // nothing left in escrow
     assert_eq!(paid, 0);
     let w: Worker = net.chain.fetch(&worker).unwrap();
@@ -52,7 +147,16 @@ async fn a_job_runs_to_completion_and_the_buyer_pays_exactly_its_seconds() {
     assert!(served >= 4, "served {served} GPU-seconds");
     // Paid exactly for the settled seconds, the rest refunded.
     assert_eq!(net.buyer_tokens(), before - served * PRICE);
-    let (_, logs) = http(
+    // The stored output: the buyer's signature, dated now; nobody else, and not a stale one.
+    let (status, logs) = signed_logs(service.addr, &order, &net.buyer, now_ms()).await;
+    assert_eq!(status, 200, "{logs}");
+    assert!(logs.contains("hello from the job"), "{logs}");
+    let (status, body) = signed_logs(service.addr, &order, &stranger, now_ms()).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = signed_logs(service.addr, &order, &net.buyer, now_ms() - 600_000).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("sign it again"), "{body}");
+    let (status, body) = http(
         service.addr,
         "GET",
         &format!("/v1/orders/{order}/logs"),
@@ -60,7 +164,24 @@ async fn a_job_runs_to_completion_and_the_buyer_pays_exactly_its_seconds() {
         "",
     )
     .await;
-    assert!(logs.contains("hello from the job"), "{logs}");
+    assert_eq!(status, 401, "{body}");
+    // The document of all of it.
+    let (status, doc) = http(service.addr, "GET", "/v1/openapi.json", &[], "").await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    for path in [
+        "/v1/market",
+        "/v1/orders/{order}",
+        "/v1/leases/{lease}",
+        "/v1/feed",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["FeedEvent"].is_object());
+    let (status, body) = http(service.addr, "GET", "/v1/market", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(m["totals"]["escrow"], "0", "{m}");
     let (_, metrics) = http(service.addr, "GET", "/metrics", &[], "").await;
     assert!(
         metrics.contains("gpumesh_orchestrator_receipts_total"),

@@ -91,20 +91,52 @@ async fn contract(url: &str) {
             .any(|r| r.lease_nonce == 1 && r.lease == a.lease && r.served_seconds == 25)
     );
 
-    // Specs: the newest upload wins.
-    assert_eq!(store.spec("order-1").await.unwrap(), None);
+    // Settlements keep their transaction; a lease's receipts list oldest first with their state.
     store
-        .put_spec("order-1", "image = \"a\"\n", &[1; 32])
+        .record_settlement(&b, 30, "5sig", 1_700_000_000_000)
         .await
         .unwrap();
     store
-        .put_spec("order-1", "image = \"b\"\n", &[2; 32])
+        .record_settlement(&b, 30, "5sig", 1_700_000_000_001)
+        .await
+        .unwrap();
+    let settlements = store.settlements(&b).await.unwrap();
+    assert_eq!(settlements.len(), 1, "recorded once");
+    assert_eq!(settlements[0].signature, "5sig");
+    assert_eq!(settlements[0].served_seconds, 30);
+    assert!(store.settlements(&a2).await.unwrap().is_empty());
+    let listed: Vec<(u64, bool)> = store
+        .receipts(&a, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(r, settled)| (r.served_seconds, *settled))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(10, true), (15, true), (20, true), (25, false)]
+    );
+    assert_eq!(store.receipts(&a, 2).await.unwrap().len(), 2, "the newest");
+
+    // Specs: the newest upload wins.
+    assert_eq!(store.spec("order-1").await.unwrap(), None);
+    store
+        .put_spec("order-1", "buyer-1", "image = \"a\"\n", &[1; 32])
+        .await
+        .unwrap();
+    store
+        .put_spec("order-1", "buyer-2", "image = \"b\"\n", &[2; 32])
         .await
         .unwrap();
     assert_eq!(
         store.spec("order-1").await.unwrap().as_deref(),
         Some("image = \"b\"\n")
     );
+    assert_eq!(
+        store.buyer_of("order-1").await.unwrap().as_deref(),
+        Some("buyer-2")
+    );
+    assert_eq!(store.buyer_of("order-2").await.unwrap(), None);
 
     // Jobs: one row per lease instance, updated in place, newest first.
     let mut job = JobRecord {
@@ -159,7 +191,8 @@ async fn contract(url: &str) {
     // Opened again (a restarted service): everything is there, and migrating twice is a no-op.
     drop(store);
     let store = Store::open(url).await.unwrap();
-    assert_eq!(store.unsettled().await.unwrap().len(), 3);
+    assert_eq!(store.unsettled().await.unwrap().len(), 2);
+    assert_eq!(store.settlements(&b).await.unwrap().len(), 1);
     assert_eq!(store.jobs_of("order-1").await.unwrap().len(), 2);
     assert_eq!(store.logs(&a).await.unwrap().len() as i64, LOG_TAIL_CHUNKS);
     assert!(store.spec("order-1").await.unwrap().is_some());

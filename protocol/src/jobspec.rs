@@ -29,6 +29,23 @@ pub fn upload_message(order: &[u8; 32], spec: &[u8]) -> Vec<u8> {
     m
 }
 
+/// Domain of [`logs_message`].
+pub const LOGS_DOMAIN: &[u8; 24] = b"gpumesh/job-logs/v1\0\0\0\0\0";
+
+/// How far from the service's clock a signed logs request may be dated, ms.
+pub const LOGS_SIGNATURE_WINDOW_MS: u64 = 300_000;
+
+/// The bytes a buyer's wallet signs to read an order's job output (the stored tail or the live
+/// feed): domain ‖ order account ‖ the request's Unix time in ms (little-endian). The service
+/// accepts it from the order's buyer within [`LOGS_SIGNATURE_WINDOW_MS`] of its own clock.
+pub fn logs_message(order: &[u8; 32], unix_ms: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(24 + 32 + 8);
+    m.extend_from_slice(LOGS_DOMAIN);
+    m.extend_from_slice(order);
+    m.extend_from_slice(&unix_ms.to_le_bytes());
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +59,15 @@ mod tests {
         other[0] ^= 1;
         assert_ne!(job_spec_hash(&other), h);
         assert_eq!(job_spec_hash(spec), h, "deterministic");
+    }
+
+    #[test]
+    fn signed_messages_are_apart_by_domain_and_bound_to_their_fields() {
+        let order = [7u8; 32];
+        let logs = logs_message(&order, 1_000);
+        assert_eq!(logs.len(), 24 + 32 + 8);
+        assert_ne!(logs, logs_message(&order, 1_001));
+        assert_ne!(logs, logs_message(&[8; 32], 1_000));
+        assert_ne!(logs[..24], upload_message(&order, b"x")[..24]);
     }
 }

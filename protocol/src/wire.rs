@@ -87,7 +87,10 @@ pub struct LeaseId {
 
 /// What the daemon found on its machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HardwareReport {
+    /// The GPU class's code (see `gpumesh_protocol::GpuClass`).
+    #[cfg_attr(feature = "openapi", schema(value_type = u8))]
     pub class: GpuClass,
     pub gpus: Vec<GpuReport>,
     /// Memory bandwidth the daemon measured with its compute backend, GB/s.
@@ -97,6 +100,7 @@ pub struct HardwareReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuReport {
     pub index: u16,
     pub name: String,
@@ -108,6 +112,7 @@ pub struct GpuReport {
 
 /// One GPU's state in a heartbeat (NVML on a GPU worker).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuTelemetry {
     pub index: u16,
     pub temperature_c: f32,
@@ -121,6 +126,7 @@ pub struct GpuTelemetry {
 
 /// The machine's state in a heartbeat.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Telemetry {
     pub gpus: Vec<GpuTelemetry>,
     /// For CPU workers, and the host of GPU workers.

@@ -6,6 +6,7 @@
 //! logs. A malformed, oversized or out-of-order message gets an error frame; repeated ones close
 //! that connection, never the service.
 
+use super::feed::FeedEvent;
 use super::state::{JobPhase, Session, Shared};
 use super::store::JobRecord;
 use axum::extract::ws::{Message, WebSocket};
@@ -29,6 +30,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ERRORS: u32 = 16;
 /// Messages queued for one worker before it counts as stuck.
 const QUEUE: usize = 256;
+/// A worker's telemetry goes to the feed at most this often.
+const TELEMETRY_FEED_EVERY: Duration = Duration::from_secs(1);
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -180,8 +183,9 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 heartbeat_seq: 0,
                 rtt_us: None,
                 telemetry: Default::default(),
-                hardware,
+                hardware: hardware.clone(),
                 connected_at: Instant::now(),
+                telemetry_fed: None,
             },
         );
         shared
@@ -204,6 +208,11 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
         return;
     }
     shared.placement.notify_one();
+    shared.feed.send(FeedEvent::WorkerConnected {
+        worker: worker.to_string(),
+        gpus: hardware.gpus.len() as u16,
+        backend: hardware.backend.clone(),
+    });
     tracing::info!(%worker, "worker connected");
 
     let mut errors = 0u32;
@@ -267,6 +276,9 @@ fn drop_session(shared: &Shared, worker: &Pubkey, id: u64) {
     let mut live = shared.live();
     if live.sessions.get(worker).is_some_and(|s| s.id == id) {
         live.sessions.remove(worker);
+        shared.feed.send(FeedEvent::WorkerDisconnected {
+            worker: worker.to_string(),
+        });
     }
     shared
         .metrics
@@ -343,14 +355,13 @@ async fn handle(
             seq,
             data,
         } => {
-            let known = shared
+            let order = shared
                 .live()
                 .leases
                 .get(&lease)
-                .is_some_and(|t| t.worker == *worker);
-            if !known {
-                return Err(unknown(&lease));
-            }
+                .filter(|t| t.worker == *worker)
+                .map(|t| t.order)
+                .ok_or_else(|| unknown(&lease))?;
             let stream = match stream {
                 wire::LogStream::Stdout => "stdout",
                 wire::LogStream::Stderr => "stderr",
@@ -359,7 +370,16 @@ async fn handle(
                 .store
                 .put_log(&lease, seq, stream, &data)
                 .await
-                .map_err(|e| (ErrorCode::Internal, e.to_string()))
+                .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+            shared.feed.send(FeedEvent::JobLog {
+                order: order.to_string(),
+                lease: lease.lease.to_string(),
+                nonce: lease.nonce,
+                seq,
+                stream: stream.to_string(),
+                data,
+            });
+            Ok(())
         }
         ToOrchestrator::JobExited {
             lease,
@@ -439,6 +459,14 @@ async fn job_record(
     if let Err(e) = shared.store.put_job(&record).await {
         tracing::warn!(%e, "cannot store a job's state");
     }
+    shared.feed.send(FeedEvent::Job {
+        order: record.order,
+        worker: record.worker,
+        lease: lease.lease.to_string(),
+        nonce: lease.nonce,
+        status: record.status,
+        exit_code: record.exit_code,
+    });
 }
 
 /// A heartbeat: its sequence follows the last; each lease's link, recomputed, gives the head the
@@ -462,6 +490,17 @@ fn heartbeat(shared: &Shared, worker: &Pubkey, hb: Heartbeat) -> Result<(), Refu
         session.rtt_us = hb.rtt_us;
     }
     let digest = *blake3::hash(&hb.telemetry.digest_bytes()).as_bytes();
+    if session
+        .telemetry_fed
+        .is_none_or(|at| at.elapsed() >= TELEMETRY_FEED_EVERY)
+    {
+        session.telemetry_fed = Some(Instant::now());
+        shared.feed.send(FeedEvent::Telemetry {
+            worker: worker.to_string(),
+            rtt_us: session.rtt_us,
+            telemetry: hb.telemetry.clone(),
+        });
+    }
     session.telemetry = hb.telemetry;
     shared.metrics.heartbeats.inc();
     let mut refused = None;
@@ -585,6 +624,13 @@ async fn receipt_in(
     {
         let mut live = shared.live();
         if let Some(t) = live.leases.get_mut(&id) {
+            shared.feed.send(FeedEvent::ReceiptStored {
+                order: t.order.to_string(),
+                worker: worker.to_string(),
+                lease: id.lease.to_string(),
+                nonce: id.nonce,
+                served_seconds: r.served_seconds,
+            });
             t.latest_receipt = Some(r);
         }
         if let Some(s) = live.sessions.get(worker) {

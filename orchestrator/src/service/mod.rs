@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod feed;
 pub mod follow;
 pub mod gateway;
 pub mod metrics;
@@ -112,6 +113,7 @@ pub async fn run(
         )));
     }
     let addrs = MarketAddresses::of(&market);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let store = store::Store::open(&cfg.store).await?;
     let shared = Arc::new(Shared {
         program_id: receipt::key(&gpumesh_client::program::ID),
@@ -124,6 +126,8 @@ pub async fn run(
         placement: Notify::new(),
         settlement: Notify::new(),
         metrics: metrics::Metrics::new(),
+        feed: feed::Feed::new(),
+        stopping: stop_rx.clone(),
         cfg,
     });
     let restored = tasks::restore(&shared).await.map_err(ServiceError::Chain)?;
@@ -132,15 +136,18 @@ pub async fn run(
     let app = Router::new()
         .route("/v1/worker", get(worker_socket))
         .route("/v1/health", get(api::health))
+        .route("/v1/market", get(api::market))
         .route("/v1/workers", get(api::workers))
         .route("/v1/market/workers", get(api::chain_workers))
         .route("/v1/orders/{order}", get(api::order))
         .route("/v1/orders/{order}/logs", get(api::logs))
         .route("/v1/orders/{order}/spec", put(api::put_spec))
+        .route("/v1/leases/{lease}", get(api::lease))
+        .route("/v1/feed", get(api::feed))
+        .route("/v1/openapi.json", get(api::openapi))
         .route("/metrics", get(api::metrics))
         .with_state(shared.clone());
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loops = tokio::spawn(tasks::run_loops(shared.clone(), stop_rx.clone()));
     let follower = tokio::spawn(follow::run(shared.clone(), stop_rx.clone()));
     let mut server_stop = stop_rx;

@@ -4,6 +4,7 @@
 //! across an `.await`, and code that needs both takes `live` first.
 
 use super::config::Config;
+use super::feed::Feed;
 use super::follow::Mirror;
 use super::metrics::Metrics;
 use super::store::Store;
@@ -61,6 +62,8 @@ pub struct Session {
     pub telemetry: Telemetry,
     pub hardware: HardwareReport,
     pub connected_at: Instant,
+    /// When this worker's telemetry last went to the feed.
+    pub telemetry_fed: Option<Instant>,
 }
 
 /// Where a lease's job stands.
@@ -134,6 +137,9 @@ pub struct Shared {
     /// Wakes the settlement task early (a lease ended, an order's escrow runs low).
     pub settlement: Notify,
     pub metrics: Metrics,
+    pub feed: Feed,
+    /// Turns true when the service stops (long-lived connections end with it).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {

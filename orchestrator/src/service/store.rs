@@ -56,8 +56,18 @@ pub struct JobRecord {
     pub updated_ms: i64,
 }
 
+/// A settlement transaction as the service recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Settlement {
+    /// Cumulative seconds the lease was paid up to by this transaction.
+    pub served_seconds: u64,
+    /// The transaction's signature (base58): look it up on the chain.
+    pub signature: String,
+    pub unix_ms: u64,
+}
+
 /// One chunk of a job's output.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LogChunk {
     pub seq: i64,
     pub stream: String,
@@ -68,9 +78,29 @@ impl Store {
     /// Opens (creating a SQLite file if needed) and migrates.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
+        let sqlite = url.starts_with("sqlite");
         let pool = AnyPoolOptions::new()
-            .max_connections(if url.starts_with("sqlite") { 1 } else { 8 })
+            .max_connections(if sqlite { 1 } else { 8 })
             .acquire_timeout(OPEN_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // A write-ahead log synced at checkpoints, not at every commit: a
+                        // commit survives the service crashing (it is in the OS's buffers), and
+                        // a power loss can undo only the newest commits. Receipts are
+                        // cumulative and the worker keeps its newest, so the next one covers a
+                        // lost one. An fsync per log line would cap the store at a few hundred
+                        // writes a second.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(|source| StoreError::Open {
@@ -154,22 +184,111 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a lease instance's receipts up to `served_seconds` settled and records the
+    /// transaction that settled them.
+    pub async fn record_settlement(
+        &self,
+        lease: &LeaseId,
+        served_seconds: u64,
+        signature: &str,
+        unix_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.mark_settled(lease, served_seconds).await?;
+        sqlx::query(
+            "INSERT INTO settlements (lease, nonce, served_seconds, signature, unix_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (lease, nonce, served_seconds) DO NOTHING",
+        )
+        .bind(lease.lease.to_string())
+        .bind(lease.nonce as i64)
+        .bind(served_seconds as i64)
+        .bind(signature)
+        .bind(unix_ms as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A lease instance's settlements, oldest first.
+    pub async fn settlements(&self, lease: &LeaseId) -> Result<Vec<Settlement>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT served_seconds, signature, unix_ms FROM settlements WHERE lease = $1 AND nonce = $2 ORDER BY served_seconds",
+        )
+        .bind(lease.lease.to_string())
+        .bind(lease.nonce as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let served: i64 = row.try_get(0)?;
+                let at: i64 = row.try_get(2)?;
+                Ok(Settlement {
+                    served_seconds: served as u64,
+                    signature: row.try_get(1)?,
+                    unix_ms: at as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// The receipts stored for a lease instance, oldest first (at most `limit`, the newest).
+    pub async fn receipts(
+        &self,
+        lease: &LeaseId,
+        limit: i64,
+    ) -> Result<Vec<(SignedReceipt, bool)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body, settled FROM receipts WHERE lease = $1 AND nonce = $2 ORDER BY served_seconds DESC LIMIT $3",
+        )
+        .bind(lease.lease.to_string())
+        .bind(lease.nonce as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                let body: String = row.try_get(0)?;
+                let settled: i64 = row.try_get(1)?;
+                let r: SignedReceipt =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((r, settled != 0))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Keeps an order's job spec and the buyer who uploaded it.
     pub async fn put_spec(
         &self,
         order: &str,
+        buyer: &str,
         spec: &str,
         hash: &[u8; 32],
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO job_specs (order_key, spec, spec_hash) VALUES ($1, $2, $3) \
-             ON CONFLICT (order_key) DO UPDATE SET spec = excluded.spec, spec_hash = excluded.spec_hash",
+            "INSERT INTO job_specs (order_key, spec, spec_hash, buyer) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (order_key) DO UPDATE SET spec = excluded.spec, spec_hash = excluded.spec_hash, buyer = excluded.buyer",
         )
         .bind(order)
         .bind(spec)
         .bind(hex(hash))
+        .bind(buyer)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The buyer who uploaded an order's spec.
+    pub async fn buyer_of(&self, order: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT buyer FROM job_specs WHERE order_key = $1")
+            .bind(order)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        })
     }
 
     pub async fn spec(&self, order: &str) -> Result<Option<String>, StoreError> {

@@ -3,6 +3,7 @@
 //! leases close as offline with their last receipt settled, the buyer is paid the slash, and the
 //! orders are placed again at once), and restoring what the chain and the store hold at start.
 
+use super::feed::FeedEvent;
 use super::state::{JobPhase, Shared, Tracked};
 use crate::actions::ActionError;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -16,6 +17,13 @@ use gpumesh_protocol::wire::{JobSpec, LeaseAssignment, LeaseId, StopReason, ToWo
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 fn lease_id(l: &LeaseRef) -> LeaseId {
     LeaseId {
@@ -198,6 +206,14 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
     }
     {
         let mut live = shared.live();
+        for (order, reason) in &waiting {
+            if live.waiting.get(order) != Some(reason) {
+                shared.feed.send(FeedEvent::OrderWaiting {
+                    order: order.to_string(),
+                    reason: reason.clone(),
+                });
+            }
+        }
         live.waiting = waiting;
         shared.metrics.leases.set(live.leases.len() as i64);
     }
@@ -252,6 +268,14 @@ fn start_job(
         receipt_every_s: shared.cfg.receipt_every_s,
     };
     let worker = lease.worker;
+    shared.feed.send(FeedEvent::LeaseStarted {
+        order: lease.order.to_string(),
+        worker: worker.to_string(),
+        lease: lease.lease.to_string(),
+        nonce: lease.nonce,
+        gpus,
+        gpu_indices: assignment.gpu_indices.clone(),
+    });
     live.leases.insert(t.id, t);
     if let Some(s) = live.sessions.get(&worker)
         && s.tx.try_send(ToWorker::StartJob(assignment)).is_err()
@@ -282,15 +306,26 @@ pub async fn settle(shared: &Arc<Shared>) -> usize {
         let batch = due.clone();
         let result = shared
             .chain
-            .call(move |c| orchestrator.settle(c, &batch))
+            .call(move |c| orchestrator.settle_batches(c, &batch))
             .await;
-        let done: Vec<(LeaseRef, SignedReceipt)> = match result {
-            Ok(outcomes) => {
-                shared.metrics.settlements.inc_by(outcomes.len() as u64);
-                due
+        // Each settled receipt with the transaction that settled it ("" when only the chain's
+        // state shows it was).
+        let done: Vec<(LeaseRef, SignedReceipt, String)> = match result {
+            Ok(batches) => {
+                shared.metrics.settlements.inc_by(batches.len() as u64);
+                batches
+                    .into_iter()
+                    .flat_map(|(outcome, range)| {
+                        due[range]
+                            .iter()
+                            .map(move |(l, r)| (*l, r.clone(), outcome.signature.clone()))
+                    })
+                    .collect()
             }
             Err(e) => {
-                // One bad receipt must not hold the others back: settle them one by one.
+                // One bad receipt must not hold the others back: settle them one by one. A
+                // batch before the failing one may have landed: the chain says which did, and
+                // a cumulative receipt is never sent to be paid twice.
                 tracing::warn!(%e, "a settlement batch failed; settling one by one");
                 shared.metrics.failed_transactions.inc();
                 let mut ok = vec![];
@@ -299,30 +334,66 @@ pub async fn settle(shared: &Arc<Shared>) -> usize {
                     let one = item.clone();
                     match shared
                         .chain
-                        .call(move |c| orchestrator.settle(c, &[one]))
+                        .call(move |c| orchestrator.settle_batches(c, &[one]))
                         .await
                     {
-                        Ok(_) => {
+                        Ok(batches) => {
                             shared.metrics.settlements.inc();
-                            ok.push(item);
+                            let signature = batches
+                                .first()
+                                .map(|(o, _)| o.signature.clone())
+                                .unwrap_or_default();
+                            ok.push((item.0, item.1, signature));
                         }
                         Err(e) => {
-                            shared.metrics.failed_transactions.inc();
-                            tracing::warn!(%e, lease = %item.0.lease, "receipt not settled");
+                            let (lease, r) = (item.0, item.1.clone());
+                            let on_chain = shared
+                                .chain
+                                .call(move |c| c.fetch_opt::<Lease>(&lease.lease))
+                                .await;
+                            match on_chain {
+                                Ok(Some(l))
+                                    if l.nonce == r.lease_nonce
+                                        && l.seconds_settled >= r.served_seconds =>
+                                {
+                                    ok.push((item.0, item.1, String::new()));
+                                }
+                                _ => {
+                                    shared.metrics.failed_transactions.inc();
+                                    tracing::warn!(%e, lease = %item.0.lease, "receipt not settled");
+                                }
+                            }
                         }
                     }
                 }
                 ok
             }
         };
-        for (lease, r) in &done {
+        let now_ms = unix_ms();
+        for (lease, r, signature) in &done {
             let id = lease_id(lease);
-            if let Err(e) = shared.store.mark_settled(&id, r.served_seconds).await {
-                tracing::warn!(%e, "cannot mark receipts settled");
+            let stored = if signature.is_empty() {
+                shared.store.mark_settled(&id, r.served_seconds).await
+            } else {
+                shared
+                    .store
+                    .record_settlement(&id, r.served_seconds, signature, now_ms)
+                    .await
+            };
+            if let Err(e) = stored {
+                tracing::warn!(%e, "cannot record a settlement");
             }
             if let Some(t) = shared.live().leases.get_mut(&id) {
                 t.settled_seconds = t.settled_seconds.max(r.served_seconds);
             }
+            shared.feed.send(FeedEvent::Settled {
+                order: lease.order.to_string(),
+                worker: lease.worker.to_string(),
+                lease: lease.lease.to_string(),
+                nonce: lease.nonce,
+                served_seconds: r.served_seconds,
+                signature: signature.clone(),
+            });
             settled += 1;
         }
     }
@@ -354,15 +425,28 @@ async fn end_exited(shared: &Arc<Shared>) {
             .chain
             .call(move |c| orchestrator.end_lease(c, &lease, final_receipt, CloseReason::Completed))
             .await;
-        if let Err(e) = result {
-            shared.metrics.failed_transactions.inc();
-            tracing::warn!(%e, lease = %lease.lease, "closing a finished lease failed; retrying later");
-            continue;
-        }
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                shared.metrics.failed_transactions.inc();
+                tracing::warn!(%e, lease = %lease.lease, "closing a finished lease failed; retrying later");
+                continue;
+            }
+        };
         let id = lease_id(&lease);
         if let Some(r) = &last {
-            let _ = shared.store.mark_settled(&id, r.served_seconds).await;
+            let _ = shared
+                .store
+                .record_settlement(&id, r.served_seconds, &outcome.signature, unix_ms())
+                .await;
         }
+        shared.feed.send(FeedEvent::LeaseEnded {
+            order: lease.order.to_string(),
+            worker: lease.worker.to_string(),
+            lease: lease.lease.to_string(),
+            nonce: lease.nonce,
+            reason: "completed".into(),
+        });
         shared.live().leases.remove(&id);
         if let Some(m) = shared.mirror().as_mut() {
             m.closed(&lease.lease);
@@ -387,7 +471,14 @@ async fn end_exited(shared: &Arc<Shared>) {
             })
             .await;
         match completed {
-            Ok(true) => tracing::info!(%order, "order completed"),
+            Ok(true) => {
+                shared.feed.send(FeedEvent::OrderCompleted {
+                    order: order.to_string(),
+                    result_hash: result_hash
+                        .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+                });
+                tracing::info!(%order, "order completed")
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(%e, %order, "completing the order failed"),
         }
@@ -440,8 +531,11 @@ pub async fn failover(shared: &Arc<Shared>) -> usize {
                 orchestrator.end_lease(c, &lease, with_receipt, CloseReason::WorkerOffline)
             })
             .await;
+        // Whether the final receipt settled with the close.
+        let mut settled = last.clone();
         if result.is_err() && last.is_some() {
             // The receipt may be what the chain refuses; the lease must still close.
+            settled = None;
             let orchestrator = shared.orchestrator.clone();
             result = shared
                 .chain
@@ -455,9 +549,26 @@ pub async fn failover(shared: &Arc<Shared>) -> usize {
                 if let Some(m) = shared.mirror().as_mut() {
                     m.closed(&lease.lease);
                 }
-                if let Some(r) = &last {
-                    let _ = shared.store.mark_settled(&t.id, r.served_seconds).await;
+                if let (Some(r), Ok(outcome)) = (&settled, &result) {
+                    let _ = shared
+                        .store
+                        .record_settlement(&t.id, r.served_seconds, &outcome.signature, unix_ms())
+                        .await;
                 }
+                shared.feed.send(FeedEvent::WorkerDown {
+                    worker: t.worker.to_string(),
+                    order: t.order.to_string(),
+                    lease: t.lease.lease.to_string(),
+                    nonce: t.lease.nonce,
+                    silent_ms: t.last_beat.elapsed().as_millis() as u64,
+                });
+                shared.feed.send(FeedEvent::LeaseEnded {
+                    order: t.order.to_string(),
+                    worker: t.worker.to_string(),
+                    lease: t.lease.lease.to_string(),
+                    nonce: t.lease.nonce,
+                    reason: "worker_offline".into(),
+                });
                 let mut live = shared.live();
                 live.failed_over.insert(t.order, t.last_beat);
                 if let Some(s) = live.sessions.get(&t.worker) {
@@ -551,6 +662,13 @@ pub async fn reconcile(shared: &Arc<Shared>) {
             let removed = shared.live().leases.remove(&id);
             if let Some(t) = removed {
                 stop_job(shared, &t.worker, id);
+                shared.feed.send(FeedEvent::LeaseEnded {
+                    order: t.order.to_string(),
+                    worker: t.worker.to_string(),
+                    lease: lease.lease.to_string(),
+                    nonce: id.nonce,
+                    reason: "ended_on_chain".into(),
+                });
                 tracing::info!(lease = %lease.lease, "lease ended on chain; job stopped");
                 shared.placement.notify_one();
             }

@@ -388,6 +388,89 @@ pub async fn upload_spec(
     .await
 }
 
+/// The buyer's signature over `logs_message(order, unix_ms)` (base58).
+pub fn logs_signature(order: &Pubkey, unix_ms: u64, signer: &Keypair) -> String {
+    use ed25519_dalek::Signer as _;
+    let message = gpumesh_protocol::jobspec::logs_message(&order.to_bytes(), unix_ms);
+    let sig = receipt::signing_key(signer).sign(&message);
+    gpumesh_protocol::Signature(sig.to_bytes()).to_string()
+}
+
+/// An order's job output, asked with `signer`'s signature dated `unix_ms`.
+pub async fn signed_logs(
+    addr: std::net::SocketAddr,
+    order: &Pubkey,
+    signer: &Keypair,
+    unix_ms: u64,
+) -> (u16, String) {
+    http(
+        addr,
+        "GET",
+        &format!("/v1/orders/{order}/logs"),
+        &[
+            (
+                "x-gpumesh-signature",
+                logs_signature(order, unix_ms, signer),
+            ),
+            ("x-gpumesh-unix-ms", unix_ms.to_string()),
+        ],
+        "",
+    )
+    .await
+}
+
+/// A subscriber of the live feed: every event it received, as JSON.
+pub struct FeedClient {
+    pub events: Arc<Mutex<Vec<serde_json::Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FeedClient {
+    pub async fn connect(addr: std::net::SocketAddr, query: &str) -> Result<FeedClient, String> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/feed{query}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let events = Arc::new(Mutex::new(vec![]));
+        let sink = events.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Text(text) = message
+                    && let Ok(v) = serde_json::from_str(&text)
+                {
+                    sink.lock().expect("events").push(v);
+                }
+            }
+        });
+        Ok(FeedClient { events, task })
+    }
+
+    /// The types of the events received so far, in order.
+    pub fn types(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["type"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    pub fn of_type(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for FeedClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// What a simulated worker saw and did, for the test to look at.
 #[derive(Default)]
 pub struct Seen {
