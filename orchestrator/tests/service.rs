@@ -434,6 +434,138 @@ async fn the_service_follows_the_chain_and_lists_it_again_after_losing_the_webso
     service.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_proves_its_class_before_work_and_a_faked_answer_is_slashed_for_fraud() {
+    let mut net = start().await;
+    let (honest, _, hn) = net.worker(1, PRICE);
+    let (faker, _, fnode) = net.worker(1, PRICE);
+    let (mute, _, mnode) = net.worker(1, PRICE);
+    let stake_before: Worker = net.chain.fetch(&faker).unwrap();
+    let service = Service::start(&net, &net.store_url("ch.db")).await;
+    let addr = service.addr;
+    let feed = FeedClient::connect(addr, "").await.unwrap();
+    let spec = spec_text("proven");
+    // Both fit the order, both are cheap: only a proven one may get it.
+    let order = net.order(1, 1, &spec, 5_000_000);
+    let (status, body) = upload_spec(addr, &order, &spec, &net.buyer).await;
+    assert_eq!(status, 200, "{body}");
+    let f = SimWorker::spawn_answering(
+        service.ws_url(),
+        faker,
+        fnode.insecure_clone(),
+        0,
+        Answer::WrongProduct,
+    );
+    let m = SimWorker::spawn_answering(
+        service.ws_url(),
+        mute,
+        mnode.insecure_clone(),
+        0,
+        Answer::Silent,
+    );
+    let chain = &net.chain;
+    let jailed = |w| chain.fetch::<Worker>(&w).map(|w| w.jailed).unwrap_or(false);
+    assert!(
+        eventually(Duration::from_secs(20), || jailed(faker) && jailed(mute)).await,
+        "a wrong answer and no answer are both slashed"
+    );
+    let o: Order = net.chain.fetch(&order).unwrap();
+    assert_eq!(
+        o.gpus_assigned, 0,
+        "no work for a worker that did not prove its class"
+    );
+
+    let h = SimWorker::spawn(service.ws_url(), honest, hn.insecure_clone(), 0);
+    assert!(
+        eventually(Duration::from_secs(20), || chain
+            .fetch::<Order>(&order)
+            .map(|o| o.gpus_assigned == 1)
+            .unwrap_or(false))
+        .await,
+        "the proven worker gets the order"
+    );
+    assert_eq!(h.seen.lock().unwrap().challenges, 1);
+    let leases = net
+        .chain
+        .list_decoded::<gpumesh_client::program::state::Lease>(&gpumesh_client::filters::in_market(
+            &net.m.addrs.market,
+        ))
+        .unwrap();
+    assert!(
+        leases.iter().all(|(_, l)| l.worker == honest),
+        "only the honest worker serves"
+    );
+
+    // The record: the fraud, a smaller stake, and a transcript whose hash is the evidence.
+    let w: Worker = net.chain.fetch(&faker).unwrap();
+    assert_eq!(w.record.frauds, 1);
+    assert!(
+        w.stake < stake_before.stake,
+        "slashed: {} -> {}",
+        stake_before.stake,
+        w.stake
+    );
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/v1/workers/{faker}/challenges"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let record = &v["challenges"][0];
+    assert_eq!(record["outcome"], "failed", "{v}");
+    assert!(
+        record["reason"].as_str().unwrap().contains("not row"),
+        "{v}"
+    );
+    let transcript = record["transcript"].as_str().unwrap();
+    assert_eq!(
+        record["evidence"].as_str().unwrap(),
+        blake3::hash(transcript.as_bytes()).to_hex().as_str(),
+        "the evidence is the transcript's hash"
+    );
+    let (_, body) = http(
+        addr,
+        "GET",
+        &format!("/v1/workers/{mute}/challenges"),
+        &[],
+        "",
+    )
+    .await;
+    assert!(body.contains("no commitment within the deadline"), "{body}");
+    let (_, body) = http(
+        addr,
+        "GET",
+        &format!("/v1/workers/{honest}/challenges"),
+        &[],
+        "",
+    )
+    .await;
+    assert!(body.contains("\"passed\""), "{body}");
+    let verdicts = feed.of_type("challenge");
+    assert_eq!(
+        verdicts.iter().filter(|e| e["passed"] == true).count(),
+        1,
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        verdicts.iter().filter(|e| e["passed"] == false).count(),
+        2,
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        metric(addr, "gpumesh_orchestrator_challenges_failed_total").await,
+        2.0
+    );
+    f.kill();
+    m.kill();
+    h.kill();
+    service.stop().await;
+}
+
 /// A raw connection, for sending what no honest daemon sends.
 async fn raw(
     url: &str,

@@ -100,6 +100,19 @@ pub fn deadline_for(class: GpuClass, n: u32, allowance: Duration) -> Duration {
     Duration::from_secs_f64(DEADLINE_SLACK * (compute + memory)) + allowance
 }
 
+/// The matrix size that keeps a card of `class` busy for about `target` at its datasheet int8
+/// rate: `n = ∛(target · peak / 2)`, a multiple of [`N_MULTIPLE`] within [`MIN_N`]..=[`MAX_N`],
+/// and small enough that A, B (int8) and C (int32), 6n² bytes, take at most half the class's
+/// memory. Longer targets separate neighbouring classes better (see [`deadline_for`]).
+pub fn size_for(class: GpuClass, target: Duration) -> u32 {
+    let spec = class.spec();
+    let by_time = (target.as_secs_f64() * spec.int8_tops * 1e12 / 2.0).cbrt();
+    let by_memory = (spec.vram_gb * 1e9 / 2.0 / 6.0).sqrt();
+    let n = by_time.min(by_memory).max(0.0) as u64;
+    let n = (n / u64::from(N_MULTIPLE)) * u64::from(N_MULTIPLE);
+    n.clamp(u64::from(MIN_N), u64::from(MAX_N)) as u32
+}
+
 /// Opening deadline for k rows of n values.
 pub fn open_deadline_for(n: u32, k: u32, allowance: Duration) -> Duration {
     let bytes = f64::from(n) * f64::from(k) * 4.0;
@@ -213,6 +226,24 @@ pub struct Opening {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn sizes_fit_the_class_time_and_memory() {
+        let quarter = Duration::from_millis(250);
+        for class in GpuClass::ALL {
+            let n = size_for(class, quarter);
+            assert!(check_size(n).is_ok(), "{class}: {n}");
+            let bytes = 6.0 * f64::from(n) * f64::from(n);
+            assert!(bytes <= class.spec().vram_gb * 1e9 / 2.0, "{class}: {n}");
+        }
+        // An H100 gets a far larger problem than a CPU for the same time.
+        assert!(size_for(GpuClass::H100, quarter) > 16 * size_for(GpuClass::Cpu, quarter));
+        // Time-bound: the compute at the datasheet rate stays within the target.
+        let n = f64::from(size_for(GpuClass::Rtx3070, quarter));
+        assert!(2.0 * n * n * n / (GpuClass::Rtx3070.spec().int8_tops * 1e12) <= 0.25);
+        assert_eq!(size_for(GpuClass::H100, Duration::ZERO), MIN_N);
+        assert_eq!(size_for(GpuClass::H200, Duration::from_secs(3600)), MAX_N);
+    }
 
     #[test]
     fn sizes_and_row_counts_are_checked() {

@@ -9,7 +9,7 @@
 
 use super::feed::{self, FeedEvent, Filter};
 use super::state::Shared;
-use super::store::{LogChunk, Settlement};
+use super::store::{ChallengeRecord, LogChunk, Settlement};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
@@ -415,6 +415,33 @@ pub async fn chain_workers(
             })
             .collect(),
     }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Challenges {
+    pub worker: String,
+    pub challenges: Vec<ChallengeRecord>,
+}
+
+/// A worker's compute challenges, newest first, with their transcripts (a failed one's evidence
+/// hash is what its fraud slash recorded on chain).
+#[utoipa::path(
+    get,
+    path = "/v1/workers/{worker}/challenges",
+    params(("worker" = String, Path, description = "The worker account's address")),
+    responses((status = 200, body = Challenges), (status = 400, body = ApiErrorBody))
+)]
+pub async fn challenges(
+    State(shared): State<Arc<Shared>>,
+    Path(worker): Path<String>,
+) -> Result<Json<Challenges>, ApiError> {
+    key(&worker)?;
+    let challenges = shared
+        .store
+        .challenges_of(&worker)
+        .await
+        .map_err(internal)?;
+    Ok(Json(Challenges { worker, challenges }))
 }
 
 /// A lease this service operates, in an order's page.

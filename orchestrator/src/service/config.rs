@@ -14,6 +14,9 @@
 //! settle_every_s = 30
 //! placement_every_ms = 1000
 //! resync_every_s = 60               # list the market again even while the websocket is live
+//! challenge_every_s = 900           # an idle worker proves its GPU class again this often
+//! challenge_target_ms = 250         # the challenge's work at the class's datasheet rate
+//! challenge_rows = 16               # rows opened and recomputed per challenge
 //! ```
 
 use serde::Deserialize;
@@ -58,6 +61,15 @@ pub struct Config {
     /// accounts closed by others, which no notification reports).
     #[serde(default = "defaults::resync_every_s")]
     pub resync_every_s: u64,
+    /// An idle worker is challenged again after this long (and once when it connects).
+    #[serde(default = "defaults::challenge_every_s")]
+    pub challenge_every_s: u64,
+    /// A challenge's size keeps the claimed class busy about this long at its datasheet rate.
+    #[serde(default = "defaults::challenge_target_ms")]
+    pub challenge_target_ms: u64,
+    /// Rows of the answer the service opens and recomputes per challenge.
+    #[serde(default = "defaults::challenge_rows")]
+    pub challenge_rows: u32,
     /// Grace a job gets after SIGTERM when its lease ends.
     #[serde(default = "defaults::stop_grace_ms")]
     pub stop_grace_ms: u32,
@@ -87,6 +99,15 @@ mod defaults {
     }
     pub fn resync_every_s() -> u64 {
         60
+    }
+    pub fn challenge_every_s() -> u64 {
+        900
+    }
+    pub fn challenge_target_ms() -> u64 {
+        250
+    }
+    pub fn challenge_rows() -> u32 {
+        16
     }
     pub fn stop_grace_ms() -> u32 {
         10_000
@@ -149,6 +170,15 @@ impl Config {
             return bad(
                 "receipt_every_s, settle_every_s, placement_every_ms and resync_every_s must be above 0",
             );
+        }
+        if self.challenge_every_s == 0 {
+            return bad("challenge_every_s must be above 0");
+        }
+        if !(1..=gpumesh_protocol::challenge::MAX_K).contains(&self.challenge_rows) {
+            return bad("challenge_rows must be 1 ..= 256");
+        }
+        if self.challenge_target_ms > 60_000 {
+            return bad("challenge_target_ms must be at most 60000");
         }
         self.websocket_url()?;
         Ok(())

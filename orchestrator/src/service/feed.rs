@@ -96,6 +96,15 @@ pub enum FeedEvent {
         stream: String,
         data: String,
     },
+    /// A compute challenge's verdict (a failure slashes the worker for fraud).
+    Challenge {
+        worker: String,
+        n: u32,
+        passed: bool,
+        commitment_after_ms: Option<u64>,
+        deadline_ms: u64,
+        reason: Option<String>,
+    },
     /// This subscriber fell behind and missed `missed` events.
     Lagged {
         missed: u64,
@@ -109,7 +118,8 @@ impl FeedEvent {
         match self {
             WorkerConnected { worker, .. }
             | WorkerDisconnected { worker }
-            | Telemetry { worker, .. } => (None, Some(worker)),
+            | Telemetry { worker, .. }
+            | Challenge { worker, .. } => (None, Some(worker)),
             LeaseStarted { order, worker, .. }
             | ReceiptStored { order, worker, .. }
             | Settled { order, worker, .. }

@@ -6,6 +6,7 @@
 //! logs. A malformed, oversized or out-of-order message gets an error frame; repeated ones close
 //! that connection, never the service.
 
+use super::challenge::{Round, Verdict, conclude};
 use super::feed::FeedEvent;
 use super::state::{JobPhase, Session, Shared};
 use super::store::JobRecord;
@@ -19,7 +20,7 @@ use gpumesh_protocol::wire::{
     self, ErrorCode, Heartbeat, LeaseAssignment, MAX_FRAME_BYTES, ToOrchestrator, ToWorker,
     WIRE_VERSION,
 };
-use gpumesh_protocol::{Key, SignedReceipt};
+use gpumesh_protocol::{GpuClass, Key, SignedReceipt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -125,6 +126,10 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
             Ok::<_, gpumesh_client::ChainError>((c.fetch_opt::<Worker>(&worker)?, now))
         })
         .await;
+    let claimed_class = match &onchain {
+        Ok((Some(w), _)) => GpuClass::from_code(w.hardware.gpu_class).ok(),
+        _ => None,
+    };
     let refusal = match onchain {
         Err(e) => Some((
             ErrorCode::Internal,
@@ -162,10 +167,19 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
             }
         }
     };
+    let refusal = refusal.or_else(|| {
+        claimed_class.is_none().then(|| {
+            (
+                ErrorCode::NotRegistered,
+                format!("{worker} claims a GPU class this service does not know"),
+            )
+        })
+    });
     if let Some((code, message)) = refusal {
         refuse(&mut socket, code, message).await;
         return;
     }
+    let class = claimed_class.unwrap_or(GpuClass::Cpu);
 
     let (tx, mut rx) = mpsc::channel::<ToWorker>(QUEUE);
     let session_id = {
@@ -186,6 +200,8 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 hardware: hardware.clone(),
                 connected_at: Instant::now(),
                 telemetry_fed: None,
+                verified: false,
+                challenging: false,
             },
         );
         shared
@@ -195,6 +211,17 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
         id
     };
     let resume = resume_leases(&shared, &worker).await;
+    // A worker already serving leases (a reconnect, or a restart of this service) keeps them
+    // and is challenged when it idles; one that passed before in this service's life keeps its
+    // pass; any other proves its class before it gets work.
+    let verified = !resume.is_empty() || shared.live().verified.contains(&worker);
+    if let Some(s) = shared.live().sessions.get_mut(&worker) {
+        s.verified = verified;
+    }
+    let every = Duration::from_secs(shared.cfg.challenge_every_s);
+    let mut next_challenge =
+        tokio::time::Instant::now() + if verified { every } else { Duration::ZERO };
+    let mut round: Option<Round> = None;
     if !send(
         &mut socket,
         &ToWorker::Ready {
@@ -227,6 +254,31 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                     break;
                 }
             }
+            _ = tokio::time::sleep_until(next_challenge), if round.is_none() => {
+                next_challenge = tokio::time::Instant::now() + every;
+                let idle = !shared.live().leases.values().any(|t| t.worker == worker);
+                if !idle {
+                    continue;
+                }
+                let rtt = shared.live().sessions.get(&worker).and_then(|s| s.rtt_us).map(|us| Duration::from_micros(u64::from(us)));
+                match Round::start(&shared, &worker, class, rtt) {
+                    Ok((r, message)) => {
+                        set_challenging(&shared, &worker, true);
+                        round = Some(r);
+                        if !send(&mut socket, &message).await {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!(%worker, %e, "cannot build a compute challenge"),
+                }
+            }
+            _ = async { match &round { Some(r) => tokio::time::sleep_until(r.wait_until).await, None => std::future::pending().await } } => {
+                if let Some(r) = round.take()
+                    && !finish_round(&shared, &worker, r.expired()).await
+                {
+                    break;
+                }
+            }
             _ = ping.tick() => {
                 ping_id += 1;
                 ping_sent = Some((ping_id, Instant::now()));
@@ -245,6 +297,33 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                     Some(Ok(_)) => continue,
                 };
                 let result = match wire::decode::<ToOrchestrator>(&text) {
+                    Ok(ToOrchestrator::Commitment(c)) => match round.take() {
+                        Some(r) => match r.commitment(c) {
+                            Ok((r, message)) => {
+                                round = Some(r);
+                                if !send(&mut socket, &message).await {
+                                    break;
+                                }
+                                Ok(())
+                            }
+                            Err(verdict) => {
+                                if !finish_round(&shared, &worker, verdict).await {
+                                    break;
+                                }
+                                Ok(())
+                            }
+                        },
+                        None => Err((ErrorCode::OutOfOrder, "no compute challenge is pending for this worker".to_string())),
+                    },
+                    Ok(ToOrchestrator::Opening(o)) => match round.take() {
+                        Some(r) => {
+                            if !finish_round(&shared, &worker, r.opening(o).await).await {
+                                break;
+                            }
+                            Ok(())
+                        }
+                        None => Err((ErrorCode::OutOfOrder, "no compute challenge is pending for this worker".to_string())),
+                    },
                     Ok(ToOrchestrator::Pong { id }) => {
                         if let Some((sent_id, at)) = ping_sent && sent_id == id {
                             let rtt = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
@@ -270,6 +349,34 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
     }
     drop_session(&shared, &worker, session_id);
     tracing::info!(%worker, "worker disconnected");
+}
+
+fn set_challenging(shared: &Shared, worker: &Pubkey, on: bool) {
+    if let Some(s) = shared.live().sessions.get_mut(worker) {
+        s.challenging = on;
+    }
+}
+
+/// Ends a round: on a pass the worker is offered to placement; on a failure it has been slashed
+/// and the connection closes (returns false).
+async fn finish_round(shared: &Arc<Shared>, worker: &Pubkey, verdict: Verdict) -> bool {
+    let passed = conclude(shared, *worker, verdict).await;
+    {
+        let mut live = shared.live();
+        if passed {
+            live.verified.insert(*worker);
+        } else {
+            live.verified.remove(worker);
+        }
+        if let Some(s) = live.sessions.get_mut(worker) {
+            s.challenging = false;
+            s.verified = passed;
+        }
+    }
+    if passed {
+        shared.placement.notify_one();
+    }
+    passed
 }
 
 fn drop_session(shared: &Shared, worker: &Pubkey, id: u64) {

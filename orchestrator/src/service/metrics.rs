@@ -15,6 +15,8 @@ pub struct Metrics {
     pub failed_transactions: Counter,
     pub protocol_errors: Counter,
     pub rpc_errors: Counter,
+    pub challenges_passed: Counter,
+    pub challenges_failed: Counter,
     /// Account changes heard over the websocket.
     pub chain_updates: Counter,
     /// Full listings of the market (at start, after a reconnect, on the resync cadence, and
@@ -43,6 +45,8 @@ impl Metrics {
             failed_transactions: Counter::default(),
             protocol_errors: Counter::default(),
             rpc_errors: Counter::default(),
+            challenges_passed: Counter::default(),
+            challenges_failed: Counter::default(),
             chain_updates: Counter::default(),
             chain_loads: Counter::default(),
             chain_reconnects: Counter::default(),
@@ -84,6 +88,16 @@ impl Metrics {
             "rpc_errors",
             "JSON-RPC calls that failed (unreachable node, timeouts, bad answers)",
             m.rpc_errors.clone(),
+        );
+        registry.register(
+            "challenges_passed",
+            "Compute challenges a worker passed",
+            m.challenges_passed.clone(),
+        );
+        registry.register(
+            "challenges_failed",
+            "Compute challenges a worker failed (each slashed for fraud)",
+            m.challenges_failed.clone(),
         );
         registry.register(
             "chain_updates",

@@ -7,6 +7,7 @@
 //! ports.
 
 pub mod api;
+pub mod challenge;
 pub mod config;
 pub mod feed;
 pub mod follow;
@@ -139,6 +140,7 @@ pub async fn run(
         .route("/v1/market", get(api::market))
         .route("/v1/workers", get(api::workers))
         .route("/v1/market/workers", get(api::chain_workers))
+        .route("/v1/workers/{worker}/challenges", get(api::challenges))
         .route("/v1/orders/{order}", get(api::order))
         .route("/v1/orders/{order}/logs", get(api::logs))
         .route("/v1/orders/{order}/spec", put(api::put_spec))

@@ -64,6 +64,11 @@ pub struct Session {
     pub connected_at: Instant,
     /// When this worker's telemetry last went to the feed.
     pub telemetry_fed: Option<Instant>,
+    /// Passed a compute challenge for its claimed class (or already serves leases): placement
+    /// may offer it work.
+    pub verified: bool,
+    /// A challenge round is in progress: its GPUs are busy proving.
+    pub challenging: bool,
 }
 
 /// Where a lease's job stands.
@@ -119,6 +124,8 @@ pub struct Live {
     /// Orders whose lease was closed because its worker went down: when its last heartbeat came.
     pub failed_over: HashMap<Pubkey, Instant>,
     pub next_session: u64,
+    /// Workers that passed a compute challenge in this service's life.
+    pub verified: std::collections::HashSet<Pubkey>,
 }
 
 /// Everything the service's tasks share.

@@ -56,6 +56,20 @@ pub struct JobRecord {
     pub updated_ms: i64,
 }
 
+/// A compute challenge as the service recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ChallengeRecord {
+    pub id: u64,
+    /// `passed` or `failed`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    /// BLAKE3 of the transcript (hex): the evidence of a fraud slash.
+    pub evidence: String,
+    /// The round as JSON: challenge, commitment, rows asked, the opening when it failed.
+    pub transcript: String,
+    pub unix_ms: u64,
+}
+
 /// A settlement transaction as the service recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Settlement {
@@ -277,6 +291,58 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Keeps a compute challenge's transcript and verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_challenge(
+        &self,
+        worker: &str,
+        id: u64,
+        outcome: &str,
+        reason: Option<&str>,
+        evidence: &[u8; 32],
+        transcript: &str,
+        unix_ms: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO challenges (worker, id, outcome, reason, evidence, transcript, unix_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (worker, id) DO NOTHING",
+        )
+        .bind(worker)
+        .bind(id as i64)
+        .bind(outcome)
+        .bind(reason)
+        .bind(hex(evidence))
+        .bind(transcript)
+        .bind(unix_ms as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A worker's challenges, newest first: (id, outcome, reason, evidence hash, transcript).
+    pub async fn challenges_of(&self, worker: &str) -> Result<Vec<ChallengeRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, outcome, reason, evidence, transcript, unix_ms FROM challenges WHERE worker = $1 ORDER BY unix_ms DESC",
+        )
+        .bind(worker)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0)?;
+                let at: i64 = row.try_get(5)?;
+                Ok(ChallengeRecord {
+                    id: id as u64,
+                    outcome: row.try_get(1)?,
+                    reason: row.try_get(2)?,
+                    evidence: row.try_get(3)?,
+                    transcript: row.try_get(4)?,
+                    unix_ms: at as u64,
+                })
+            })
+            .collect()
     }
 
     /// The buyer who uploaded an order's spec.

@@ -118,10 +118,12 @@ async fn view(shared: &Arc<Shared>) -> Result<MarketView, String> {
 pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
     let started = Instant::now();
     let mut view = view(shared).await?;
+    // Workers connected that proved their class and are not proving it right now.
     let connected: HashMap<Pubkey, u32> = shared
         .live()
         .sessions
         .iter()
+        .filter(|(_, s)| s.verified && !s.challenging)
         .map(|(k, s)| (*k, s.rtt_us.unwrap_or(crate::sync::UNMEASURED_LATENCY_US)))
         .collect();
     let mut specs: HashMap<Pubkey, (String, JobSpec)> = HashMap::new();

@@ -13,6 +13,7 @@ use gpumesh_client::program::state::{
 use gpumesh_client::{Chain, ChainExt, Keypair, Pubkey, RpcChain, Signer, ix, receipt, token};
 use gpumesh_localnet::{Localnet, LocalnetConfig};
 use gpumesh_orchestrator::service::{self, Config, Parts};
+use gpumesh_protocol::merkle::MerkleTree;
 use gpumesh_protocol::wire::{
     self, HardwareReport, Heartbeat, LeaseBeat, LeaseId, Telemetry, ToOrchestrator, ToWorker,
     WIRE_VERSION,
@@ -157,6 +158,11 @@ impl Net {
             settle_every_s: 2,
             placement_every_ms: 300,
             resync_every_s: 60,
+            // The smallest challenge (n = 64), once at connect: the simulated workers compute
+            // it exactly on the CPU.
+            challenge_every_s: 3_600,
+            challenge_target_ms: 0,
+            challenge_rows: 8,
             stop_grace_ms: 1_000,
         }
     }
@@ -480,6 +486,7 @@ pub struct Seen {
     pub acks: Vec<(LeaseId, u64)>,
     pub last_heartbeat: Option<Instant>,
     pub ready: usize,
+    pub challenges: usize,
 }
 
 /// A worker daemon simulated in process: it speaks the wire protocol, "runs" each job for
@@ -492,14 +499,36 @@ pub struct SimWorker {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How a simulated worker answers compute challenges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Computes the product and opens the rows asked.
+    Honest,
+    /// Commits to a product with one wrong value in every row (a card faking the work).
+    WrongProduct,
+    /// Never answers.
+    Silent,
+}
+
 impl SimWorker {
     pub fn spawn(url: String, worker: Pubkey, node: Keypair, job_seconds: u64) -> Self {
+        Self::spawn_answering(url, worker, node, job_seconds, Answer::Honest)
+    }
+
+    pub fn spawn_answering(
+        url: String,
+        worker: Pubkey,
+        node: Keypair,
+        job_seconds: u64,
+        answer: Answer,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let task = tokio::spawn(sim_loop(
             url,
             worker,
             node.insecure_clone(),
             job_seconds,
+            answer,
             seen.clone(),
         ));
         Self {
@@ -527,13 +556,23 @@ async fn sim_loop(
     worker: Pubkey,
     node: Keypair,
     job_seconds: u64,
+    answer: Answer,
     seen: Arc<Mutex<Seen>>,
 ) {
     let mut jobs: HashMap<LeaseId, Job> = HashMap::new();
     // Reconnect until aborted: a dropped connection resumes its leases.
     loop {
         if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await {
-            run_session(&mut ws, worker, &node, job_seconds, &seen, &mut jobs).await;
+            run_session(
+                &mut ws,
+                worker,
+                &node,
+                job_seconds,
+                answer,
+                &seen,
+                &mut jobs,
+            )
+            .await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -545,11 +584,13 @@ async fn send(ws: &mut Ws, m: &ToOrchestrator) -> bool {
     ws.send(Message::Text(wire::encode(m).into())).await.is_ok()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     ws: &mut Ws,
     worker: Pubkey,
     node: &Keypair,
     job_seconds: u64,
+    answer: Answer,
     seen: &Arc<Mutex<Seen>>,
     jobs: &mut HashMap<LeaseId, Job>,
 ) {
@@ -584,6 +625,7 @@ async fn run_session(
         return;
     }
     let mut seq = 0u64;
+    let mut proof: Option<(u64, Vec<i32>, MerkleTree, u32)> = None;
     let mut beat = tokio::time::interval(Duration::from_millis(u64::from(heartbeat_ms)));
     let mut receipt_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -615,6 +657,38 @@ async fn run_session(
                     }
                     Ok(ToWorker::Error { code, message }) => {
                         seen.lock().unwrap().errors.push((code, message));
+                    }
+                    Ok(ToWorker::Challenge(c)) if answer != Answer::Silent => {
+                        seen.lock().unwrap().challenges += 1;
+                        let n = c.n as usize;
+                        let rows: Vec<u32> = (0..c.n).collect();
+                        let mut product = gpumesh_protocol::exact::rows_of_product(&c.seed, n, &rows);
+                        if answer == Answer::WrongProduct {
+                            for row in product.chunks_exact_mut(n) {
+                                row[0] = row[0].wrapping_add(1);
+                            }
+                        }
+                        let tree = MerkleTree::from_leaves(product.chunks_exact(n).map(gpumesh_protocol::merkle::leaf_hash).collect());
+                        let m = ToOrchestrator::Commitment(gpumesh_protocol::Commitment {
+                            version: c.version,
+                            challenge_id: c.id,
+                            rows: c.n,
+                            root: tree.root(),
+                            timing: Default::default(),
+                        });
+                        proof = Some((c.id, product, tree, c.n));
+                        if !send(ws, &m).await { return; }
+                    }
+                    Ok(ToWorker::OpenRequest(r)) => {
+                        let Some((id, product, tree, n)) = proof.take() else { continue };
+                        let n = n as usize;
+                        let rows = r.rows.iter().map(|&i| gpumesh_protocol::OpenedRow {
+                            index: i,
+                            values: product[i as usize * n..(i as usize + 1) * n].to_vec(),
+                            path: tree.path(i as usize).unwrap_or_default(),
+                        }).collect();
+                        let m = ToOrchestrator::Opening(gpumesh_protocol::Opening { version: r.version, challenge_id: id, rows });
+                        if !send(ws, &m).await { return; }
                     }
                     _ => {}
                 }
