@@ -60,8 +60,8 @@ pub struct Round {
 
 /// How a round ended.
 pub enum Verdict {
-    Passed(Verified, Transcript),
-    Failed(String, Transcript),
+    Passed(Verified, Box<Transcript>),
+    Failed(String, Box<Transcript>),
 }
 
 fn unix_ms() -> u64 {
@@ -156,7 +156,7 @@ impl Round {
         match checked {
             Ok(Ok(verified)) => {
                 self.transcript.outcome = "passed".into();
-                Verdict::Passed(verified, self.transcript)
+                Verdict::Passed(verified, Box::new(self.transcript))
             }
             Ok(Err(e)) => {
                 self.transcript.opening = Some(o);
@@ -186,7 +186,7 @@ impl Round {
 fn fail(mut t: Transcript, reason: String) -> Verdict {
     t.outcome = "failed".into();
     t.reason = Some(reason.clone());
-    Verdict::Failed(reason, t)
+    Verdict::Failed(reason, Box::new(t))
 }
 
 /// Records a verdict: the transcript stored, the feed told, and on failure the worker slashed
