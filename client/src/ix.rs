@@ -311,6 +311,45 @@ pub fn settle(
     [ed25519_instruction(&signed), settle]
 }
 
+/// `settle_worker_receipts`: each worker receipt with the leases it names (their accounts:
+/// the worker, then lease and order per entry, in the receipt's order). `None` when a receipt
+/// names a lease missing from its list.
+pub fn settle_worker_receipts(
+    m: &MarketAddresses,
+    orchestrator: &Pubkey,
+    receipts: &[(&gpumesh_protocol::SignedWorkerReceipt, &[LeaseRef])],
+) -> Option<[Instruction; 2]> {
+    let mut ix = build(
+        acc::Settle {
+            orchestrator: *orchestrator,
+            market: m.market,
+            escrow_vault: m.escrow_vault,
+            treasury_vault: m.treasury_vault,
+            mint: m.mint,
+            instructions: solana_sdk_ids::sysvar::instructions::ID,
+            token_program: TOKEN_PROGRAM,
+        },
+        data::SettleWorkerReceipts {},
+    );
+    for (r, leases) in receipts {
+        ix.accounts
+            .push(AccountMeta::new(crate::receipt::pubkey(&r.worker), false));
+        for e in &r.entries {
+            let l = leases
+                .iter()
+                .find(|l| crate::receipt::key(&l.lease) == e.lease)?;
+            ix.accounts.push(AccountMeta::new(l.lease, false));
+            ix.accounts.push(AccountMeta::new(l.order, false));
+        }
+    }
+    let signed: Vec<&gpumesh_protocol::SignedWorkerReceipt> =
+        receipts.iter().map(|(r, _)| *r).collect();
+    Some([
+        crate::receipt::ed25519_instruction_for_workers(&signed),
+        ix,
+    ])
+}
+
 pub fn close_lease(
     m: &MarketAddresses,
     orchestrator: &Pubkey,

@@ -6,7 +6,7 @@
 use anchor_lang::prelude::Pubkey;
 use gpumesh::instructions::ReceiptArgs;
 use gpumesh::receipt::{RECEIPT_MESSAGE_LEN, ed25519};
-use gpumesh_protocol::{Key, SignedReceipt};
+use gpumesh_protocol::{Key, SignedReceipt, SignedWorkerReceipt};
 use solana_instruction::Instruction;
 use solana_keypair::Keypair;
 
@@ -59,16 +59,39 @@ pub const ED25519_BYTES_PER_RECEIPT: usize =
 /// One Ed25519 precompile instruction verifying every receipt's signature, entries in order,
 /// each pointing only at data inside this instruction.
 pub fn ed25519_instruction(receipts: &[SignedReceipt]) -> Instruction {
+    let signed: Vec<(Key, gpumesh_protocol::Signature, Vec<u8>)> = receipts
+        .iter()
+        .map(|r| (r.node_key, r.signature, r.message().to_vec()))
+        .collect();
+    ed25519_instruction_over(&signed)
+}
+
+/// The Ed25519 instruction for worker receipts (one signature per worker).
+pub fn ed25519_instruction_for_workers(receipts: &[&SignedWorkerReceipt]) -> Instruction {
+    let signed: Vec<(Key, gpumesh_protocol::Signature, Vec<u8>)> = receipts
+        .iter()
+        .map(|r| (r.node_key, r.signature, r.message()))
+        .collect();
+    ed25519_instruction_over(&signed)
+}
+
+/// An Ed25519 precompile instruction over (key, signature, message) entries, in order.
+pub fn ed25519_instruction_over(
+    signed: &[(Key, gpumesh_protocol::Signature, Vec<u8>)],
+) -> Instruction {
     use ed25519::*;
-    let entry_len = PUBKEY_LEN + SIGNATURE_LEN + RECEIPT_MESSAGE_LEN;
-    let header_len = OFFSETS_START + receipts.len() * OFFSETS_LEN;
-    let mut data = Vec::with_capacity(header_len + receipts.len() * entry_len);
-    data.push(receipts.len() as u8);
+    let header_len = OFFSETS_START + signed.len() * OFFSETS_LEN;
+    let body: usize = signed
+        .iter()
+        .map(|(_, _, m)| PUBKEY_LEN + SIGNATURE_LEN + m.len())
+        .sum();
+    let mut data = Vec::with_capacity(header_len + body);
+    data.push(signed.len() as u8);
     data.push(0);
-    for i in 0..receipts.len() {
-        let base = (header_len + i * entry_len) as u16;
-        let pubkey_offset = base;
-        let signature_offset = base + PUBKEY_LEN as u16;
+    let mut base = header_len;
+    for (_, _, message) in signed {
+        let pubkey_offset = base as u16;
+        let signature_offset = pubkey_offset + PUBKEY_LEN as u16;
         let message_offset = signature_offset + SIGNATURE_LEN as u16;
         for v in [
             signature_offset,
@@ -76,20 +99,44 @@ pub fn ed25519_instruction(receipts: &[SignedReceipt]) -> Instruction {
             pubkey_offset,
             THIS_INSTRUCTION,
             message_offset,
-            RECEIPT_MESSAGE_LEN as u16,
+            message.len() as u16,
             THIS_INSTRUCTION,
         ] {
             data.extend_from_slice(&v.to_le_bytes());
         }
+        base += PUBKEY_LEN + SIGNATURE_LEN + message.len();
     }
-    for r in receipts {
-        data.extend_from_slice(&r.node_key.0);
-        data.extend_from_slice(&r.signature.0);
-        data.extend_from_slice(&r.message());
+    for (key, signature, message) in signed {
+        data.extend_from_slice(&key.0);
+        data.extend_from_slice(&signature.0);
+        data.extend_from_slice(message);
     }
     Instruction {
         program_id: solana_sdk_ids::ed25519_program::ID,
         accounts: vec![],
         data,
     }
+}
+
+/// Signs a worker receipt over `leases` (lease, cumulative seconds, chain head) for the worker
+/// account `worker` with its node keypair.
+pub fn sign_worker(
+    node: &Keypair,
+    worker: &Pubkey,
+    leases: &[(crate::ix::LeaseRef, u64, [u8; 32])],
+) -> Result<SignedWorkerReceipt, gpumesh_protocol::WorkerReceiptError> {
+    SignedWorkerReceipt::sign(
+        &signing_key(node),
+        key(&gpumesh::ID),
+        key(worker),
+        leases
+            .iter()
+            .map(|(l, served, head)| gpumesh_protocol::ReceiptEntry {
+                lease: key(&l.lease),
+                lease_nonce: l.nonce,
+                served_seconds: *served,
+                chain_head: *head,
+            })
+            .collect(),
+    )
 }

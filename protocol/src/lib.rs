@@ -26,7 +26,9 @@ pub use heartbeat::{HeartbeatChain, Link};
 pub use jobspec::job_spec_hash;
 pub use keys::{Key, Signature};
 pub use merkle::{Digest, MerkleTree};
-pub use receipt::{ReceiptError, SignedReceipt};
+pub use receipt::{
+    ReceiptEntry, ReceiptError, SignedReceipt, SignedWorkerReceipt, WorkerReceiptError,
+};
 pub use region::{Region, RegionError, RegionSet};
 pub use service::LeaseService;
 pub use verify::{AwaitingCommitment, AwaitingOpening, Rejection, Verified};

@@ -185,6 +185,12 @@ errors! {
     PreemptionNoticeRunning,
     #[msg("the receipt claims seconds after the lease's preemption took effect")]
     BeyondPreemption,
+    #[msg("the signed message is not a worker receipt of this program for this worker's account")]
+    WorkerReceiptMismatch,
+    #[msg("a worker receipt names the same lease twice")]
+    DuplicateLeaseInReceipt,
+    #[msg("nothing to settle: every lease in the worker receipts is already settled up to it")]
+    NothingToSettle,
 }
 
 #[cfg(test)]
@@ -283,6 +289,9 @@ mod tests {
             (6072, "AlreadyPreempted"),
             (6073, "PreemptionNoticeRunning"),
             (6074, "BeyondPreemption"),
+            (6075, "WorkerReceiptMismatch"),
+            (6076, "DuplicateLeaseInReceipt"),
+            (6077, "NothingToSettle"),
         ];
         assert_eq!(
             GpumeshError::ALL.len(),

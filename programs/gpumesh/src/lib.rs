@@ -120,6 +120,10 @@ pub mod gpumesh {
         instructions::settle::settle(ctx, receipts)
     }
 
+    pub fn settle_worker_receipts<'info>(ctx: Context<'info, Settle<'info>>) -> Result<()> {
+        instructions::settle::settle_worker_receipts(ctx)
+    }
+
     pub fn close_lease(ctx: Context<CloseLease>, reason: CloseReason) -> Result<()> {
         instructions::lease::close_lease(ctx, reason)
     }

@@ -137,6 +137,130 @@ pub fn settle<'info>(
         worker.exit(ctx.program_id)?;
     }
 
+    pay_fees(a, total_fee, total_burn)?;
+    a.market.invariant()
+}
+
+/// Settles worker receipts: each is one signature of a worker's node key over all the leases it
+/// serves (`gpumesh_layout::worker_receipt`), so a settlement costs one signature per worker
+/// rather than one per lease. The Ed25519 instruction right before this one holds the receipts;
+/// the remaining accounts are, per receipt in that order, the worker, then (lease, order) per
+/// entry, all writable. Each entry is checked and paid as `settle` pays a receipt; an entry
+/// already settled up to its seconds is skipped (a worker receipt covers leases that may not
+/// have served since the last one), and at least one entry must pay.
+pub fn settle_worker_receipts<'info>(mut ctx: Context<'info, Settle<'info>>) -> Result<()> {
+    use gpumesh_layout::worker_receipt::Parsed;
+    let a = &mut ctx.accounts;
+    let ix_sysvar = a.instructions.to_account_info();
+    let current = load_current_index_checked(&ix_sysvar)?;
+    require!(current > 0, GpumeshError::MissingEd25519Instruction);
+    let ed_ix = load_instruction_at_checked(current as usize - 1, &ix_sysvar)?;
+    require_keys_eq!(
+        ed_ix.program_id,
+        solana_sdk_ids::ed25519_program::ID,
+        GpumeshError::MissingEd25519Instruction
+    );
+    let signed = parse_ed25519(&ed_ix.data)?;
+    require!(
+        !signed.is_empty() && signed.len() <= a.market.params.max_receipts_per_settle as usize,
+        GpumeshError::BatchTooLarge
+    );
+    let mut parsed = Vec::with_capacity(signed.len());
+    let mut accounts_needed = 0usize;
+    for s in &signed {
+        let p = Parsed::new(s.message).ok_or(GpumeshError::WorkerReceiptMismatch)?;
+        require!(
+            p.program_id == ctx.program_id.as_ref(),
+            GpumeshError::WorkerReceiptMismatch
+        );
+        // Bounded: at most max_receipts_per_settle (≤ 16) receipts of MAX_LEASES (16) entries.
+        accounts_needed += 1 + 2 * p.count();
+        parsed.push((s.pubkey, p));
+    }
+    require!(
+        ctx.remaining_accounts.len() == accounts_needed,
+        GpumeshError::ReceiptAccountsMismatch
+    );
+    require!(
+        ctx.remaining_accounts.iter().all(|info| info.is_writable),
+        GpumeshError::ReceiptAccountNotWritable
+    );
+
+    let now = Clock::get()?.unix_timestamp;
+    let market_key = a.market.key();
+    let leased = a.market.leased_gpus;
+    emission::update(&mut a.market.emission, leased, now)?;
+    let mut total_fee: u64 = 0;
+    let mut total_burn: u64 = 0;
+    let mut paid_entries = 0usize;
+    let mut at = 0usize;
+    for (signer, p) in &parsed {
+        let mut worker: Account<Worker> = Account::try_from(&ctx.remaining_accounts[at])?;
+        at += 1;
+        require!(
+            worker.market == market_key && p.worker == worker.key().as_ref(),
+            GpumeshError::WorkerReceiptMismatch
+        );
+        require!(
+            *signer == worker.node_key.as_ref(),
+            GpumeshError::WrongReceiptSigner
+        );
+        let count = p.count();
+        for i in 0..count {
+            let entry = p.entry(i).ok_or(GpumeshError::WorkerReceiptMismatch)?;
+            for j in 0..i {
+                let other = p.entry(j).ok_or(GpumeshError::WorkerReceiptMismatch)?;
+                require!(
+                    other.lease != entry.lease,
+                    GpumeshError::DuplicateLeaseInReceipt
+                );
+            }
+            let mut lease: Account<Lease> = Account::try_from(&ctx.remaining_accounts[at])?;
+            let mut order: Account<Order> = Account::try_from(&ctx.remaining_accounts[at + 1])?;
+            at += 2;
+            require!(
+                lease.key().to_bytes() == entry.lease
+                    && lease.market == market_key
+                    && lease.order == order.key()
+                    && lease.worker == worker.key(),
+                GpumeshError::ReceiptAccountsMismatch
+            );
+            // An earlier instance of a lease at the same address: its receipts never pay here.
+            require!(
+                lease.nonce == entry.lease_nonce,
+                GpumeshError::ReceiptMessageMismatch
+            );
+            if entry.served_seconds == lease.seconds_settled {
+                continue;
+            }
+            let receipt = ReceiptArgs {
+                served_seconds: entry.served_seconds,
+                chain_head: entry.chain_head,
+            };
+            let (fee, burned) = settle_one(
+                &mut a.market,
+                &mut lease,
+                &mut order,
+                &mut worker,
+                &receipt,
+                now,
+            )?;
+            total_fee = total_fee.safe_add(fee)?;
+            total_burn = total_burn.safe_add(burned)?;
+            paid_entries += 1;
+            lease.exit(ctx.program_id)?;
+            order.exit(ctx.program_id)?;
+        }
+        worker.exit(ctx.program_id)?;
+    }
+    require!(paid_entries > 0, GpumeshError::NothingToSettle);
+    pay_fees(a, total_fee, total_burn)?;
+    a.market.invariant()
+}
+
+/// Moves a settlement's fees out of escrow: the treasury's share, and the burned share out of
+/// the supply.
+fn pay_fees(a: &mut Settle<'_>, total_fee: u64, total_burn: u64) -> Result<()> {
     withdraw(
         &a.token_program,
         &a.market,
@@ -159,7 +283,7 @@ pub fn settle<'info>(
             total_burned_after: after,
         });
     }
-    a.market.invariant()
+    Ok(())
 }
 
 /// Applies one verified receipt; returns the protocol fee it took and the part of it burned.
