@@ -344,10 +344,7 @@ pub fn settle_worker_receipts(
     }
     let signed: Vec<&gpumesh_protocol::SignedWorkerReceipt> =
         receipts.iter().map(|(r, _)| *r).collect();
-    Some([
-        crate::receipt::ed25519_instruction_for_workers(&signed),
-        ix,
-    ])
+    Some([crate::receipt::ed25519_instruction_for_workers(&signed), ix])
 }
 
 pub fn close_lease(

@@ -16,7 +16,7 @@ use gpumesh_client::program::state::{CloseReason, Lease, Market, Order, Worker};
 use gpumesh_client::{
     ChainError, Instruction, Keypair, MarketAddresses, Outcome, Pubkey, Signer, receipt, token,
 };
-use gpumesh_protocol::{ReceiptError, SignedReceipt};
+use gpumesh_protocol::{ReceiptError, SignedReceipt, SignedWorkerReceipt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -181,6 +181,62 @@ impl Orchestrator {
                 end += 1;
             }
             let ixs = ix::settle(&self.market, &self.pubkey(), &receipts[start..end]);
+            outcomes.push((self.send(chain, &ixs)?, start..end));
+            start = end;
+        }
+        Ok(outcomes)
+    }
+
+    /// Settles worker receipts (one signature per worker over all its leases), each checked off
+    /// chain first (signed by the worker's registered node key, naming live instances of its
+    /// leases), in as few transactions as fit the packet and the market's batch limit. Returns
+    /// each transaction's outcome with the range of `receipts` it carried.
+    pub fn settle_worker_receipts(
+        &self,
+        chain: &mut dyn Chain,
+        receipts: &[(SignedWorkerReceipt, Vec<LeaseRef>)],
+    ) -> Result<Vec<(Outcome, std::ops::Range<usize>)>, ActionError> {
+        for (r, leases) in receipts {
+            let worker_key = receipt::pubkey(&r.worker);
+            let worker: Worker = Self::fetch(chain, "worker", &worker_key)?;
+            r.verify(Some(&receipt::key(&worker.node_key)))
+                .map_err(|e| ActionError::Check(format!("worker receipt of {worker_key}: {e}")))?;
+            if receipt::pubkey(&r.program_id) != gpumesh_client::program::ID {
+                return Err(ActionError::Refused(GpumeshError::WorkerReceiptMismatch));
+            }
+            for e in &r.entries {
+                let l = leases
+                    .iter()
+                    .find(|l| receipt::key(&l.lease) == e.lease)
+                    .ok_or_else(|| {
+                        ActionError::Check(format!(
+                            "the worker receipt of {worker_key} names lease {} that was not passed",
+                            e.lease
+                        ))
+                    })?;
+                if l.worker != worker_key || l.nonce != e.lease_nonce {
+                    return Err(ActionError::Refused(GpumeshError::ReceiptMessageMismatch));
+                }
+            }
+        }
+        let market: Market = Self::fetch(chain, "market", &self.market.market)?;
+        let most = usize::from(market.params.max_receipts_per_settle.max(1));
+        let build = |range: std::ops::Range<usize>| {
+            let batch: Vec<(&SignedWorkerReceipt, &[LeaseRef])> = receipts[range]
+                .iter()
+                .map(|(r, l)| (r, l.as_slice()))
+                .collect();
+            ix::settle_worker_receipts(&self.market, &self.pubkey(), &batch)
+                .ok_or_else(|| ActionError::Check("a receipt names a lease not passed".into()))
+        };
+        let mut outcomes = vec![];
+        let mut start = 0;
+        while start < receipts.len() {
+            let mut end = start + 1;
+            while end < receipts.len() && end - start < most && self.fits(&build(start..end + 1)?) {
+                end += 1;
+            }
+            let ixs = build(start..end)?;
             outcomes.push((self.send(chain, &ixs)?, start..end));
             start = end;
         }

@@ -9,4 +9,5 @@
 pub mod actions;
 pub mod scheduler;
 pub mod service;
+pub mod settlement;
 pub mod sync;

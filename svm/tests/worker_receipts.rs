@@ -76,7 +76,10 @@ fn one_signature_settles_every_lease_of_a_worker() {
         .iter()
         .filter(|e| matches!(e, GpumeshEvent::ReceiptSettled(_)))
         .count();
-    assert_eq!(settled_events, 3, "one event per lease, amounts before and after");
+    assert_eq!(
+        settled_events, 3,
+        "one event per lease, amounts before and after"
+    );
 
     // The same leases later with a receipt each: three signatures instead of one.
     fx.chain.warp(1_000).unwrap();
@@ -89,8 +92,14 @@ fn one_signature_settles_every_lease_of_a_worker() {
         .unwrap();
     let fee_three_signatures = lamports_before - fx.chain.lamports(&orch.pubkey()).unwrap();
     fx.check_invariants();
-    assert_eq!(fee_one_signature, 10_000, "the payer's and one receipt signature");
-    assert_eq!(fee_three_signatures, 20_000, "the payer's and three receipt signatures");
+    assert_eq!(
+        fee_one_signature, 10_000,
+        "the payer's and one receipt signature"
+    );
+    assert_eq!(
+        fee_three_signatures, 20_000,
+        "the payer's and three receipt signatures"
+    );
 }
 
 #[test]
@@ -118,7 +127,9 @@ fn receipts_of_several_workers_settle_together_and_an_unchanged_lease_is_skipped
     // b's next receipt: lb1 has not served since; lb2 has. Only lb2 pays.
     fx.chain.warp(100).unwrap();
     let rb = worker_receipt(&fx, &b, &[(lb1, 200), (lb2, 350)]);
-    let out = fx.send_orch(&settle_ixs(&fx, &[(&rb, &[lb1, lb2])])).unwrap();
+    let out = fx
+        .send_orch(&settle_ixs(&fx, &[(&rb, &[lb1, lb2])]))
+        .unwrap();
     fx.check_invariants();
     let settled: Vec<_> = out
         .events
@@ -233,11 +244,7 @@ fn a_wrong_foreign_or_misdirected_worker_receipt_moves_nothing() {
     readonly[1].accounts[last].is_writable = false;
     fx.refuses(&readonly, &orch, E::ReceiptAccountNotWritable);
     let unsigned = settle_ixs(&fx, &[(&good, &[l1, l2])]);
-    fx.refuses(
-        &[unsigned[1].clone()],
-        &orch,
-        E::MissingEd25519Instruction,
-    );
+    fx.refuses(&[unsigned[1].clone()], &orch, E::MissingEd25519Instruction);
     // Only the orchestrator settles.
     let stranger = fx.user(0);
     let mut usurped = settle_ixs(&fx, &[(&good, &[l1, l2])]);

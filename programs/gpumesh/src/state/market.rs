@@ -20,7 +20,8 @@ pub struct MarketParams {
     /// Most receipts one `settle` may carry (bound: 1 ..= 16, a transaction-size limit).
     pub max_receipts_per_settle: u8,
     /// Seconds without a settled receipt after which a lease counts as dead and anyone may
-    /// expire it (bound: 60 s ..= 7 days).
+    /// expire it (bound: 60 s ..= 7 days; default a day, so an orchestrator can settle a 1-GPU
+    /// lease every ten hours and keep its fees within 1,000 lamports per GPU-hour).
     pub max_receipt_age: i64,
     /// Off-chain grace period for a missed heartbeat before the orchestrator closes a lease as
     /// offline (bound: 1 ..= 600 s).
@@ -93,7 +94,7 @@ impl Default for MarketParams {
             min_stake_per_gpu: 1,
             unbonding_period: 14 * DAY,
             max_receipts_per_settle: 8,
-            max_receipt_age: 3_600,
+            max_receipt_age: 86_400,
             heartbeat_grace: 15,
             offline_slash_bps: 500,
             fraud_slash_bps: 5_000,
