@@ -108,7 +108,7 @@ pub fn run(env: &Env, args: &AirdropArgs) -> Result<(), CliError> {
         }),
         || match (&token_balance, minted) {
             (Some(t), Some((which, mint))) => {
-                format!("{to}: {sol} SOL, {t} of the {} {mint}", which.describe())
+                format!("{to}: {sol} SOL, {t} {} (mint {mint})", which.tokens())
             }
             _ => format!("{to}: {sol} SOL"),
         },

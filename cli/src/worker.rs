@@ -716,11 +716,6 @@ fn stake_return(w: &Worker, now: i64) -> Option<(u128, u128, u64)> {
     Some((ppm, yearly_ppm, elapsed))
 }
 
-/// Millionths as a percentage with two decimals.
-fn percent(ppm: u128) -> String {
-    format!("{}.{:02}%", ppm / 10_000, ppm % 10_000 / 100)
-}
-
 /// The yield a worker's stake earned over the worker's life (registration to now): fee income
 /// (what buyers paid for its served seconds, after the protocol fee) and emission rewards, each
 /// relative to the stake bonded now and annualized over that window; slashes are the loss
@@ -1003,13 +998,6 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                     ));
                 }
             }
-            if let Some((ppm, _, elapsed)) = returns {
-                s.push_str(&format!(
-                    "  return on stake since registration: {} over {}\n",
-                    percent(ppm),
-                    output::duration(elapsed)
-                ));
-            }
             s.push_str(&match &yields {
                 Some(y) => format!("  {}", stake_yield_text(y, |v| m.tokens(v))),
                 None => "  stake yield: none to show (no bonded stake)".into(),
@@ -1098,8 +1086,9 @@ mod tests {
 
     #[test]
     fn percentages_are_exact() {
-        assert_eq!(percent(12_345), "1.23%");
-        assert_eq!(percent(1_000_000), "100.00%");
-        assert_eq!(percent(0), "0.00%");
+        assert_eq!(percent_of_ppm(12_345, 2), "1.23");
+        assert_eq!(percent_of_ppm(1_000_000, 2), "100.00");
+        assert_eq!(percent_of_ppm(0, 4), "0.0000");
+        assert_eq!(percent_of_ppm(-12_345, 4), "-1.2345");
     }
 }

@@ -48,6 +48,14 @@ impl LocalMint {
         }
     }
 
+    /// Its tokens, for people: `work tokens`, `USD-like tokens`.
+    pub fn tokens(self) -> &'static str {
+        match self {
+            LocalMint::Work => "work tokens",
+            LocalMint::Usd => "USD-like tokens",
+        }
+    }
+
     /// What it is, for people.
     pub fn describe(self) -> &'static str {
         match self {
