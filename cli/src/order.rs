@@ -285,9 +285,15 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
     }
     if matches!(args.mode, Mode::Reserved) {
         // The program's rule: a reserved order is funded for its whole term up front.
-        let term = u128::from(max_price) * u128::from(args.gpus) * u128::from(duration);
-        if u128::from(deposit) < term {
-            let Ok(need) = u64::try_from(term).map(|t| m.tokens(t)) else {
+        // u64 × u16 × u64 can pass u128: checked, and anything past u64 cannot be deposited.
+        let term = u128::from(max_price)
+            .checked_mul(u128::from(args.gpus))
+            .and_then(|t| t.checked_mul(u128::from(duration)));
+        if term.is_none_or(|t| u128::from(deposit) < t) {
+            let Some(need) = term
+                .and_then(|t| u64::try_from(t).ok())
+                .map(|t| m.tokens(t))
+            else {
                 return Err(CliError::Input(format!(
                     "a reserved order must be funded for its whole term, and {} GPU(s) x {} at {} cost more than a token account can hold: lower --gpus, --duration or --max-price",
                     args.gpus,

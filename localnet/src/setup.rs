@@ -300,3 +300,40 @@ impl LocalState {
         self.mint_to(chain, owner, tokens)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn both_mints_are_kept_in_the_state_directory_and_named() {
+        let dir = std::env::temp_dir().join(format!("gpumesh-localstate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = LocalState::open_or_create(&dir).expect("create");
+        let again = LocalState::open(&dir).expect("open");
+        assert_eq!(first.mint(), again.mint());
+        assert_eq!(first.usd_mint().ok(), again.usd_mint().ok());
+        assert_ne!(first.mint(), first.usd_mint().expect("usd"));
+        assert_eq!(again.which(&again.mint()), Some(LocalMint::Work));
+        let usd = again.usd_mint().expect("usd");
+        assert_eq!(again.which(&usd), Some(LocalMint::Usd));
+        assert_eq!(again.which(&Pubkey::new_unique()), None);
+        // A state directory from before the USD-like mint: opened, and asked to restart.
+        std::fs::remove_file(dir.join(LocalState::USD_MINT_FILE)).expect("remove");
+        let old = LocalState::open(&dir).expect("open old");
+        assert!(matches!(old.usd_mint(), Err(SetupError::NoUsdMint(_))));
+        assert_eq!(old.mint_of(LocalMint::Work).ok(), Some(first.mint()));
+        let upgraded = LocalState::open_or_create(&dir).expect("upgrade");
+        assert_eq!(
+            upgraded.mint(),
+            first.mint(),
+            "the work token keeps its address"
+        );
+        assert!(upgraded.usd_mint().is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(LocalMint::from_str(" USD "), Ok(LocalMint::Usd));
+        assert_eq!(LocalMint::from_str("work"), Ok(LocalMint::Work));
+        assert!(LocalMint::from_str("eur").is_err());
+    }
+}

@@ -288,6 +288,20 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
             && e.contains("--deposit 181.44"),
         "the 7-day default term and its deposit: {e}"
     );
+    // A term whose cost passes what any account can hold is refused, not overflowed.
+    let args = create(&[
+        "--max-price",
+        "18446744073709.551615/s",
+        "--gpus",
+        "4096",
+        "--duration",
+        "99999999999d",
+        "--mode",
+        "reserved",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = net.fails(&user, &args);
+    assert!(e.contains("more than a token account can hold"), "{e}");
     // A spot order has no term: --duration is required, said with an example.
     let args = create(&["--max-price", "1.08/h"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
