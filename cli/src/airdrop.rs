@@ -1,5 +1,5 @@
 //! `gpumesh airdrop`: SOL for fees (requestAirdrop: localnet and devnet) and, on a local chain,
-//! test tokens of the local mint.
+//! test tokens of either local mint (the work token or the USD-like stand-in for USDC).
 
 use crate::context::{ClusterArgs, Env, LocalDirArgs, WalletArgs};
 use crate::error::CliError;
@@ -7,7 +7,7 @@ use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
 use gpumesh_client::token::mint_decimals;
 use gpumesh_client::{Signer, amount, cluster};
-use gpumesh_localnet::LocalState;
+use gpumesh_localnet::{LocalMint, LocalState};
 use serde_json::json;
 use std::str::FromStr;
 
@@ -16,9 +16,13 @@ pub struct AirdropArgs {
     /// SOL to request (whole SOL, e.g. 10 or 0.5).
     #[arg(default_value = "10")]
     sol: String,
-    /// Also mint this many test tokens of the local mint (local chain only).
+    /// Also mint this many test tokens (whole tokens) of a local mint (local chain only).
     #[arg(long)]
     tokens: Option<String>,
+    /// Which local mint `--tokens` are of: `work` (the work token), `usd` (the 6-decimal
+    /// USD-like stand-in for USDC), or either's address.
+    #[arg(long, default_value = "work", value_name = "work|usd|ADDRESS")]
+    mint: String,
     /// The address to fund [default: --keypair's].
     #[arg(long, value_name = "ADDRESS")]
     to: Option<String>,
@@ -55,12 +59,26 @@ pub fn run(env: &Env, args: &AirdropArgs) -> Result<(), CliError> {
         }
         Some(t) => {
             let state = LocalState::open(&ctx.localnet_dir()?)?;
-            let decimals = mint_decimals(&ctx.chain, &state.mint())?;
+            let which = match Pubkey::from_str(args.mint.trim()) {
+                Ok(address) => state.which(&address).ok_or_else(|| {
+                    CliError::Input(format!(
+                        "--mint {address} is not one of the local chain's mints ({} and {}): airdrop mints only what gpumesh holds the keys of",
+                        state.mint(),
+                        state
+                            .usd_mint()
+                            .map(|k| k.to_string())
+                            .unwrap_or_else(|_| "no USD-like mint yet".into())
+                    ))
+                })?,
+                Err(_) => LocalMint::from_str(&args.mint).map_err(CliError::Input)?,
+            };
+            let mint = state.mint_of(which)?;
+            let decimals = mint_decimals(&ctx.chain, &mint)?;
             let base = amount::parse(t, decimals).map_err(|source| CliError::Amount {
                 what: "--tokens".into(),
                 source,
             })?;
-            Some((state, base, decimals))
+            Some((state, which, mint, base, decimals))
         }
     };
     if lamports > 0 {
@@ -68,9 +86,11 @@ pub fn run(env: &Env, args: &AirdropArgs) -> Result<(), CliError> {
     }
     let mut token_balance = None;
     let mut decimals = None;
-    if let Some((state, base, mint_decimals)) = tokens {
+    let mut minted = None;
+    if let Some((state, which, mint, base, mint_decimals)) = tokens {
         decimals = Some(mint_decimals);
-        let ata = state.mint_to(&mut ctx.chain, &to, base)?;
+        minted = Some((which, mint));
+        let ata = state.mint_to_of(&mut ctx.chain, which, &to, base)?;
         token_balance = Some(amount::format(
             ctx.chain.token_balance(&ata)?,
             mint_decimals,
@@ -78,10 +98,19 @@ pub fn run(env: &Env, args: &AirdropArgs) -> Result<(), CliError> {
     }
     let sol = amount::format(ctx.chain.lamports(&to)?, 9);
     ctx.print(
-        json!({"to": to.to_string(), "sol": sol, "tokens": token_balance, "decimals": token_balance.as_ref().and(decimals)}),
-        || match &token_balance {
-            Some(t) => format!("{to}: {sol} SOL, {t} tokens"),
-            None => format!("{to}: {sol} SOL"),
+        json!({
+            "to": to.to_string(),
+            "sol": sol,
+            "tokens": token_balance,
+            "decimals": token_balance.as_ref().and(decimals),
+            "mint": minted.map(|(_, m)| m.to_string()),
+            "mint_name": minted.map(|(w, _)| w.name()),
+        }),
+        || match (&token_balance, minted) {
+            (Some(t), Some((which, mint))) => {
+                format!("{to}: {sol} SOL, {t} {} (mint {mint})", which.tokens())
+            }
+            _ => format!("{to}: {sol} SOL"),
         },
     );
     Ok(())

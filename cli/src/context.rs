@@ -239,6 +239,24 @@ impl MarketView {
         value
     }
 
+    /// A price argument in base units per GPU-second, exactly (an hourly price that is not a
+    /// whole number of base units per second is refused with the nearest that are).
+    pub fn price(&self, flag: &str, arg: &crate::price::PriceArg) -> Result<u64, CliError> {
+        arg.base_per_gpu_second(flag, self.decimals)
+            .map_err(|e| CliError::Input(e.to_string()))
+    }
+
+    /// A price for people: per GPU-hour, with the per-GPU-second price beside it.
+    pub fn price_text(&self, base_per_gpu_second: u64) -> String {
+        crate::price::text(base_per_gpu_second, self.decimals)
+    }
+
+    /// A price per GPU-hour for scripts (exact decimal string of whole tokens), beside the
+    /// per-GPU-second field.
+    pub fn per_hour(&self, base_per_gpu_second: u64) -> Value {
+        crate::price::hour_json(base_per_gpu_second, self.decimals)
+    }
+
     pub fn parse(&self, what: &str, text: &str) -> Result<u64, CliError> {
         amount::parse(text, self.decimals).map_err(|source| CliError::Amount {
             what: what.to_string(),

@@ -1,12 +1,13 @@
 //! `gpumesh localnet`: a Solana node on this machine (surfpool in process, offline) with the
-//! gpumesh program and SPL Token loaded, a payment mint, and funded wallets. Runs until Ctrl-C.
+//! gpumesh program and SPL Token loaded, two payment mints (the work token and a 6-decimal
+//! USD-like stand-in for USDC), and funded wallets. Runs until Ctrl-C.
 
 use crate::context::{Env, LocalDirArgs, WalletArgs};
 use crate::error::CliError;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::{RpcChain, Signer, amount, cluster};
-use gpumesh_localnet::setup::{DEFAULT_DECIMALS, LAMPORTS_PER_SOL};
-use gpumesh_localnet::{LocalState, Localnet, LocalnetConfig};
+use gpumesh_localnet::setup::{DEFAULT_DECIMALS, LAMPORTS_PER_SOL, USD_DECIMALS};
+use gpumesh_localnet::{LocalMint, LocalState, Localnet, LocalnetConfig};
 use serde_json::json;
 use std::path::Path;
 use std::str::FromStr;
@@ -25,7 +26,7 @@ pub struct LocalnetArgs {
     /// Milliseconds per slot.
     #[arg(long, default_value_t = gpumesh_localnet::DEFAULT_SLOT_TIME_MS)]
     slot_time_ms: u64,
-    /// Decimals of the payment mint.
+    /// Decimals of the work token (the USD-like mint always has 6).
     #[arg(long, default_value_t = DEFAULT_DECIMALS)]
     decimals: u8,
     /// Wallets to fund (addresses or keypair files) [default: --keypair, when the file exists].
@@ -34,9 +35,12 @@ pub struct LocalnetArgs {
     /// SOL each funded wallet gets.
     #[arg(long, default_value_t = 100)]
     sol: u64,
-    /// Test tokens each funded wallet gets (whole tokens).
+    /// Work tokens each funded wallet gets (whole tokens).
     #[arg(long, default_value = "1000000")]
     tokens: String,
+    /// USD-like tokens each funded wallet gets (whole tokens).
+    #[arg(long, default_value = "1000000")]
+    usd_tokens: String,
     /// Print the node's log (transactions, errors) to stderr.
     #[arg(long)]
     verbose: bool,
@@ -58,6 +62,11 @@ pub fn run(env: &Env, args: &LocalnetArgs) -> Result<(), CliError> {
         what: "--tokens".into(),
         source,
     })?;
+    let usd_tokens =
+        amount::parse(&args.usd_tokens, USD_DECIMALS).map_err(|source| CliError::Amount {
+            what: "--usd-tokens".into(),
+            source,
+        })?;
     let mut wallets = args
         .fund
         .iter()
@@ -70,7 +79,7 @@ pub fn run(env: &Env, args: &LocalnetArgs) -> Result<(), CliError> {
             Ok(k) => wallets.push(k.pubkey()),
             Err(_) => {
                 hint = Some(format!(
-                    "no wallet at {}: create one with `gpumesh keys new`, then `gpumesh airdrop --tokens 1000`",
+                    "no wallet at {}: create one with `gpumesh keys new`, then `gpumesh airdrop --tokens 1000` (and `--mint usd` for the USD-like mint)",
                     default_wallet.display()
                 ))
             }
@@ -87,43 +96,57 @@ pub fn run(env: &Env, args: &LocalnetArgs) -> Result<(), CliError> {
     })?;
     let mut chain = RpcChain::new(node.rpc_url());
     state.ensure_mint(&mut chain, args.decimals)?;
+    state.ensure_usd_mint(&mut chain)?;
+    let usd_mint = state.usd_mint()?;
     for w in &wallets {
         state.fund(&mut chain, w, args.sol * LAMPORTS_PER_SOL, tokens)?;
+        state.mint_to_of(&mut chain, LocalMint::Usd, w, usd_tokens)?;
     }
+    let key_file = |which: LocalMint| state.dir.join(which.file()).display().to_string();
     env.print(
         json!({
             "rpc_url": node.rpc_url(),
             "ws_url": node.ws_url(),
             "program_id": gpumesh_client::program::ID.to_string(),
             "mint": state.mint().to_string(),
-            "mint_authority": state.mint_authority.pubkey().to_string(),
             "decimals": args.decimals,
+            "usd_mint": usd_mint.to_string(),
+            "usd_decimals": USD_DECIMALS,
+            "mints": [
+                {"name": "work", "mint": state.mint().to_string(), "decimals": args.decimals, "keypair": key_file(LocalMint::Work), "what": LocalMint::Work.describe()},
+                {"name": "usd", "mint": usd_mint.to_string(), "decimals": USD_DECIMALS, "keypair": key_file(LocalMint::Usd), "what": LocalMint::Usd.describe()},
+            ],
+            "mint_authority": state.mint_authority.pubkey().to_string(),
             "state_dir": state.dir.display().to_string(),
             "funded": wallets.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
             "funded_sol": args.sol.to_string(),
             "funded_tokens": amount::format(tokens, args.decimals),
+            "funded_usd_tokens": amount::format(usd_tokens, USD_DECIMALS),
         }),
         || {
             let mut s = format!(
-                "local chain ready\n  JSON-RPC      {}\n  websocket     {}\n  program       {}\n  payment mint  {} ({} decimals)\n  mint keys in  {}\n",
+                "local chain ready\n  JSON-RPC      {}\n  websocket     {}\n  program       {}\n  work token    {} ({} decimals; keys {})\n  USD-like mint {} ({USD_DECIMALS} decimals; keys {}): a local stand-in for USDC, not a real stablecoin\n",
                 node.rpc_url(),
                 node.ws_url(),
                 gpumesh_client::program::ID,
                 state.mint(),
                 args.decimals,
-                state.dir.display()
+                key_file(LocalMint::Work),
+                usd_mint,
+                key_file(LocalMint::Usd),
             );
             for w in &wallets {
                 s.push_str(&format!(
-                    "  funded        {w}: {} SOL, {} tokens\n",
+                    "  funded        {w}: {} SOL, {} work tokens, {} USD-like\n",
                     args.sol,
-                    amount::format(tokens, args.decimals)
+                    amount::format(tokens, args.decimals),
+                    amount::format(usd_tokens, USD_DECIMALS)
                 ));
             }
             if let Some(h) = &hint {
                 s.push_str(&format!("  {h}\n"));
             }
-            s.push_str("state is in memory: a restart starts a fresh chain (same mint address). Ctrl-C stops.");
+            s.push_str("state is in memory: a restart starts a fresh chain (both mints come back at the same addresses). Ctrl-C stops.");
             s
         },
     );

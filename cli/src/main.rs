@@ -18,6 +18,7 @@ mod market;
 mod orchestrator;
 mod order;
 mod output;
+mod price;
 mod worker;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -78,9 +78,10 @@ pub struct UpdateArgs {
     /// Minimum stake per GPU, in whole tokens.
     #[arg(long)]
     min_stake_per_gpu: Option<String>,
-    /// Set a class's reference price (whole tokens per GPU-second; 0 = unknown, seeded by the
-    /// next lease), e.g. `--reference-price h100=0.0008`; repeat for several classes. The circuit
-    /// breaker caps lease prices at the reference times (1 + band).
+    /// Set a class's reference price with its unit, per GPU-hour or per GPU-second (0/h =
+    /// unknown, seeded by the next lease), e.g. `--reference-price h100=2.88/h` or
+    /// `h100=0.0008/s`; repeat for several classes. The circuit breaker caps lease prices at the
+    /// reference times (1 + band).
     #[arg(long, value_name = "CLASS=PRICE")]
     reference_price: Vec<String>,
     /// Rotate the orchestrator key: from now on only this key assigns, settles, closes leases and
@@ -161,18 +162,39 @@ fn init(ctx: &mut Ctx, args: &InitArgs) -> Result<(), CliError> {
     let addrs = match &deployed {
         Deployed::Created { addrs, .. } | Deployed::Existing { addrs, .. } => *addrs,
     };
+    // On the chain `gpumesh localnet` runs, later commands use a default market without
+    // --market: the first one created there. A second market (another mint) does not take
+    // over while the first is on chain; after a restart the first re-created becomes it.
+    let mut default_market = None;
     if gpumesh_client::cluster::is_local(&ctx.url)
         && let Ok(state) = gpumesh_localnet::LocalState::open(&ctx.localnet_dir()?)
     {
-        // Later commands on the chain `gpumesh localnet` runs use this market without --market.
-        state.remember_market(&addrs.market)?;
+        let keep = match state.market() {
+            Some(current) if current != addrs.market => ctx.chain.account(&current)?.is_some(),
+            _ => false,
+        };
+        if !keep {
+            state.remember_market(&addrs.market)?;
+        }
+        default_market = state.market();
     }
+    let default_note = match default_market {
+        Some(d) if d == addrs.market => {
+            "\nlater commands on this local chain use it without --market".to_string()
+        }
+        Some(d) => format!(
+            "\nthe local chain's default market stays {d}: pass --market {} (or set GPUMESH_MARKET) to use this one",
+            addrs.market
+        ),
+        None => String::new(),
+    };
+    let is_default = default_market.map(|d| d == addrs.market);
     match deployed {
         Deployed::Created { addrs, signature } => ctx.print(
-            json!({"created": true, "market": addrs.market.to_string(), "mint": addrs.mint.to_string(), "signature": signature}),
+            json!({"created": true, "market": addrs.market.to_string(), "mint": addrs.mint.to_string(), "signature": signature, "local_default": is_default}),
             || {
                 format!(
-                    "created market {}\n  mint {}\n  authority {}\n  stake vault {}\n  escrow vault {}\nsignature: {signature}",
+                    "created market {}\n  mint {}\n  authority {}\n  stake vault {}\n  escrow vault {}\nsignature: {signature}{default_note}",
                     addrs.market,
                     addrs.mint,
                     authority.pubkey(),
@@ -186,10 +208,10 @@ fn init(ctx: &mut Ctx, args: &InitArgs) -> Result<(), CliError> {
             market,
             differences,
         } => ctx.print(
-            json!({"created": false, "market": addrs.market.to_string(), "mint": addrs.mint.to_string(), "authority": market.authority.to_string(), "differences": differences}),
+            json!({"created": false, "market": addrs.market.to_string(), "mint": addrs.mint.to_string(), "authority": market.authority.to_string(), "differences": differences, "local_default": is_default}),
             || {
                 let mut s = format!(
-                    "market {} exists (authority {}); nothing changed",
+                    "market {} exists (authority {}); nothing changed{default_note}",
                     addrs.market, market.authority
                 );
                 for d in &differences {
@@ -245,6 +267,9 @@ fn show(ctx: &mut Ctx) -> Result<(), CliError> {
             "reference_prices": references.iter().map(|(class, price, updated)| json!({
                 "class": class.name(),
                 "price_per_gpu_second": m.amount(*price),
+                "price_per_gpu_hour": m.per_hour(*price),
+                "breaker_cap_per_gpu_second": cap_of(k, *class).map(|c| m.amount(c)),
+                "breaker_cap_per_gpu_hour": cap_of(k, *class).map(|c| m.per_hour(c)),
                 "updated_ts": updated,
                 "updated_at": output::date_json(*updated),
             })).collect::<Vec<_>>(),
@@ -272,6 +297,13 @@ fn show(ctx: &mut Ctx) -> Result<(), CliError> {
         || market_text(&m, &balances),
     );
     Ok(())
+}
+
+/// The circuit breaker's cap for `class` (reference × (1 + band)), the program's own rule.
+fn cap_of(k: &Market, class: GpuClass) -> Option<u64> {
+    gpumesh_client::program::instructions::breaker_cap(k, class.code())
+        .ok()
+        .flatten()
 }
 
 /// The classes with a known reference price: (class, base units per GPU-second, last moved).
@@ -323,11 +355,14 @@ fn market_text(m: &MarketView, balances: &[(&str, u64)]) -> String {
     if references.is_empty() {
         s.push_str("  reference prices: none yet (the first lease of a class seeds it)\n");
     } else {
-        s.push_str("  reference prices per GPU-second:");
+        s.push_str("  reference prices (the circuit breaker refuses a lease above its cap):\n");
         for (class, price, _) in &references {
-            s.push_str(&format!(" {class} {}", m.tokens(*price)));
+            let cap = match cap_of(k, *class) {
+                Some(c) => format!("; cap {}/h", crate::price::per_gpu_hour(c, m.decimals)),
+                None => String::new(),
+            };
+            s.push_str(&format!("    {class} {}{cap}\n", m.price_text(*price)));
         }
-        s.push('\n');
     }
     let e = &k.emission;
     if e.total > 0 {
@@ -394,15 +429,17 @@ fn reference_table(m: &MarketView, pairs: &[String]) -> Result<Option<[u64; 16]>
     for pair in pairs {
         let (class, price) = pair.split_once('=').ok_or_else(|| {
             CliError::Input(format!(
-                "--reference-price {pair:?}: write CLASS=PRICE, e.g. h100=0.0008 (whole tokens per GPU-second)"
+                "--reference-price {pair:?}: write CLASS=PRICE with the price's unit, e.g. h100=2.88/h (whole tokens per GPU-hour) or h100=0.0008/s"
             ))
         })?;
         let class = GpuClass::from_str(class)
             .map_err(|e| CliError::Input(format!("--reference-price {pair:?}: {e}")))?;
+        let price = crate::price::parse_price_arg(price)
+            .map_err(|e| CliError::Input(format!("--reference-price {class}: {e}")))?;
         let slot = table
             .get_mut(usize::from(class.code()))
             .ok_or_else(|| CliError::Input(format!("class {class} has no price slot")))?;
-        *slot = m.parse(&format!("--reference-price {class}"), price)?;
+        *slot = m.price(&format!("--reference-price {class}"), &price)?;
     }
     Ok(Some(table))
 }

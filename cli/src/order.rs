@@ -8,6 +8,7 @@
 use crate::context::{Ctx, Env, MarketView, Signed};
 use crate::error::CliError;
 use crate::output;
+use crate::price::PriceArg;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
 use gpumesh_client::ix::LeaseRef;
@@ -80,11 +81,16 @@ pub enum OrderCommand {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Mode {
-    /// Pay per second; leave any time (within the market's exit window).
+    /// Pay per second; leave any time (within the market's exit window); may be preempted by a
+    /// reserved order with notice, paid for the seconds used.
     Spot,
-    /// Funded for the whole term at the max price.
+    /// A term (default 7 days), funded up front at the max price; each lease's price is locked
+    /// for the term and it is never preempted.
     Reserved,
 }
+
+/// A reserved order's term when `--duration` is not given: 7 days.
+pub const RESERVED_TERM: u64 = 7 * 86_400;
 
 #[derive(clap::Args)]
 pub struct CreateArgs {
@@ -103,12 +109,16 @@ pub struct CreateArgs {
     /// Allowed regions, comma-separated (us-east,eu-west,…).
     #[arg(long, value_delimiter = ',', required = true)]
     regions: Vec<String>,
-    /// Most you pay, whole tokens per GPU-second.
-    #[arg(long)]
-    max_price: String,
-    /// Seconds of service per lease.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    duration: u64,
+    /// Most you pay, with its unit: whole tokens per GPU-hour (`1.44/h`) or per GPU-second
+    /// (`0.0004/s`). An hourly price must be a whole number of base units per GPU-second; an
+    /// inexact one is refused with the nearest exact prices.
+    #[arg(long, value_parser = crate::price::parse_price_arg, value_name = "PRICE/h|PRICE/s")]
+    max_price: PriceArg,
+    /// Service per lease: seconds, or with a unit (90m, 12h, 7d). Reserved: the term, default 7d
+    /// (604800 s). Spot: required, the job's time limit (a spot order has no term; it pays per
+    /// second and leaves any time).
+    #[arg(long, value_parser = crate::price::parse_duration_arg)]
+    duration: Option<u64>,
     /// Escrow to deposit now, whole tokens.
     #[arg(long)]
     deposit: String,
@@ -248,13 +258,20 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
     let job_spec_hash = gpumesh_protocol::job_spec_hash(&spec);
     let buyer = ctx.wallet()?;
     let m = ctx.market()?;
-    let max_price = m.parse("--max-price", &args.max_price)?;
+    let max_price = m.price("--max-price", &args.max_price)?;
     let deposit = m.parse("--deposit", &args.deposit)?;
     if max_price == 0 {
-        return Err(CliError::Input(
-            "--max-price must be more than 0 tokens per GPU-second".into(),
-        ));
+        return Err(CliError::Input("--max-price must be more than 0".into()));
     }
+    let duration = match (args.duration, args.mode) {
+        (Some(d), _) => d,
+        (None, Mode::Reserved) => RESERVED_TERM,
+        (None, Mode::Spot) => {
+            return Err(CliError::Input(
+                "a spot order needs --duration, the most service one lease may bill (e.g. --duration 2h); spot has no term: it pays per second and you can cancel any time. A reserved order's term defaults to 7d".into(),
+            ));
+        }
+    };
     if deposit == 0 {
         return Err(CliError::Input(
             "--deposit must be more than 0 tokens: the escrow pays for every second served".into(),
@@ -268,16 +285,29 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
     }
     if matches!(args.mode, Mode::Reserved) {
         // The program's rule: a reserved order is funded for its whole term up front.
-        let term = u128::from(max_price) * u128::from(args.gpus) * u128::from(args.duration);
-        if u128::from(deposit) < term {
-            let need = u64::try_from(term)
+        // u64 × u16 × u64 can pass u128: checked, and anything past u64 cannot be deposited.
+        let term = u128::from(max_price)
+            .checked_mul(u128::from(args.gpus))
+            .and_then(|t| t.checked_mul(u128::from(duration)));
+        if term.is_none_or(|t| u128::from(deposit) < t) {
+            let Some(need) = term
+                .and_then(|t| u64::try_from(t).ok())
                 .map(|t| m.tokens(t))
-                .unwrap_or_else(|_| format!("more than {}", m.tokens(u64::MAX)));
+            else {
+                return Err(CliError::Input(format!(
+                    "a reserved order must be funded for its whole term, and {} GPU(s) x {} at {} cost more than a token account can hold: lower --gpus, --duration or --max-price",
+                    args.gpus,
+                    output::duration(duration),
+                    m.price_text(max_price)
+                )));
+            };
             return Err(CliError::Input(format!(
-                "a reserved order must be funded for its whole term: max price {} x {} GPU(s) x {} s = {need} tokens, and --deposit is {}. Deposit at least {need} (--deposit {need}), or use --mode spot",
+                "a reserved order must be funded for its whole term: max price {} x {} GPU(s) x {} s = {need} tokens ({}/h per GPU for {}), and --deposit is {}. Deposit at least {need} (--deposit {need}), shorten the term with --duration (default 7d), or use --mode spot",
                 m.tokens(max_price),
                 args.gpus,
-                args.duration,
+                duration,
+                crate::price::per_gpu_hour(max_price, m.decimals),
+                output::duration(duration),
                 m.tokens(deposit)
             )));
         }
@@ -321,7 +351,7 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
                         regions: Region::set(&regions),
                     },
                     max_price_per_gpu_second: max_price,
-                    duration: args.duration,
+                    duration,
                     mode,
                     job_spec_hash,
                 },
@@ -339,12 +369,25 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
     ctx.report(
         "order create",
         &outcome,
-        m.with_units(json!({"order": order.to_string(), "id": id, "deposit": m.amount(deposit), "job_spec_hash": hash_hex})),
+        m.with_units(json!({
+            "order": order.to_string(),
+            "id": id,
+            "mode": format!("{mode:?}"),
+            "duration": duration,
+            "max_price_per_gpu_second": m.amount(max_price),
+            "max_price_per_gpu_hour": m.per_hour(max_price),
+            "deposit": m.amount(deposit),
+            "job_spec_hash": hash_hex,
+        })),
         format!(
-            "created order {id} ({order}): {} x {class}{vram}, up to {} per GPU-second for {}, {} in escrow\njob spec hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
+            "created order {id} ({order}): {} x {class}{vram}, up to {} for {}{}, {} in escrow\njob spec hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
             args.gpus,
-            m.tokens(max_price),
-            output::duration(args.duration),
+            m.price_text(max_price),
+            output::duration(duration),
+            match mode {
+                OrderMode::Reserved => " (reserved: each lease's price is locked for the term)",
+                OrderMode::Spot => " (spot)",
+            },
             m.tokens(deposit)
         ),
     );
@@ -511,6 +554,7 @@ fn order_json(m: &MarketView, key: &Pubkey, o: &Order) -> Value {
         "min_bandwidth_gbps": r.min_bandwidth_gbps,
         "regions": Region::from_set(r.regions).iter().map(|r| r.name()).collect::<Vec<_>>(),
         "max_price_per_gpu_second": m.amount(o.terms.max_price_per_gpu_second),
+        "max_price_per_gpu_hour": m.per_hour(o.terms.max_price_per_gpu_second),
         "duration": o.terms.duration,
         "mode": format!("{:?}", o.terms.mode),
         "status": format!("{:?}", o.status),
@@ -552,7 +596,7 @@ fn order_line(m: &MarketView, key: &Pubkey, o: &Order) -> String {
         String::new()
     };
     format!(
-        "order {} ({key}): {:?} {:?}, {}/{} x {class}{vram} assigned, {} active lease(s); escrow {} of {} left, {} paid; up to {} per GPU-second for {}; created {}{closing}",
+        "order {} ({key}): {:?} {:?}, {}/{} x {class}{vram} assigned, {} active lease(s); escrow {} of {} left, {} paid; up to {} for {}; created {}{closing}",
         o.order_id,
         t.mode,
         o.status,
@@ -562,7 +606,7 @@ fn order_line(m: &MarketView, key: &Pubkey, o: &Order) -> String {
         m.tokens(o.escrow_remaining),
         m.tokens(o.escrow_deposited),
         m.tokens(o.total_paid),
-        m.tokens(t.max_price_per_gpu_second),
+        m.price_text(t.max_price_per_gpu_second),
         output::duration(t.duration),
         output::date(o.created_ts)
     )

@@ -7,6 +7,7 @@ use crate::context::{Ctx, Env, MarketView, Signed};
 use crate::error::CliError;
 use crate::market::key_or_file;
 use crate::output;
+use crate::price::PriceArg;
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
 use gpumesh_client::program::instructions::{RegisterWorkerArgs, UpdateWorkerArgs};
@@ -82,9 +83,12 @@ pub struct RegisterArgs {
     /// Region by name (us-east, eu-west, …).
     #[arg(long)]
     region: String,
-    /// Asking price in whole tokens per GPU-second.
-    #[arg(long)]
-    price: String,
+    /// Asking price with its unit: whole tokens per GPU-hour (`1.08/h`) or per GPU-second
+    /// (`0.0003/s`). The chain counts base units per GPU-second, so an hourly price must be a
+    /// whole number of them (3,600 x the per-second price); an inexact one is refused with the
+    /// nearest exact prices.
+    #[arg(long, value_parser = crate::price::parse_price_arg, value_name = "PRICE/h|PRICE/s")]
+    price: PriceArg,
     /// The node key: an address, or a keypair file on the GPU machine; must not be the owner.
     #[arg(long, env = "GPUMESH_NODE_KEY")]
     node_key: String,
@@ -94,9 +98,9 @@ pub struct RegisterArgs {
 
 #[derive(clap::Args)]
 pub struct UpdateArgs {
-    /// New asking price in whole tokens per GPU-second (running leases keep theirs).
-    #[arg(long)]
-    price: Option<String>,
+    /// New asking price with its unit, `1.08/h` or `0.0003/s` (running leases keep theirs).
+    #[arg(long, value_parser = crate::price::parse_price_arg, value_name = "PRICE/h|PRICE/s")]
+    price: Option<PriceArg>,
     /// New node key (an address or a keypair file).
     #[arg(long)]
     node_key: Option<String>,
@@ -190,11 +194,9 @@ fn register(ctx: &mut Ctx, args: &RegisterArgs) -> Result<(), CliError> {
         ));
     }
     let m = ctx.market()?;
-    let price = m.parse("--price", &args.price)?;
+    let price = m.price("--price", &args.price)?;
     if price == 0 {
-        return Err(CliError::Input(
-            "--price must be more than 0 tokens per GPU-second".into(),
-        ));
+        return Err(CliError::Input("--price must be more than 0".into()));
     }
     let hardware = HardwareClaim {
         gpu_class: class.code(),
@@ -244,15 +246,16 @@ fn register(ctx: &mut Ctx, args: &RegisterArgs) -> Result<(), CliError> {
             "node_key": node_key.to_string(),
             "hardware": hardware_json(&hardware),
             "price_per_gpu_second": m.amount(price),
+            "price_per_gpu_hour": m.per_hour(price),
             "min_stake": m.amount(min_stake),
         })),
         format!(
-            "registered worker {worker}: {} x {class} ({} each, {} GB/s) in {}, {} per GPU-second\nnext: stake at least {} with `gpumesh worker stake {}`",
+            "registered worker {worker}: {} x {class} ({} each, {} GB/s) in {}, asking {}\nnext: stake at least {} with `gpumesh worker stake {}`",
             args.gpus,
             output::vram(hardware.vram_mib),
             hardware.bandwidth_gbps,
             region.name(),
-            m.tokens(price),
+            m.price_text(price),
             m.tokens(min_stake),
             m.tokens(min_stake)
         ),
@@ -293,13 +296,11 @@ fn update(ctx: &mut Ctx, args: &UpdateArgs) -> Result<(), CliError> {
     let (owner, m, key, w) = mine(ctx)?;
     let price = args
         .price
-        .as_deref()
-        .map(|p| m.parse("--price", p))
+        .as_ref()
+        .map(|p| m.price("--price", p))
         .transpose()?;
     if price == Some(0) {
-        return Err(CliError::Input(
-            "--price must be more than 0 tokens per GPU-second".into(),
-        ));
+        return Err(CliError::Input("--price must be more than 0".into()));
     }
     let node_key = args
         .node_key
@@ -378,15 +379,16 @@ fn update(ctx: &mut Ctx, args: &UpdateArgs) -> Result<(), CliError> {
             "node_key": after.node_key.to_string(),
             "hardware": hardware_json(&after.hardware),
             "price_per_gpu_second": m.amount(after.price_per_gpu_second),
+            "price_per_gpu_hour": m.per_hour(after.price_per_gpu_second),
         })),
         format!(
-            "updated worker {key}: {} x {} ({} each, {} GB/s) in {}, {} per GPU-second, node key {}",
+            "updated worker {key}: {} x {} ({} each, {} GB/s) in {}, asking {}, node key {}",
             after.hardware.gpu_count,
             class_name(after.hardware.gpu_class),
             output::vram(after.hardware.vram_mib),
             after.hardware.bandwidth_gbps,
             region_name(after.hardware.region),
-            m.tokens(after.price_per_gpu_second),
+            m.price_text(after.price_per_gpu_second),
             after.node_key
         ),
     );
@@ -714,9 +716,116 @@ fn stake_return(w: &Worker, now: i64) -> Option<(u128, u128, u64)> {
     Some((ppm, yearly_ppm, elapsed))
 }
 
-/// Millionths as a percentage with two decimals.
-fn percent(ppm: u128) -> String {
-    format!("{}.{:02}%", ppm / 10_000, ppm % 10_000 / 100)
+/// The yield a worker's stake earned over the worker's life (registration to now): fee income
+/// (what buyers paid for its served seconds, after the protocol fee) and emission rewards, each
+/// relative to the stake bonded now and annualized over that window; slashes are the loss
+/// beside them. The chain keeps totals, not a stake history, so the stake is today's bonded
+/// stake. A past figure, not a forecast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StakeYield {
+    /// Seconds from registration to now.
+    pub seconds: u64,
+    /// Bonded stake now, base units.
+    pub stake: u64,
+    /// `earnings_total`: service income after the protocol fee, base units.
+    pub fee_income: u64,
+    /// `rewards_total`: emission rewards, base units.
+    pub emission: u64,
+    /// `record.slashed_total`: what slashes took, base units.
+    pub slashed: u64,
+}
+
+impl StakeYield {
+    /// The yield of `w` at `now`; `None` with no bonded stake or no time since registration.
+    pub fn of(w: &Worker, now: i64) -> Option<Self> {
+        let seconds = u64::try_from(now.checked_sub(w.registered_ts)?).ok()?;
+        (w.stake > 0 && seconds > 0).then_some(Self {
+            seconds,
+            stake: w.stake,
+            fee_income: w.earnings_total,
+            emission: w.rewards_total,
+            slashed: w.record.slashed_total,
+        })
+    }
+
+    /// `amount / stake × YEAR / seconds` in millionths (ppm) per year, truncated toward zero:
+    /// exact integer arithmetic (at most 2^64 · 2^25 · 10^6 < 2^110 in the numerator).
+    pub fn annual_ppm(&self, amount: i128) -> i128 {
+        let denominator = i128::from(self.stake) * i128::from(self.seconds);
+        if denominator == 0 {
+            return 0;
+        }
+        amount * YEAR as i128 * 1_000_000 / denominator
+    }
+
+    pub fn fees_ppm(&self) -> i128 {
+        self.annual_ppm(i128::from(self.fee_income))
+    }
+
+    pub fn emission_ppm(&self) -> i128 {
+        self.annual_ppm(i128::from(self.emission))
+    }
+
+    pub fn total_ppm(&self) -> i128 {
+        self.annual_ppm(i128::from(self.fee_income) + i128::from(self.emission))
+    }
+
+    pub fn net_ppm(&self) -> i128 {
+        self.annual_ppm(
+            i128::from(self.fee_income) + i128::from(self.emission) - i128::from(self.slashed),
+        )
+    }
+}
+
+/// Millionths (signed) as a percentage with `places` decimals (1 to 4), truncated toward zero.
+pub fn percent_of_ppm(ppm: i128, places: u32) -> String {
+    let places = places.clamp(1, 4);
+    let sign = if ppm < 0 { "-" } else { "" };
+    let abs = ppm.unsigned_abs();
+    let drop = 10u128.pow(4 - places);
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / 10_000,
+        abs % 10_000 / drop,
+        width = places as usize
+    )
+}
+
+fn stake_yield_json(m: &MarketView, y: &StakeYield, registered: i64, now: i64) -> Value {
+    json!({
+        "window": "registration to now",
+        "from_ts": registered,
+        "from_at": output::date_json(registered),
+        "to_ts": now,
+        "to_at": output::date_json(now),
+        "seconds": y.seconds,
+        "stake": m.amount(y.stake),
+        "fee_income": m.amount(y.fee_income),
+        "emission_rewards": m.amount(y.emission),
+        "slashed": m.amount(y.slashed),
+        "year_seconds": YEAR as u64,
+        "fees_percent_per_year": percent_of_ppm(y.fees_ppm(), 4),
+        "emission_percent_per_year": percent_of_ppm(y.emission_ppm(), 4),
+        "total_percent_per_year": percent_of_ppm(y.total_ppm(), 4),
+        "net_percent_per_year": percent_of_ppm(y.net_ppm(), 4),
+        "rule": "amount / stake x year_seconds / seconds, in percent truncated toward zero to 0.0001; stake is the bonded stake now; net = fee income + emission rewards - slashed",
+    })
+}
+
+/// The yield for people, with the figures it comes from.
+pub fn stake_yield_text(y: &StakeYield, tokens: impl Fn(u64) -> String) -> String {
+    format!(
+        "stake yield over the worker's life ({} since registration, on the {} bonded now; past, not a forecast):\n    fee income {} = {}% a year; emission rewards {} = {}% a year; together {}% a year\n    slashes took {}: net {}% a year",
+        output::duration(y.seconds),
+        tokens(y.stake),
+        tokens(y.fee_income),
+        percent_of_ppm(y.fees_ppm(), 2),
+        tokens(y.emission),
+        percent_of_ppm(y.emission_ppm(), 2),
+        percent_of_ppm(y.total_ppm(), 2),
+        tokens(y.slashed),
+        percent_of_ppm(y.net_ppm(), 2)
+    )
 }
 
 fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
@@ -747,6 +856,7 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
         None
     };
     let returns = stake_return(&w, now);
+    let yields = StakeYield::of(&w, now);
     let lease_json: Vec<Value> = leases
         .iter()
         .map(|(k, l)| {
@@ -755,6 +865,7 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                 "order": l.order.to_string(),
                 "gpus": l.gpus,
                 "price_per_gpu_second": m.amount(l.price_per_gpu_second),
+                "price_per_gpu_hour": m.per_hour(l.price_per_gpu_second),
                 "start_ts": l.start_ts,
                 "start_at": output::date_json(l.start_ts),
                 "seconds_settled": l.seconds_settled,
@@ -775,6 +886,7 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
             "bandwidth_gbps": h.bandwidth_gbps,
             "region": region_name(h.region),
             "price_per_gpu_second": m.amount(w.price_per_gpu_second),
+            "price_per_gpu_hour": m.per_hour(w.price_per_gpu_second),
             "gpus_leased": w.gpus_leased,
             "active_leases": w.active_leases,
             "stake": m.amount(w.stake),
@@ -808,10 +920,11 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                 "yearly_ppm": u64::try_from(yearly).unwrap_or(u64::MAX),
                 "seconds": elapsed,
             })),
+            "stake_yield": yields.map(|y| stake_yield_json(&m, &y, w.registered_ts, now)),
         })),
         || {
             let mut s = format!(
-                "worker {key}\n  owner {}\n  node key {}\n  {} x {}, {} each, {} GB/s, {}\n  price {} per GPU-second; {} of {} GPUs under {} lease(s)\n  registered {}\n",
+                "worker {key}\n  owner {}\n  node key {}\n  {} x {}, {} each, {} GB/s, {}\n  asking {}; {} of {} GPUs under {} lease(s)\n  registered {}\n",
                 w.owner,
                 w.node_key,
                 h.gpu_count,
@@ -819,7 +932,7 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                 output::vram(h.vram_mib),
                 h.bandwidth_gbps,
                 region_name(h.region),
-                m.tokens(w.price_per_gpu_second),
+                m.price_text(w.price_per_gpu_second),
                 w.gpus_leased,
                 h.gpu_count,
                 w.active_leases,
@@ -875,9 +988,9 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                 s.push_str("  live leases:\n");
                 for (k, l) in &leases {
                     s.push_str(&format!(
-                        "    {k}: {} GPU(s) at {} per GPU-second for order {}, since {} ({} settled, {} paid)\n",
+                        "    {k}: {} GPU(s) at {} for order {}, since {} ({} settled, {} paid)\n",
                         l.gpus,
-                        m.tokens(l.price_per_gpu_second),
+                        m.price_text(l.price_per_gpu_second),
                         l.order,
                         output::date(l.start_ts),
                         output::duration(l.seconds_settled),
@@ -885,14 +998,9 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
                     ));
                 }
             }
-            s.push_str(&match returns {
-                Some((ppm, yearly, elapsed)) => format!(
-                    "  return on stake since registration (earnings + rewards over the current bonded stake; past, not a forecast): {} over {}, {} a year at that rate",
-                    percent(ppm),
-                    output::duration(elapsed),
-                    percent(yearly)
-                ),
-                None => "  return on stake: none to show (no bonded stake)".into(),
+            s.push_str(&match &yields {
+                Some(y) => format!("  {}", stake_yield_text(y, |v| m.tokens(v))),
+                None => "  stake yield: none to show (no bonded stake)".into(),
             });
             s
         },
@@ -912,10 +1020,75 @@ mod tests {
         assert_eq!(datasheet_vram_mib(GpuClass::Rtx4090), 24_576);
     }
 
+    fn worker(stake: u64, earnings: u64, rewards: u64, slashed: u64, registered: i64) -> Worker {
+        Worker {
+            version: Worker::VERSION,
+            bump: 0,
+            market: Pubkey::default(),
+            owner: Pubkey::new_unique(),
+            node_key: Pubkey::new_unique(),
+            hardware: HardwareClaim {
+                gpu_class: 0,
+                gpu_count: 1,
+                vram_mib: 1,
+                bandwidth_gbps: 1,
+                region: 0,
+            },
+            price_per_gpu_second: 1,
+            gpus_leased: 0,
+            active_leases: 0,
+            jailed: false,
+            jailed_until: 0,
+            stake,
+            unbonding: 0,
+            unlock_ts: 0,
+            earnings_claimable: 0,
+            earnings_total: earnings,
+            rewards_claimable: 0,
+            rewards_total: rewards,
+            record: gpumesh_client::program::state::WorkerRecord {
+                slashed_total: slashed,
+                ..Default::default()
+            },
+            registered_ts: registered,
+            reserved: [0; 64],
+        }
+    }
+
+    #[test]
+    fn stake_yield_is_annualized_exactly_over_the_workers_life() {
+        // 1,000 staked for half a year earned 50 in fees and 25 in emission, lost 10 to a slash.
+        let half_year = (YEAR / 2) as i64;
+        let y = StakeYield::of(&worker(1_000, 50, 25, 10, 1_000), 1_000 + half_year).unwrap();
+        assert_eq!(y.seconds, YEAR as u64 / 2);
+        assert_eq!(y.fees_ppm(), 100_000); // 5% in half a year = 10% a year
+        assert_eq!(y.emission_ppm(), 50_000);
+        assert_eq!(y.total_ppm(), 150_000);
+        assert_eq!(y.net_ppm(), 130_000);
+        assert_eq!(percent_of_ppm(y.total_ppm(), 4), "15.0000");
+        assert_eq!(percent_of_ppm(y.net_ppm(), 2), "13.00");
+        // Truncated toward zero, also below zero: a slash larger than the income.
+        let y = StakeYield::of(&worker(3, 0, 0, 1, 0), YEAR as i64).unwrap();
+        assert_eq!(y.net_ppm(), -333_333);
+        assert_eq!(percent_of_ppm(y.net_ppm(), 4), "-33.3333");
+        assert_eq!(percent_of_ppm(y.net_ppm(), 2), "-33.33");
+        // The largest inputs do not overflow.
+        let y = StakeYield::of(&worker(1, u64::MAX, u64::MAX, 0, 0), 1).unwrap();
+        assert_eq!(
+            y.total_ppm(),
+            2 * i128::from(u64::MAX) * YEAR as i128 * 1_000_000
+        );
+        // Nothing to show without stake or time.
+        assert!(StakeYield::of(&worker(0, 5, 5, 0, 0), 100).is_none());
+        assert!(StakeYield::of(&worker(5, 5, 5, 0, 100), 100).is_none());
+        assert!(StakeYield::of(&worker(5, 5, 5, 0, 100), 50).is_none());
+    }
+
     #[test]
     fn percentages_are_exact() {
-        assert_eq!(percent(12_345), "1.23%");
-        assert_eq!(percent(1_000_000), "100.00%");
-        assert_eq!(percent(0), "0.00%");
+        assert_eq!(percent_of_ppm(12_345, 2), "1.23");
+        assert_eq!(percent_of_ppm(1_000_000, 2), "100.00");
+        assert_eq!(percent_of_ppm(0, 4), "0.0000");
+        assert_eq!(percent_of_ppm(-12_345, 4), "-1.2345");
     }
 }

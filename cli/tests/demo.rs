@@ -16,21 +16,48 @@ fn demo_runs_the_whole_flow_and_balances_add_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     for expected in [
+        "event RewardsFunded: 1000 in, funded 0 -> 1000",
+        "asking 1.08 per GPU-hour (0.0003 per GPU-second)",
         "ReceiptSettled: seconds 0 -> 600",
+        "emission rewards 0.475646",
         "refused: instruction 1 refused: the receipt's served seconds are not above",
         "BeyondWallTime",
         "LeaseClosed (Completed): 1800 s settled",
         "OrderClosed: paid 4.32, refund 55.68",
+        "event RewardsClaimed: 1.42694 paid from the rewards vault",
         "WorkerSlashed (Offline): 50 taken, 50 to the buyer, 0 to the treasury",
         "order 2 is Open again with 9.4 of escrow left",
-        "buyer +43.64 (paid for 8 GPUs x 2700 s, received a 50 slash); supplier +5.616 (earned 5.616); supplier 2 -49.415 (earned 0.585, slashed 50); protocol fees 0.1272 to the treasury and 0.0318 burned",
-        "tokens in existence 2099.9682 + burned 0.0318 = minted 2100: conserved",
+        "order 2: the buyer got back more than it paid: 2.04 paid for service, 50 compensation from the supplier's slash",
+        "is not row",
+        "WorkerSlashed (Fraud): 475 taken, 475 to the buyer",
+        "event WorkerJailChanged: jailed until",
+        "assigning the jailed B: refused",
+        "B's unjail before the jail period ends: refused",
+        "ReservedUnderfunded",
+        "event LeasePreempted",
+        "LeaseClosed (Preempted): 660 s settled, 1.584 paid",
+        "scheduler.explain_order: 1 worker(s) jailed, draining or offline, 1 worker(s) eligible; the eligible ones hold at most 4 free GPU(s)",
+        "the reserved lease still pays 1.08 per GPU-hour",
+        "refused by the program (PriceAboveBreaker)",
+        "event BreakerTripped: ask 5.238/h above the cap 4.1904/h",
+        "paid at the locked 1.08/h",
+        "unjail with 475 bonded of the 800 required: refused",
+        "event WorkerJailChanged: out of jail",
+        "order 3: the buyer got back more than it paid: 1.584 paid for service, 475 compensation from the supplier's slash",
+        "stake yield over the worker's life",
+        "gains and losses: operator -1000, buyer +517.056, supplier A +1196.654253, supplier B -524.177177, lab -725.76",
+        "tokens in existence 4296.33148 + burned 3.66852 = minted 4300: conserved",
+        "gains and losses + fees + burned + unearned rewards = 0",
     ] {
         assert!(
             stdout.contains(expected),
             "missing {expected:?} in:\n{stdout}"
         );
     }
+    // Every step's balances are checked, not only printed.
+    let steps = stdout.matches("\n    balances: ").count();
+    assert!(steps >= 18, "{steps} balance checks");
+    assert_eq!(stdout.matches("\n    checked: escrow vault").count(), steps);
 }
 
 #[test]
@@ -82,5 +109,22 @@ fn the_demo_as_json() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON document");
     assert_eq!(doc["balanced"], true);
-    assert!(doc["steps"].as_array().is_some_and(|s| s.len() > 10));
+    let steps = doc["steps"].as_array().expect("steps");
+    assert!(steps.len() > 20, "{} steps", steps.len());
+    let details: Vec<&str> = steps
+        .iter()
+        .flat_map(|s| s["details"].as_array().into_iter().flatten())
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("order 3: the buyer got back more than it paid")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("event BreakerTripped"))
+    );
 }

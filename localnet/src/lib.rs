@@ -8,7 +8,8 @@
 //! which lags under load, so a small task moves it up to the wall clock (never backwards) before
 //! each block.
 //!
-//! [`setup`] creates a payment mint and funds wallets on a fresh node.
+//! [`setup`] creates the payment mints (the work token and a 6-decimal USD-like stand-in for
+//! USDC) and funds wallets on a fresh node.
 
 pub mod setup;
 
@@ -22,7 +23,7 @@ use surfpool_types::{
     BlockProductionMode, RpcConfig, SimnetCommand, SimnetConfig, SimnetEvent, SurfpoolConfig,
 };
 
-pub use setup::{LocalState, SetupError};
+pub use setup::{LocalMint, LocalState, SetupError};
 
 /// Milliseconds per slot, as on mainnet.
 pub const DEFAULT_SLOT_TIME_MS: u64 = 400;

@@ -145,7 +145,7 @@ fn json_output_is_one_document_errors_included_with_distinct_exit_codes() {
             .gpumesh(&wallet)
             .env("GPUMESH_OUTPUT", output)
             .args(["worker", "register", "--class", "h100", "--gpus", "0"])
-            .args(["--region", "eu-west", "--price", "1", "--node-key", "x"])
+            .args(["--region", "eu-west", "--price", "1/s", "--node-key", "x"])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
@@ -291,6 +291,51 @@ fn vram_is_given_with_units() {
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains("80GiB or 81920MiB"), "{e}");
     }
+}
+
+/// Prices name their unit (per GPU-hour or per GPU-second): a bare number or another unit is a
+/// usage error, before anything is read from a chain; the help says so, and the reserved term's
+/// default.
+#[test]
+fn prices_are_given_with_units_and_help_names_the_defaults() {
+    let home = tempfile::tempdir().unwrap();
+    for (flag, cmd) in [
+        ("--price", &["worker", "register"][..]),
+        ("--price", &["worker", "update"]),
+        ("--max-price", &["order", "create"]),
+    ] {
+        for bad in ["0.85", "0.85/min", "abc/h"] {
+            let out = bare(home.path())
+                .args(cmd)
+                .args([flag, bad])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{cmd:?} {flag} {bad}");
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                e.contains("per GPU-hour like 0.8532/h") && e.contains("0.000237/s"),
+                "{e}"
+            );
+        }
+    }
+    let help = |path: &[&str]| -> String {
+        let out = bare(home.path()).args(path).arg("--help").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let create = help(&["order", "create"]);
+    assert!(
+        create.contains("default 7d") && create.contains("604800 s") && create.contains("/h"),
+        "{create}"
+    );
+    assert!(help(&["worker", "register"]).contains("per GPU-hour"));
+    assert!(help(&["market", "update"]).contains("h100=2.88/h"));
+    assert!(help(&["airdrop"]).contains("USD-like"));
+    let out = bare(home.path())
+        .args(["order", "create", "--duration", "7w"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("90m, 12h, 7d"));
 }
 
 #[test]

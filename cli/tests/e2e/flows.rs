@@ -51,7 +51,7 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
             "--region",
             "eu-west",
             "--price",
-            "0.001",
+            "0.001/s",
             "--node-key",
             node_path.to_str().unwrap(),
         ],
@@ -80,7 +80,7 @@ fn market_worker_order_settlement_and_cancel_through_the_binary() {
             "--regions",
             "eu-west,us-east",
             "--max-price",
-            "0.002",
+            "0.002/s",
             "--duration",
             "3600",
             "--deposit",
@@ -171,7 +171,7 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
             "--region",
             "eu-west",
             "--price",
-            "0.001",
+            "0.001/s",
             "--node-key",
             node_path.to_str().unwrap(),
         ],
@@ -242,7 +242,7 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
             "--regions",
             "eu-west",
             "--max-price",
-            "1",
+            "1/s",
             "--duration",
             "3600",
             "--deposit",
@@ -259,6 +259,72 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
             && e.contains("--deposit 3600"),
         "the amount needed, computed before sending: {e}"
     );
+    // A reserved order without --duration is a 7-day term, and the deposit it needs is named.
+    let create = |extra: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = [
+            "order",
+            "create",
+            "--class",
+            "h100",
+            "--regions",
+            "eu-west",
+            "--deposit",
+            "5",
+            "--spec",
+            spec.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all
+    };
+    let args = create(&["--max-price", "1.08/h", "--mode", "reserved"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = net.fails(&user, &args);
+    assert!(
+        e.contains("0.0003 x 1 GPU(s) x 604800 s = 181.44 tokens")
+            && e.contains("1.08/h per GPU for 7d 0h")
+            && e.contains("--deposit 181.44"),
+        "the 7-day default term and its deposit: {e}"
+    );
+    // A term whose cost passes what any account can hold is refused, not overflowed.
+    let args = create(&[
+        "--max-price",
+        "18446744073709.551615/s",
+        "--gpus",
+        "4096",
+        "--duration",
+        "99999999999d",
+        "--mode",
+        "reserved",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = net.fails(&user, &args);
+    assert!(e.contains("more than a token account can hold"), "{e}");
+    // A spot order has no term: --duration is required, said with an example.
+    let args = create(&["--max-price", "1.08/h"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = net.fails(&user, &args);
+    assert!(
+        e.contains("a spot order needs --duration") && e.contains("--duration 2h"),
+        "{e}"
+    );
+    // An hourly price that is not a whole number of base units per second: the nearest exact.
+    let args = create(&["--max-price", "0.85/h", "--duration", "1h"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = net.fails(&user, &args);
+    assert!(
+        e.contains("--max-price 0.85/h is not a whole number")
+            && e.contains("use 0.8496/h (0.000236/s) or 0.8532/h (0.000237/s)"),
+        "{e}"
+    );
+    let e = net.fails(&user, &["worker", "update", "--price", "0.001/h"]);
+    assert!(e.contains("use 0.0036/h (0.000001/s)"), "{e}");
+    // A bare number: usage, status 2, nothing read or sent.
+    let out = net.run(&user, &["worker", "update", "--price", "0.85"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("has no unit"));
     // The wrong signer for an operator command.
     let e = net.fails(&user, &["market", "update", "--pause"]);
     assert!(e.contains("not this market's authority"), "{e}");
@@ -273,7 +339,7 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
             "--regions",
             "eu-west",
             "--max-price",
-            "1",
+            "1/s",
             "--duration",
             "1",
             "--deposit",
@@ -302,7 +368,7 @@ fn bad_inputs_say_what_to_do_and_move_nothing() {
             "--region",
             "eu-west",
             "--price",
-            "0.001",
+            "0.001/s",
             "--node-key",
             node_path.to_str().unwrap(),
         ],
@@ -344,7 +410,7 @@ fn a_buyer_leaves_through_the_binary_when_the_orchestrator_does_not_close() {
             "--region",
             "eu-west",
             "--price",
-            "0.001",
+            "0.001/s",
             "--node-key",
             node_path.to_str().unwrap(),
         ],
@@ -364,7 +430,7 @@ fn a_buyer_leaves_through_the_binary_when_the_orchestrator_does_not_close() {
             "--regions",
             "eu-west",
             "--max-price",
-            "0.002",
+            "0.002/s",
             "--duration",
             "3600",
             "--deposit",
@@ -414,39 +480,49 @@ fn a_buyer_leaves_through_the_binary_when_the_orchestrator_does_not_close() {
 fn gpumesh_localnet_serves_the_program_a_mint_and_funded_wallets() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let rpc_port = gpumesh_localnet::free_port().unwrap();
-    let ws_port = gpumesh_localnet::free_port().unwrap();
     let wallet = Keypair::new();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpumesh"))
-        .env("HOME", dir.path())
-        .args(["localnet", "--output", "json-compact", "--tokens", "250"])
-        .args([
-            "--rpc-port",
-            &rpc_port.to_string(),
-            "--ws-port",
-            &ws_port.to_string(),
-        ])
-        .args(["--fund", &wallet.pubkey().to_string()])
-        .arg("--localnet-dir")
-        .arg(dir.path().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
+    let start = || {
+        let rpc_port = gpumesh_localnet::free_port().unwrap();
+        let ws_port = gpumesh_localnet::free_port().unwrap();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpumesh"))
+            .env("HOME", dir.path())
+            .args(["localnet", "--output", "json-compact", "--tokens", "250"])
+            .args(["--usd-tokens", "75"])
+            .args([
+                "--rpc-port",
+                &rpc_port.to_string(),
+                "--ws-port",
+                &ws_port.to_string(),
+            ])
+            .args(["--fund", &wallet.pubkey().to_string()])
+            .arg("--localnet-dir")
+            .arg(dir.path().join("state"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        (child, line)
+    };
+    let (mut child, line) = start();
     let ready: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
         let _ = child.kill();
         panic!("{e}: {line:?}")
     });
     let chain = RpcChain::new(ready["rpc_url"].as_str().unwrap());
     let mint = Pubkey::from_str(ready["mint"].as_str().unwrap()).unwrap();
+    let usd_mint = Pubkey::from_str(ready["usd_mint"].as_str().unwrap()).unwrap();
     let program = chain.account(&gpumesh_client::program::ID).unwrap();
     let tokens = chain
         .token_balance(&token::ata(&wallet.pubkey(), &mint))
         .unwrap();
+    let usd = chain
+        .token_balance(&token::ata(&wallet.pubkey(), &usd_mint))
+        .unwrap();
+    let usd_decimals = token::mint_decimals(&chain, &usd_mint).unwrap();
     let sol = chain.lamports(&wallet.pubkey()).unwrap();
     let _ = child.kill();
     let _ = child.wait();
@@ -455,10 +531,169 @@ fn gpumesh_localnet_serves_the_program_a_mint_and_funded_wallets() {
     ));
     assert_eq!(ready["program_id"], gpumesh_client::program::ID.to_string());
     assert_eq!(tokens, 250 * ONE);
+    assert_eq!((usd, usd_decimals), (75 * ONE, 6), "the USD-like mint");
+    assert_eq!(ready["usd_decimals"], 6);
+    assert_eq!(ready["mints"][1]["name"], "usd");
+    assert_ne!(mint, usd_mint);
     assert_eq!(sol, 100 * 1_000_000_000);
-    // The mint's keys stay in the state directory, so a restart brings it back at this address.
+    // The mints' keys stay in the state directory, so a restart brings both back at these
+    // addresses, on a fresh chain.
     let state = LocalState::open(&dir.path().join("state")).unwrap();
-    assert_eq!(state.mint(), mint);
+    assert_eq!((state.mint(), state.usd_mint().unwrap()), (mint, usd_mint));
+    let (mut child, line) = start();
+    let again: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        let _ = child.kill();
+        panic!("{e}: {line:?}")
+    });
+    let chain = RpcChain::new(again["rpc_url"].as_str().unwrap());
+    let both_there = [mint, usd_mint].map(|m| chain.account(&m).unwrap().is_some());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (again["mint"].as_str(), again["usd_mint"].as_str()),
+        (ready["mint"].as_str(), ready["usd_mint"].as_str())
+    );
+    assert_eq!(
+        both_there,
+        [true, true],
+        "both mints recreated after a restart"
+    );
+}
+
+/// The local chain's two mints: airdrop funds either, and a market runs in each (the first one
+/// created stays the default; the other is named with --market), prices per GPU-hour in the
+/// market's own mint.
+#[test]
+fn airdrop_funds_either_local_mint_and_a_market_runs_in_each() {
+    let mut net = Net::start();
+    let (operator, operator_key) = net.wallet("operator.json", "10", "0");
+    let work = net.ok(&operator, &["airdrop", "0", "--tokens", "3"]);
+    assert_eq!(work["mint"], net.mint.to_string());
+    assert_eq!(work["mint_name"], "work");
+    let usd = net.ok(
+        &operator,
+        &["airdrop", "0", "--tokens", "12.5", "--mint", "usd"],
+    );
+    assert_eq!(
+        (&usd["mint"], &usd["tokens"], &usd["decimals"]),
+        (
+            &Value::from(net.usd_mint.to_string()),
+            &Value::from("12.5"),
+            &Value::from(6)
+        )
+    );
+    let by_address = net.ok(
+        &operator,
+        &[
+            "airdrop",
+            "0",
+            "--tokens",
+            "1",
+            "--mint",
+            &net.usd_mint.to_string(),
+        ],
+    );
+    assert_eq!(by_address["tokens"], "13.5");
+    assert_eq!(
+        net.chain
+            .token_balance(&token::ata(&operator_key, &net.usd_mint))
+            .unwrap(),
+        13_500_000
+    );
+    let e = net.fails(
+        &operator,
+        &["airdrop", "0", "--tokens", "1", "--mint", "eur"],
+    );
+    assert!(e.contains("`work`") && e.contains("`usd`"), "{e}");
+    let stranger = Pubkey::new_unique().to_string();
+    let e = net.fails(
+        &operator,
+        &["airdrop", "0", "--tokens", "1", "--mint", &stranger],
+    );
+    assert!(e.contains("is not one of the local chain's mints"), "{e}");
+
+    // A market in the work token (the default), then one in the USD-like mint.
+    net.market(&operator);
+    let work_market = net.market.unwrap();
+    let orchestrator = Keypair::new();
+    let config = net.path("usd-market.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mint = \"{}\"\norchestrator = \"{}\"\n[params]\nmin_stake_per_gpu = \"25\"\n",
+            net.usd_mint,
+            orchestrator.pubkey()
+        ),
+    )
+    .unwrap();
+    let created = net.ok(&operator, &["market", "init", config.to_str().unwrap()]);
+    assert_eq!(created["mint"], net.usd_mint.to_string());
+    assert_eq!(
+        created["local_default"], false,
+        "the first market stays the default"
+    );
+    let usd_market = created["market"].as_str().unwrap().to_string();
+    assert_ne!(usd_market, work_market.to_string());
+    assert_eq!(
+        net.ok(&operator, &["market", "show"])["market"],
+        work_market.to_string()
+    );
+    let shown = net.ok(&operator, &["market", "show", "--market", &usd_market]);
+    assert_eq!(
+        (&shown["mint"], &shown["decimals"]),
+        (&Value::from(net.usd_mint.to_string()), &Value::from(6))
+    );
+    assert_eq!(shown["params"]["min_stake_per_gpu"], "25");
+
+    // A supplier prices its GPUs in the USD-like mint, per GPU-hour, and stakes it.
+    let (supplier, _) = net.wallet("supplier.json", "10", "0");
+    net.ok(
+        &supplier,
+        &["airdrop", "0", "--tokens", "100", "--mint", "usd"],
+    );
+    let node = net.path("usd-node.json");
+    cluster::write_keypair(&Keypair::new(), &node, false).unwrap();
+    let r = net.ok(
+        &supplier,
+        &[
+            "worker",
+            "register",
+            "--market",
+            &usd_market,
+            "--class",
+            "a100-80gb",
+            "--region",
+            "eu-west",
+            "--price",
+            "0.8532/h",
+            "--node-key",
+            node.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        (
+            &r["price_per_gpu_hour"],
+            &r["price_per_gpu_second"],
+            &r["mint"]
+        ),
+        (
+            &Value::from("0.8532"),
+            &Value::from("0.000237"),
+            &Value::from(net.usd_mint.to_string())
+        )
+    );
+    net.ok(
+        &supplier,
+        &["worker", "stake", "25", "--market", &usd_market],
+    );
+    let s = net.ok(&supplier, &["worker", "status", "--market", &usd_market]);
+    assert_eq!(
+        (&s["stake"], &s["price_per_gpu_hour"]),
+        (&Value::from("25"), &Value::from("0.8532"))
+    );
+    // The work-token market knows nothing of it.
+    let e = net.fails(&supplier, &["worker", "status"]);
+    assert!(e.contains("does not exist"), "{e}");
 }
 
 /// The RFC 3339 form the CLI prints, computed independently of it (days from the civil date).

@@ -27,13 +27,15 @@ pub struct Net {
     pub url: String,
     pub dir: tempfile::TempDir,
     pub chain: RpcChain,
+    /// The local work token and the USD-like mint.
     pub mint: Pubkey,
+    pub usd_mint: Pubkey,
     /// The market `market()` created.
     pub market: Option<Pubkey>,
 }
 
 impl Net {
-    /// A fresh local chain with the local mint, as `gpumesh localnet` sets it up.
+    /// A fresh local chain with the local mints, as `gpumesh localnet` sets it up.
     pub fn start() -> Self {
         let node = Localnet::start(LocalnetConfig {
             slot_time_ms: 100,
@@ -45,8 +47,10 @@ impl Net {
         let mut chain = RpcChain::new(url.clone());
         let state = LocalState::open_or_create(&dir.path().join("state")).unwrap();
         state.ensure_mint(&mut chain, 6).unwrap();
+        state.ensure_usd_mint(&mut chain).unwrap();
         Net {
             mint: state.mint(),
+            usd_mint: state.usd_mint().unwrap(),
             _node: node,
             url,
             dir,
@@ -217,7 +221,7 @@ impl Net {
             "--region",
             "eu-west",
             "--price",
-            "0.001",
+            "0.001/s",
             "--node-key",
             node_path.to_str().unwrap(),
         ];
@@ -238,7 +242,7 @@ impl Net {
             "--regions",
             "eu-west",
             "--max-price",
-            "0.002",
+            "0.002/s",
             "--duration",
             "3600",
             "--spec",

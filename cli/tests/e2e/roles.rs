@@ -6,11 +6,23 @@
 use crate::net::{Net, ONE, tok};
 use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
+use gpumesh_client::program::instructions::breaker_cap;
 use gpumesh_client::program::state::{CloseReason, Market, Worker};
 use gpumesh_client::{Keypair, Signer, cluster};
 use gpumesh_orchestrator::actions::Orchestrator;
 use std::str::FromStr;
 use std::time::Duration;
+
+const YEAR: u64 = 365 * 86_400;
+
+/// `amount / stake` a year over `seconds`, as a percentage truncated toward zero to 4 decimals:
+/// the worker status's rule, computed here on its own.
+fn annual_percent(amount: i128, stake: u64, seconds: u64) -> String {
+    let ppm = amount * YEAR as i128 * 1_000_000 / (stake as i128 * seconds as i128);
+    let sign = if ppm < 0 { "-" } else { "" };
+    let abs = ppm.unsigned_abs();
+    format!("{sign}{}.{:04}", abs / 10_000, abs % 10_000)
+}
 
 #[test]
 fn a_supplier_updates_inspects_and_closes_its_worker() {
@@ -53,14 +65,16 @@ fn a_supplier_updates_inspects_and_closes_its_worker() {
             "worker",
             "update",
             "--price",
-            "0.0015",
+            "5.4/h",
             "--vram",
             "40GiB",
             "--node-key",
             new_node.to_str().unwrap(),
         ],
     );
+    // 5.4 per GPU-hour is exactly 0.0015 per GPU-second: both are in the JSON.
     assert_eq!(u["price_per_gpu_second"], "0.0015");
+    assert_eq!(u["price_per_gpu_hour"], "5.4");
     assert_eq!(u["hardware"]["vram_mib"], 40_960);
     let w: Worker = net.chain.fetch(&worker).unwrap();
     assert_eq!(
@@ -71,7 +85,7 @@ fn a_supplier_updates_inspects_and_closes_its_worker() {
         w.node_key,
         cluster::read_keypair(&new_node).unwrap().pubkey()
     );
-    let e = net.fails(&supplier, &["worker", "update", "--price", "0.0015"]);
+    let e = net.fails(&supplier, &["worker", "update", "--price", "0.0015/s"]);
     assert!(e.contains("nothing to change"), "{e}");
     let out = net.run(&supplier, &["worker", "update", "--vram", "80"]);
     assert_eq!(out.status.code(), Some(2), "a bare number is a usage error");
@@ -101,6 +115,8 @@ fn a_supplier_updates_inspects_and_closes_its_worker() {
     assert_eq!(s["leases"][0]["order"], order.to_string());
     assert_eq!(s["leases"][0]["lease"], lease.lease.to_string());
     assert_eq!(s["stake_locked_by_leases"], "100");
+    assert_eq!(s["leases"][0]["price_per_gpu_hour"], "5.4");
+    assert_eq!(s["price_per_gpu_hour"], "5.4");
     assert_eq!(s["stake_free"], "150");
     let e = net.fails(&supplier, &["worker", "unstake", "200"]);
     assert!(
@@ -110,7 +126,8 @@ fn a_supplier_updates_inspects_and_closes_its_worker() {
     // While a lease runs: the price may change, the claim may not.
     let e = net.fails(&supplier, &["worker", "update", "--gpus", "4"]);
     assert!(e.contains("serves 1 lease(s)"), "{e}");
-    net.ok(&supplier, &["worker", "update", "--price", "0.002"]);
+    let u = net.ok(&supplier, &["worker", "update", "--price", "7.2/h"]);
+    assert_eq!(u["price_per_gpu_second"], "0.002");
 
     // Served seconds settle; the status shows earnings and the return on stake.
     std::thread::sleep(Duration::from_secs(3));
@@ -130,6 +147,30 @@ fn a_supplier_updates_inspects_and_closes_its_worker() {
     assert_eq!(s["leases"].as_array().map(Vec::len), Some(0));
     let r = &s["stake_return"];
     assert_eq!(r["ppm"], earned * 1_000_000 / (250 * ONE), "{s}");
+    // The stake's yield over the worker's life, with the figures it is computed from.
+    let y = &s["stake_yield"];
+    let seconds = y["seconds"].as_u64().unwrap();
+    assert_eq!(
+        y["to_ts"].as_i64().unwrap() - y["from_ts"].as_i64().unwrap(),
+        seconds as i64
+    );
+    assert_eq!(y["from_ts"], s["registered_ts"]);
+    assert_eq!(
+        (
+            &y["stake"],
+            &y["fee_income"],
+            &y["emission_rewards"],
+            &y["slashed"]
+        ),
+        (&tok(250 * ONE), &tok(earned), &tok(0), &tok(0)),
+        "{y}"
+    );
+    assert_eq!(y["year_seconds"], YEAR);
+    let fees = annual_percent(earned as i128, 250 * ONE, seconds);
+    assert_eq!(y["fees_percent_per_year"], fees, "{y}");
+    assert_eq!(y["total_percent_per_year"], fees);
+    assert_eq!(y["net_percent_per_year"], fees);
+    assert_eq!(y["emission_percent_per_year"], "0.0000");
     let text = net
         .gpumesh(&supplier)
         .env("GPUMESH_OUTPUT", "text")
@@ -138,9 +179,10 @@ fn a_supplier_updates_inspects_and_closes_its_worker() {
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains("return on stake since registration")
+        text.contains("stake yield over the worker's life")
             && text.contains("not a forecast")
-            && text.contains("a year at that rate"),
+            && text.contains(&format!("fee income {}", tok(earned).as_str().unwrap()))
+            && text.contains("emission rewards 0 = 0.00% a year"),
         "{text}"
     );
 
@@ -222,6 +264,23 @@ fn rewards_are_claimed_and_a_jailed_worker_unjails_with_its_stake_back() {
     let s = net.ok(&supplier, &["worker", "status"]);
     assert_eq!(s["jailed"], true);
     assert_eq!(s["stake"], "50");
+    // The yield counts the emission rewards and, as a loss beside them, the slash.
+    let y = &s["stake_yield"];
+    let seconds = y["seconds"].as_u64().unwrap();
+    let earned = w.earnings_total as i128;
+    let rewards = w.rewards_total as i128;
+    assert_eq!(y["emission_rewards"], tok(w.rewards_total), "{y}");
+    assert_eq!(y["slashed"], "50");
+    assert_eq!(
+        y["emission_percent_per_year"],
+        annual_percent(rewards, 50 * ONE, seconds)
+    );
+    assert_eq!(
+        y["net_percent_per_year"],
+        annual_percent(earned + rewards - 50 * ONE as i128, 50 * ONE, seconds),
+        "a slash larger than the income: a negative rate"
+    );
+    assert!(y["net_percent_per_year"].as_str().unwrap().starts_with('-'));
     let e = net.fails(&supplier, &["worker", "unjail"]);
     assert!(
         e.contains("needs 100 bonded") && e.contains("`gpumesh worker stake 50`"),
@@ -257,9 +316,9 @@ fn an_operator_prices_pauses_rotates_the_orchestrator_and_withdraws_fees() {
             "market",
             "update",
             "--reference-price",
-            "h100=0.0008",
+            "h100=2.88/h",
             "--reference-price",
-            "a100-80gb=0.0005",
+            "a100-80gb=0.0005/s",
         ],
     );
     assert_eq!(u["changed"][0], "reference prices");
@@ -267,16 +326,44 @@ fn an_operator_prices_pauses_rotates_the_orchestrator_and_withdraws_fees() {
     assert_eq!((m.reference_prices[9], m.reference_prices[8]), (800, 500));
     let shown = net.ok(&operator, &["market", "show"]);
     let refs = shown["reference_prices"].as_array().unwrap();
-    assert!(
-        refs.iter()
-            .any(|r| r["class"] == "h100" && r["price_per_gpu_second"] == "0.0008"),
+    let h100 = refs.iter().find(|r| r["class"] == "h100").expect("h100");
+    assert_eq!(
+        (&h100["price_per_gpu_second"], &h100["price_per_gpu_hour"]),
+        (&tok(800), &serde_json::json!("2.88")),
         "{shown}"
     );
+    let cap = breaker_cap(&m, 9).unwrap().unwrap();
+    assert_eq!(h100["breaker_cap_per_gpu_second"], tok(cap));
+    assert_eq!(
+        h100["breaker_cap_per_gpu_hour"],
+        gpumesh_client::amount::format(cap * 3_600, 6)
+    );
+    let text = net
+        .gpumesh(&operator)
+        .env("GPUMESH_OUTPUT", "text")
+        .args(["market", "show"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("h100 2.88 per GPU-hour (0.0008 per GPU-second); cap 11.52/h"),
+        "{text}"
+    );
+    let e = net.fails(
+        &operator,
+        &["market", "update", "--reference-price", "h100=0.85/h"],
+    );
+    assert!(e.contains("use 0.8496/h (0.000236/s) or 0.8532/h"), "{e}");
+    let e = net.fails(
+        &operator,
+        &["market", "update", "--reference-price", "h100=0.85"],
+    );
+    assert!(e.contains("has no unit"), "{e}");
     let e = net.fails(
         &operator,
         &["market", "update", "--reference-price", "h100"],
     );
-    assert!(e.contains("write CLASS=PRICE"), "{e}");
+    assert!(e.contains("write CLASS=PRICE with the price's unit"), "{e}");
     let e = net.fails(
         &operator,
         &["market", "update", "--reference-price", "a100=1"],
@@ -300,7 +387,7 @@ fn an_operator_prices_pauses_rotates_the_orchestrator_and_withdraws_fees() {
             "--regions",
             "eu-west",
             "--max-price",
-            "0.002",
+            "0.002/s",
             "--duration",
             "60",
             "--deposit",
@@ -340,6 +427,17 @@ fn an_operator_prices_pauses_rotates_the_orchestrator_and_withdraws_fees() {
     net.order(&buyer, &["--deposit", "40"]);
     let order = a.order(&buyer_key, 1);
     let worker = a.worker(&supplier_key);
+    let shown = net.ok(&buyer, &["order", "show", "1"]);
+    assert_eq!(
+        (
+            &shown["max_price_per_gpu_second"],
+            &shown["max_price_per_gpu_hour"]
+        ),
+        (&tok(2_000), &serde_json::json!("7.2")),
+        "{shown}"
+    );
+    let listed = net.ok(&buyer, &["order", "list"]);
+    assert_eq!(listed["orders"][0]["max_price_per_gpu_hour"], "7.2");
     let refused =
         Orchestrator::new(a, old_orch.insecure_clone()).assign(&mut net.chain, &order, &worker, 1);
     assert!(refused.is_err(), "the old orchestrator key is out");
