@@ -727,13 +727,25 @@ impl Daemon {
     /// Takes a new lease: refuses its job with the reason, or starts it.
     async fn accept(&mut self, a: LeaseAssignment, s: Option<&mut Session>) -> Result<(), Fail> {
         let id = a.lease;
-        let plan = jobs::plan(
-            &a,
-            &self.machine,
-            self.config.worker,
-            &self.config.work_dir,
-            self.config.runtime.kind,
-        );
+        // A GPU serves one lease at a time.
+        let busy = self.leases.iter().find_map(|(other, st)| {
+            let holds = matches!(st.stored.phase, Phase::Starting | Phase::Running);
+            let index = a
+                .gpu_indices
+                .iter()
+                .find(|i| holds && st.stored.assignment.gpu_indices.contains(i))?;
+            Some(format!("GPU {index} is serving lease {}", other.lease))
+        });
+        let plan = match busy {
+            Some(why) => Err(why),
+            None => jobs::plan(
+                &a,
+                &self.machine,
+                self.config.worker,
+                &self.config.work_dir,
+                self.config.runtime.kind,
+            ),
+        };
         let mut stored = StoredLease::new(a);
         stored.log_seq_reserved = LOG_SEQ_BLOCK;
         match plan {

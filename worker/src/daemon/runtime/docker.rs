@@ -10,12 +10,15 @@ use crate::daemon::store::JobRef;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, DeviceMapping, DeviceRequest, HostConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, DeviceRequest, HostConfig, HostConfigLogConfig, PortBinding,
+};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
+    ListContainersOptions, RemoveContainerOptions,
 };
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use gpumesh_protocol::Key;
 use gpumesh_protocol::wire::{LeaseId, LogStream};
 use std::collections::HashMap;
@@ -48,6 +51,29 @@ fn is_not_found(e: &DockerError) -> bool {
             ..
         }
     )
+}
+
+/// Inspects a container; None when it does not exist. Podman reports a container that has
+/// exited but is not cleaned up yet in a state Docker's API does not have (`stopped`), which
+/// does not parse; that lasts until its cleanup, so look again for a while.
+async fn inspect(
+    docker: &Docker,
+    id: &str,
+) -> Result<Option<bollard::models::ContainerInspectResponse>, DockerError> {
+    let mut attempt = 0;
+    loop {
+        match docker.inspect_container(id, None).await {
+            Ok(i) => return Ok(Some(i)),
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(DockerError::JsonDataError { .. } | DockerError::JsonSerdeError { .. })
+                if attempt < 50 =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Parses the engine's RFC 3339 times (`2026-11-30T08:30:16.340416536Z`); Docker writes
@@ -177,6 +203,12 @@ pub fn container_config(plan: &JobPlan, config: &RuntimeConfig) -> ContainerCrea
             security_opt: Some(vec!["no-new-privileges".into()]),
             cap_drop: Some(DROPPED_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
             privileged: Some(false),
+            // The daemon takes the output from the attach stream; an engine-side log file would
+            // only fill the disk when a job floods its output.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -289,20 +321,36 @@ impl DockerRuntime {
             .await
             .map_err(engine)?;
         let id = created.id;
+        // Attached before the start, so no output is missed however short the job.
+        let output = match self.attach(&id).await {
+            Ok(output) => output,
+            Err(e) => {
+                let _ = self.remove(&id).await;
+                return Err(engine(e));
+            }
+        };
         if let Err(e) = self.docker.start_container(&id, None).await {
             let _ = self.remove(&id).await;
             return Err(engine(e));
         }
         let at = Instant::now();
         let unix = unix_ms();
-        let inspect = self
-            .docker
-            .inspect_container(&id, None)
-            .await
-            .map_err(engine)?;
-        let engine_started = inspect.state.as_ref().and_then(|s| s.started_at.clone());
+        let inspected = match inspect(&self.docker, &id).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("inspecting container {id} after its start: {e}");
+                None
+            }
+        };
+        let engine_started = inspected
+            .as_ref()
+            .and_then(|i| i.state.as_ref())
+            .and_then(|s| s.started_at.clone());
         let mut notes = Vec::new();
-        if let Some(ports) = inspect.network_settings.and_then(|n| n.ports) {
+        if let Some(ports) = inspected
+            .and_then(|i| i.network_settings)
+            .and_then(|n| n.ports)
+        {
             let mut ports: Vec<_> = ports.into_iter().collect();
             ports.sort_by(|a, b| a.0.cmp(&b.0));
             for (port, bindings) in ports {
@@ -318,7 +366,7 @@ impl DockerRuntime {
         let job = DockerJob {
             docker: self.docker.clone(),
             id: id.clone(),
-            since: 0,
+            output: Some(output),
         };
         Ok((
             job,
@@ -329,6 +377,25 @@ impl DockerRuntime {
                 notes,
             },
         ))
+    }
+
+    async fn attach(
+        &self,
+        id: &str,
+    ) -> Result<BoxStream<'static, Result<LogOutput, DockerError>>, DockerError> {
+        let attached = self
+            .docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(attached.output)
     }
 
     async fn remove(&self, id: &str) -> Result<(), DockerError> {
@@ -345,16 +412,12 @@ impl DockerRuntime {
     }
 
     pub async fn adopt(&self, job: &JobRef) -> Result<Adopted, RuntimeError> {
-        let inspect = match self.docker.inspect_container(&job.id, None).await {
-            Ok(i) => i,
-            Err(e) if is_not_found(&e) => {
-                return Ok(Adopted::Lost(
-                    "its container is gone (removed, or the engine lost it)".into(),
-                ));
-            }
-            Err(e) => return Err(engine(e)),
+        let Some(inspected) = inspect(&self.docker, &job.id).await.map_err(engine)? else {
+            return Ok(Adopted::Lost(
+                "its container is gone (removed, or the engine lost it)".into(),
+            ));
         };
-        let state = inspect.state.unwrap_or_default();
+        let state = inspected.state.unwrap_or_default();
         if state.started_at != job.engine_started {
             let _ = self.remove(&job.id).await;
             return Ok(Adopted::Lost(
@@ -363,12 +426,12 @@ impl DockerRuntime {
             ));
         }
         if state.running == Some(true) {
-            let since = i32::try_from(unix_ms() / 1000).unwrap_or(0);
+            let output = self.attach(&job.id).await.map_err(engine)?;
             return Ok(Adopted::Running(Box::new(super::Running::Docker(
                 DockerJob {
                     docker: self.docker.clone(),
                     id: job.id.clone(),
-                    since,
+                    output: Some(output),
                 },
             ))));
         }
@@ -436,8 +499,8 @@ fn exit_state(state: &bollard::models::ContainerState) -> ExitState {
 pub struct DockerJob {
     docker: Docker,
     id: String,
-    /// Output from this unix second on (0: all of it).
-    since: i32,
+    /// The attach stream (stdout and stderr multiplexed), until taken.
+    output: Option<BoxStream<'static, Result<LogOutput, DockerError>>>,
 }
 
 #[derive(Clone)]
@@ -473,16 +536,9 @@ impl DockerJob {
     }
 
     pub fn output(&mut self) -> Output {
-        let stream = self.docker.logs(
-            &self.id,
-            Some(LogsOptions {
-                follow: true,
-                stdout: true,
-                stderr: true,
-                since: self.since,
-                ..Default::default()
-            }),
-        );
+        let Some(stream) = self.output.take() else {
+            return futures_util::stream::empty().boxed();
+        };
         stream
             .take_while(|item| {
                 if let Err(e) = item {
@@ -505,31 +561,43 @@ impl DockerJob {
     }
 
     pub async fn wait(&mut self) -> Result<ExitState, RuntimeError> {
-        loop {
+        let gone =
+            || RuntimeError::Engine(format!("container {} disappeared while it ran", self.id));
+        let code = loop {
             let answer = self.docker.wait_container(&self.id, None).next().await;
             match answer {
-                Some(Ok(_)) | Some(Err(DockerError::DockerContainerWaitError { .. })) => {}
-                Some(Err(e)) if is_not_found(&e) => {
-                    return Err(RuntimeError::Engine(format!(
-                        "container {} disappeared while it ran",
-                        self.id
-                    )));
-                }
+                Some(Ok(r)) => break r.status_code,
+                Some(Err(DockerError::DockerContainerWaitError { code, .. })) => break code,
+                Some(Err(e)) if is_not_found(&e) => return Err(gone()),
                 // A timeout or a dropped connection: look, and wait again if it still runs.
                 Some(Err(e)) => tracing::debug!("waiting for {}: {e}", self.id),
                 None => {}
             }
-            let inspect = self
-                .docker
-                .inspect_container(&self.id, None)
+            let state = inspect(&self.docker, &self.id)
                 .await
-                .map_err(engine)?;
-            let state = inspect.state.unwrap_or_default();
+                .map_err(engine)?
+                .ok_or_else(gone)?
+                .state
+                .unwrap_or_default();
             if state.running != Some(true) {
-                return Ok(exit_state(&state));
+                break state.exit_code.unwrap_or(-1);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        };
+        // The engine's own times and the memory kill, when it tells.
+        let state = inspect(&self.docker, &self.id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|i| i.state)
+            .unwrap_or_default();
+        let mut exit = exit_state(&state);
+        exit.exit_code = i32::try_from(code).ok();
+        exit.signal = exit
+            .exit_code
+            .filter(|c| (129..=159).contains(c))
+            .map(|c| c - 128);
+        Ok(exit)
     }
 
     pub fn killer(&self) -> DockerKiller {
@@ -539,7 +607,7 @@ impl DockerJob {
         }
     }
 
-    pub async fn cleanup(&self) {
+    pub async fn cleanup(&mut self) {
         if let Err(e) = self
             .docker
             .remove_container(

@@ -199,7 +199,7 @@ impl Running {
     }
 
     /// Removes what is left of the job (container, stray processes).
-    pub async fn cleanup(&self) {
+    pub async fn cleanup(&mut self) {
         match self {
             Running::Docker(j) => j.cleanup().await,
             Running::Command(j) => j.cleanup(),
