@@ -397,3 +397,155 @@ async fn containers_no_lease_wants_are_reaped_at_start() {
         .await
         .expect("cleanup");
 }
+
+/// Builds examples/hello's image through the engine's API, as `examples/hello/build.sh` does.
+async fn build_hello(docker: &bollard::Docker) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, path) in [
+        ("Containerfile", root.join("Containerfile")),
+        ("hello.sh", root.join("hello.sh")),
+        ("busybox", "/bin/busybox".into()),
+    ] {
+        tar.append_path_with_name(&path, name)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let context = tar.into_inner().expect("context");
+    let mut build = docker.build_image(
+        bollard::query_parameters::BuildImageOptions {
+            dockerfile: "Containerfile".into(),
+            t: Some("localhost/gpumesh-hello:latest".into()),
+            rm: true,
+            ..Default::default()
+        },
+        None,
+        Some(bollard::body_full(bytes::Bytes::from(context))),
+    );
+    use futures_util::StreamExt;
+    while let Some(step) = build.next().await {
+        let step = step.expect("building examples/hello");
+        if let Some(e) = step.error_detail {
+            panic!("building examples/hello: {e:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_example_runs_as_documented() {
+    let docker = engine().await;
+    build_hello(&docker).await;
+    let names = Names::new();
+    let orch = OrchestratorSide::start(names.clone(), Behaviour::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let daemon = start_daemon(cpu_config(
+        dir.path(),
+        &orch.url,
+        &names,
+        RuntimeKind::Docker,
+    ));
+    orch.connected(1).await;
+    // The spec file's exact bytes, as the buyer's order hashed them.
+    let spec = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello.toml"),
+    )
+    .expect("examples/hello.toml");
+    let a = assignment(1, &spec, 1, vec![0], 1);
+    let lease = a.lease;
+    orch.start_job(a);
+    let exit = orch
+        .wait("the hello job's exit", Duration::from_secs(60), |s| {
+            s.exited.get(&lease).cloned()
+        })
+        .await;
+    assert_eq!(exit.exit_code, Some(0), "{}", exit.status);
+    assert_eq!(
+        exit.result_hash,
+        results_hash(&[("hello.txt", b"hello from the buyer, after 3 steps\n")]).expect("hash")
+    );
+    let logs = orch.seen(|s| s.log_text(lease));
+    assert!(
+        logs.contains(&format!("hello from gpumesh, lease {}", lease.lease)),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("step 3") && logs.contains("CUDA_VISIBLE_DEVICES=[]"),
+        "{logs}"
+    );
+    let served = orch
+        .wait("the final receipt", Duration::from_secs(10), |s| {
+            s.max_receipt(lease).filter(|&r| r >= 3)
+        })
+        .await;
+    assert!(served <= 4, "{served}");
+    daemon.stop().await.expect("stop");
+    assert!(orch.problems().is_empty(), "{:?}", orch.problems());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leftover_container_of_the_same_lease_is_replaced() {
+    use gpumesh_worker::daemon::config::RuntimeConfig;
+    use gpumesh_worker::daemon::runtime::docker::{DockerRuntime, container_name};
+    use gpumesh_worker::daemon::runtime::{JobPlan, Running};
+    let docker = engine().await;
+    let image = test_image(&docker).await;
+    let names = Names::new();
+    let a = assignment(
+        3,
+        &format!("image = \"{image}\"\ncommand = [\"echo\", \"second\"]\n"),
+        1,
+        vec![0],
+        5,
+    );
+    // What a daemon stopped between create and start leaves behind.
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(container_name(a.lease)),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody {
+                image: Some(image.into()),
+                cmd: Some(vec!["echo".into(), "first".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("leftover");
+    let dir = tempfile::tempdir().expect("dir");
+    let runtime = DockerRuntime::connect(&RuntimeConfig::default(), names.worker)
+        .await
+        .expect("engine");
+    let plan = JobPlan {
+        lease: a.lease,
+        worker: names.worker,
+        spec: a.spec.clone(),
+        gpus: vec![],
+        real_gpus: false,
+        scratch: dir.path().join("scratch"),
+        results: dir.path().join("results"),
+        millicpus: 0,
+        memory_mib: 0,
+    };
+    std::fs::create_dir_all(&plan.scratch).expect("scratch");
+    std::fs::create_dir_all(&plan.results).expect("results");
+    let (job, started) = runtime.start(&plan).await.expect("replaces the leftover");
+    let mut job = Running::Docker(job);
+    use futures_util::StreamExt;
+    let output: Vec<u8> = job
+        .output()
+        .flat_map(|(_, b)| futures_util::stream::iter(b))
+        .collect()
+        .await;
+    assert_eq!(String::from_utf8_lossy(&output), "second\n");
+    let exit = job.wait().await.expect("exit");
+    assert_eq!(exit.exit_code, Some(0));
+    assert!(exit.run_ms.is_some(), "the engine's run time");
+    assert!(started.job.engine_started.is_some());
+    job.cleanup().await;
+    assert!(
+        docker
+            .inspect_container(&container_name(a.lease), None)
+            .await
+            .is_err()
+    );
+}

@@ -293,33 +293,32 @@ impl DockerRuntime {
     pub async fn start(&self, plan: &JobPlan) -> Result<(DockerJob, Started), RuntimeError> {
         self.ensure_image(&plan.spec.image).await?;
         let name = container_name(plan.lease);
-        // A container of this name is a leftover of an earlier attempt at this lease instance.
-        match self
+        let options = || {
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            })
+        };
+        let created = match self
             .docker
-            .remove_container(
-                &name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
+            .create_container(options(), container_config(plan, &self.config))
             .await
         {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(engine(e)),
-        }
-        let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                }),
-                container_config(plan, &self.config),
-            )
-            .await
-            .map_err(engine)?;
+            Ok(created) => created,
+            // A container of this name is a leftover of an earlier attempt at this lease
+            // instance (the daemon stopped between creating and reporting it): replace it.
+            // (Docker answers 409, Podman 500 "already in use": look instead of parsing.)
+            Err(e) => {
+                if !matches!(inspect(&self.docker, &name).await, Ok(Some(_))) {
+                    return Err(engine(e));
+                }
+                self.remove(&name).await.map_err(engine)?;
+                self.docker
+                    .create_container(options(), container_config(plan, &self.config))
+                    .await
+                    .map_err(engine)?
+            }
+        };
         let id = created.id;
         // Attached before the start, so no output is missed however short the job.
         let output = match self.attach(&id).await {
