@@ -27,8 +27,13 @@ use tokio::task::JoinHandle;
 pub enum JobEvent {
     /// The job runs from `started.at`.
     Started { lease: LeaseId, started: Started },
-    /// A job started before a restart still runs; its clock goes on from `at`.
-    Resumed { lease: LeaseId, at: Instant },
+    /// A job started before a restart still runs; its clock goes on from `at` (`unix_ms` on
+    /// the wall clock, the same moment).
+    Resumed {
+        lease: LeaseId,
+        at: Instant,
+        unix_ms: u64,
+    },
     /// The job stopped running (its time stops here). `at` when this process saw it stop;
     /// `exit` from the engine when it tells.
     Stopped {
@@ -219,67 +224,73 @@ async fn supervise(
                 }
             }
         }
-        JobStart::Adopt { plan, job } => match ctx.runtime.adopt(&job).await {
-            Ok(Adopted::Running(running)) => {
-                let _ = ctx.events.send(JobEvent::Resumed {
-                    lease: plan.lease,
-                    at: Instant::now(),
-                });
-                note(
-                    &ctx.hub,
-                    plan.lease,
-                    "the worker daemon restarted; output written while it was away is not forwarded",
-                );
-                (plan, *running, false)
-            }
-            Ok(Adopted::Exited(exit)) => {
-                let _ = ctx.events.send(JobEvent::Stopped {
-                    lease: plan.lease,
-                    at: None,
-                    exit: Some(exit.clone()),
-                });
-                let status = describe(&exit, None, false);
-                if let Runtime::Docker(d) = &*ctx.runtime {
-                    let _ = d
-                        .client()
-                        .remove_container(
-                            &job.id,
-                            Some(bollard::query_parameters::RemoveContainerOptions {
-                                force: true,
-                                v: true,
-                                ..Default::default()
-                            }),
-                        )
-                        .await;
+        JobStart::Adopt { plan, job } => {
+            // The moment before the engine is asked: if it says the job runs, it ran until here.
+            let (at, unix) = (Instant::now(), unix_ms());
+            let adopted = ctx.runtime.adopt(&job).await.map(|a| (a, at, unix));
+            match adopted {
+                Ok((Adopted::Running(running), at, unix)) => {
+                    let _ = ctx.events.send(JobEvent::Resumed {
+                        lease: plan.lease,
+                        at,
+                        unix_ms: unix,
+                    });
+                    note(
+                        &ctx.hub,
+                        plan.lease,
+                        "the worker daemon restarted; output written while it was away is not forwarded",
+                    );
+                    (plan, *running, false)
                 }
-                finish(
-                    &ctx,
-                    &plan,
-                    Some(&exit),
-                    format!("{status} (while the worker daemon was away)"),
-                )
-                .await;
-                return;
+                Ok((Adopted::Exited(exit), _, _)) => {
+                    let _ = ctx.events.send(JobEvent::Stopped {
+                        lease: plan.lease,
+                        at: None,
+                        exit: Some(exit.clone()),
+                    });
+                    let status = describe(&exit, None, false);
+                    if let Runtime::Docker(d) = &*ctx.runtime {
+                        let _ = d
+                            .client()
+                            .remove_container(
+                                &job.id,
+                                Some(bollard::query_parameters::RemoveContainerOptions {
+                                    force: true,
+                                    v: true,
+                                    ..Default::default()
+                                }),
+                            )
+                            .await;
+                    }
+                    finish(
+                        &ctx,
+                        &plan,
+                        Some(&exit),
+                        format!("{status} (while the worker daemon was away)"),
+                    )
+                    .await;
+                    return;
+                }
+                Ok((Adopted::Lost(why), _, _)) => {
+                    let _ = ctx.events.send(JobEvent::Stopped {
+                        lease: plan.lease,
+                        at: None,
+                        exit: None,
+                    });
+                    finish(&ctx, &plan, None, format!("lost: {why}")).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = ctx.events.send(JobEvent::Stopped {
+                        lease: plan.lease,
+                        at: None,
+                        exit: None,
+                    });
+                    finish(&ctx, &plan, None, format!("lost: {e}")).await;
+                    return;
+                }
             }
-            Ok(Adopted::Lost(why)) => {
-                let _ = ctx.events.send(JobEvent::Stopped {
-                    lease: plan.lease,
-                    at: None,
-                    exit: None,
-                });
-                finish(&ctx, &plan, None, format!("lost: {why}")).await;
-                return;
-            }
-            Err(e) => {
-                let _ = ctx.events.send(JobEvent::Stopped {
-                    lease: plan.lease,
-                    at: None,
-                    exit: None,
-                });
-                finish(&ctx, &plan, None, format!("lost: {e}")).await;
-                return;
-            }
-        },
+        }
     };
 
     let lease = plan.lease;

@@ -8,9 +8,9 @@
 //! back over a channel; job output flows through a bounded hub to the connection.
 //!
 //! Served time is the time a job really ran: its clock starts when the engine's start call has
-//! returned and stops when the daemon sees it exit (never later than the engine's own finish
-//! time). Heartbeats carry it as whole seconds, rounded down; a receipt signs exactly what the
-//! last heartbeat showed. Each heartbeat's links and each receipt are written to the state file
+//! returned; each heartbeat counts only up to the moment before the runtime last confirmed the
+//! job running, and the clock stops at the engine's own finish time. Heartbeats carry it as
+//! whole seconds, rounded down; a receipt signs exactly what the last heartbeat showed. Each heartbeat's links and each receipt are written to the state file
 //! before they are sent, so a restart goes on from the same chain and never signs a second
 //! version of a link. After a restart a container still running the same run (same engine start
 //! time) is picked up again and the seconds it ran meanwhile count; one that ended meanwhile
@@ -98,9 +98,32 @@ enum SessionEnd {
 #[derive(Debug, Clone, Copy)]
 struct Run {
     start: Instant,
+    /// `start` on the wall clock.
+    start_unix_ms: u64,
     served_at_start_ms: u64,
     /// Started by this process (so the engine's run time bounds it).
     fresh: bool,
+    /// The last moment the runtime said the job was running (and that moment on the wall
+    /// clock): heartbeats count up to here, never further.
+    confirmed: Instant,
+    confirmed_unix_ms: u64,
+}
+
+impl Run {
+    fn new(start: Instant, start_unix_ms: u64, served_at_start_ms: u64, fresh: bool) -> Self {
+        Run {
+            start,
+            start_unix_ms,
+            served_at_start_ms,
+            fresh,
+            confirmed: start,
+            confirmed_unix_ms: start_unix_ms,
+        }
+    }
+
+    fn served_ms(&self, at: Instant) -> u64 {
+        self.served_at_start_ms + at.saturating_duration_since(self.start).as_millis() as u64
+    }
 }
 
 /// A lease as the core holds it.
@@ -131,18 +154,17 @@ impl LeaseState {
         }
     }
 
-    fn served_ms(&self, now: Instant) -> u64 {
+    /// Milliseconds served as far as the runtime confirmed the job running.
+    fn served_ms(&self) -> u64 {
         match self.run {
-            Some(run) => {
-                run.served_at_start_ms + now.saturating_duration_since(run.start).as_millis() as u64
-            }
+            Some(run) => run.served_ms(run.confirmed),
             None => self.stored.served_ms,
         }
     }
 
     /// Whole seconds served, never below what a heartbeat already showed.
-    fn served_seconds(&self, now: Instant) -> u64 {
-        (self.served_ms(now) / 1000).max(self.service.served_seconds())
+    fn served_seconds(&self) -> u64 {
+        (self.served_ms() / 1000).max(self.service.served_seconds())
     }
 
     fn active(&self) -> bool {
@@ -198,6 +220,7 @@ impl Daemon {
         )
         .await?;
         let runtime = Arc::new(Runtime::connect(&config.runtime, config.worker).await?);
+        tracing::info!(runtime = runtime.name(), "job runtime ready");
         create_private_dir(&config.work_dir)?;
         let results: Arc<dyn results::ResultStore> = match &config.results {
             config::ResultsConfig::Local { dir } => {
@@ -320,6 +343,7 @@ impl Daemon {
         for name in removed {
             tracing::info!("removed container {name}: no lease of this worker wants it");
         }
+        tracing::info!(leases = self.leases.len(), "state picked up");
         Ok(())
     }
 
@@ -798,11 +822,12 @@ impl Daemon {
                 let Some(st) = self.leases.get_mut(&lease) else {
                     return Ok(());
                 };
-                st.run = Some(Run {
-                    start: started.at,
-                    served_at_start_ms: st.stored.served_ms,
-                    fresh: true,
-                });
+                st.run = Some(Run::new(
+                    started.at,
+                    started.unix_ms,
+                    st.stored.served_ms,
+                    true,
+                ));
                 st.stored.phase = Phase::Running;
                 st.stored.job = Some(started.job);
                 st.stored.started_unix_ms = Some(started.unix_ms);
@@ -818,20 +843,17 @@ impl Daemon {
                     .await?;
                 }
             }
-            JobEvent::Resumed { lease, at } => {
+            JobEvent::Resumed { lease, at, unix_ms } => {
                 let Some(st) = self.leases.get_mut(&lease) else {
                     return Ok(());
                 };
-                let unix = unix_ms();
+                let unix = unix_ms;
                 if let Some(checkpoint) = st.stored.checkpoint_unix_ms {
-                    // The same run went on while the daemon was away.
+                    // The same run went on while the daemon was away, up to the moment it was
+                    // found again; from there the clock below counts.
                     st.stored.served_ms += unix.saturating_sub(checkpoint);
                 }
-                st.run = Some(Run {
-                    start: at,
-                    served_at_start_ms: st.stored.served_ms,
-                    fresh: false,
-                });
+                st.run = Some(Run::new(at, unix, st.stored.served_ms, false));
                 st.stored.checkpoint_unix_ms = Some(unix);
                 self.store.save_lease(&st.stored).await?;
                 tracing::info!(lease = %lease.lease, served_s = st.stored.served_ms / 1000, "job found running again");
@@ -845,10 +867,22 @@ impl Daemon {
                         .unwrap_or(now)
                         .saturating_duration_since(run.start)
                         .as_millis() as u64;
-                    if run.fresh
-                        && let Some(engine) = exit.as_ref().and_then(|e| e.run_ms)
-                    {
+                    // Never past the engine's own account: its finish time, and for a run
+                    // started here its run time. Without either, only as far as confirmed.
+                    let finished = exit.as_ref().and_then(|e| e.finished_unix_ms);
+                    let engine = exit.as_ref().and_then(|e| e.run_ms).filter(|_| run.fresh);
+                    if let Some(finished) = finished {
+                        elapsed = elapsed.min(finished.saturating_sub(run.start_unix_ms));
+                    }
+                    if let Some(engine) = engine {
                         elapsed = elapsed.min(engine);
+                    }
+                    if finished.is_none() && engine.is_none() {
+                        elapsed = elapsed.min(
+                            run.confirmed
+                                .saturating_duration_since(run.start)
+                                .as_millis() as u64,
+                        );
                     }
                     st.stored.served_ms = run.served_at_start_ms + elapsed;
                 } else if let (Some(checkpoint), Some(finished)) = (
@@ -931,7 +965,24 @@ impl Daemon {
 
     /// One heartbeat: a link on every active lease's chain, written down, then sent.
     async fn heartbeat(&mut self, s: &mut Session) -> Result<(), Fail> {
-        let now = Instant::now();
+        // Ask the runtime first whether each running job still runs: a heartbeat shows time up
+        // to the last moment it did (taken before asking), never beyond, however late the
+        // engine reports an exit.
+        let (checked_at, checked_unix) = (Instant::now(), unix_ms());
+        let runtime = self.jobs.runtime.clone();
+        let checks = self.leases.iter().filter_map(|(id, st)| {
+            st.run?;
+            let (id, job, runtime) = (*id, st.stored.job.clone()?, runtime.clone());
+            Some(async move { (id, runtime.is_running(&job).await) })
+        });
+        for (id, running) in futures_util::future::join_all(checks).await {
+            if let Some(run) = self.leases.get_mut(&id).and_then(|st| st.run.as_mut())
+                && running
+            {
+                run.confirmed = checked_at;
+                run.confirmed_unix_ms = checked_unix;
+            }
+        }
         let unix = unix_ms().max(self.last_unix_ms);
         self.last_unix_ms = unix;
         let telemetry = self.sampler.sample();
@@ -939,7 +990,7 @@ impl Daemon {
         let mut beats = Vec::new();
         let mut links = Vec::new();
         for (id, st) in self.leases.iter_mut().filter(|(_, st)| st.active()) {
-            let served = st.served_seconds(now);
+            let served = st.served_seconds();
             let head = match st.service.heartbeat(unix, served, &digest) {
                 Ok(head) => head,
                 Err(e) => {
@@ -948,9 +999,9 @@ impl Daemon {
                 }
             };
             let seq = st.service.chain().last().map_or(0, |l| l.seq);
-            if st.run.is_some() {
-                st.stored.served_ms = st.served_ms(now);
-                st.stored.checkpoint_unix_ms = Some(unix);
+            if let Some(run) = st.run {
+                st.stored.served_ms = st.served_ms();
+                st.stored.checkpoint_unix_ms = Some(run.confirmed_unix_ms);
             }
             st.stored.chain = st.service.chain().clone();
             beats.push(LeaseBeat {
@@ -1076,15 +1127,14 @@ impl Daemon {
                 _ => break,
             }
         }
-        let now = Instant::now();
-        let unix = unix_ms();
         for st in self.leases.values_mut() {
             if let Some(handle) = st.handle.take() {
                 handle.task.abort();
             }
-            if st.run.is_some() {
-                st.stored.served_ms = st.served_ms(now);
-                st.stored.checkpoint_unix_ms = Some(unix);
+            // As far as the job was last seen running; the next start adds what it ran since.
+            if let Some(run) = st.run {
+                st.stored.served_ms = st.served_ms();
+                st.stored.checkpoint_unix_ms = Some(run.confirmed_unix_ms);
                 if let Err(e) = self.store.save_lease(&st.stored).await {
                     tracing::error!("writing the state file at shutdown: {e}");
                 }

@@ -219,6 +219,13 @@ pub struct InProcess {
 }
 
 pub fn start_daemon(config: Config) -> InProcess {
+    // RUST_LOG=info shows the daemons' logs.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(daemon::run(config, async move {
         let _ = stopped.await;
@@ -266,6 +273,8 @@ pub struct Seen {
     pub replayed: u64,
     pub rtts: Vec<u32>,
     pub receipts: Vec<SignedReceipt>,
+    /// The newest receipt that came after the lease's JobExited (its last seconds).
+    pub final_receipt: BTreeMap<LeaseId, u64>,
     pub logs: BTreeMap<LeaseId, Vec<(u64, LogStream, String)>>,
     pub log_bytes: u64,
     pub first_log_at: BTreeMap<LeaseId, Instant>,
@@ -417,6 +426,27 @@ impl OrchestratorSide {
                     s.errors,
                     s.problems
                 );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The seconds a lease's job was paid for in the end: the receipt sent after its exit (or,
+    /// when its last seconds were already signed, the newest receipt).
+    pub async fn final_served(&self, lease: LeaseId) -> u64 {
+        self.wait("the job's exit", Duration::from_secs(120), |s| {
+            s.exited.get(&lease).map(|_| ())
+        })
+        .await;
+        let until = Instant::now() + Duration::from_secs(3);
+        loop {
+            let (last, newest) =
+                self.seen(|s| (s.final_receipt.get(&lease).copied(), s.max_receipt(lease)));
+            if let Some(last) = last {
+                return last;
+            }
+            if Instant::now() > until {
+                return newest.unwrap_or(0);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -674,6 +704,9 @@ fn handle(
                 ));
             }
             let served = r.served_seconds;
+            if s.exited.contains_key(&lease) {
+                s.final_receipt.insert(lease, served);
+            }
             s.receipts.push(r);
             behaviour.ack.then_some(ToWorker::ReceiptAck {
                 lease,

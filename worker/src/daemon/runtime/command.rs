@@ -31,6 +31,26 @@ fn start_ticks(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Parses a command job's handle, `pid:<pid>:<start time>`.
+fn parse_ref(job: &JobRef) -> Option<(u32, u64)> {
+    let (pid, ticks) = job.id.strip_prefix("pid:")?.split_once(':')?;
+    Some((pid.parse().ok()?, ticks.parse().ok()?))
+}
+
+/// Whether the process still runs (the same process, not a zombie).
+pub fn is_running(job: &JobRef) -> bool {
+    let Some((pid, ticks)) = parse_ref(job) else {
+        return false;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    start_ticks(pid) == Some(ticks) && !matches!(state, Some("Z") | Some("X"))
+}
+
 impl CommandRuntime {
     pub fn new(worker: Key) -> Self {
         CommandRuntime { _worker: worker }
@@ -88,11 +108,7 @@ impl CommandRuntime {
     }
 
     pub fn adopt(&self, job: &JobRef) -> Adopted {
-        let parsed = job.id.strip_prefix("pid:").and_then(|rest| {
-            let (pid, ticks) = rest.split_once(':')?;
-            Some((pid.parse::<u32>().ok()?, ticks.parse::<u64>().ok()?))
-        });
-        if let Some((pid, ticks)) = parsed
+        if let Some((pid, ticks)) = parse_ref(job)
             && start_ticks(pid) == Some(ticks)
             && let Ok(raw) = i32::try_from(pid)
         {

@@ -437,6 +437,17 @@ impl DockerRuntime {
         Ok(Adopted::Exited(exit_state(&state)))
     }
 
+    /// Whether the container runs the same run (a state Docker's API does not know, as
+    /// Podman's `stopped`, counts as not running).
+    pub async fn is_running(&self, job: &JobRef) -> bool {
+        match self.docker.inspect_container(&job.id, None).await {
+            Ok(i) => i
+                .state
+                .is_some_and(|s| s.running == Some(true) && s.started_at == job.engine_started),
+            Err(_) => false,
+        }
+    }
+
     pub async fn reap(
         &self,
         keep: &(dyn Fn(LeaseId) -> bool + Sync),

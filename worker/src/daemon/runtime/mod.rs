@@ -135,6 +135,14 @@ impl Runtime {
         }
     }
 
+    /// Whether the job still runs (the same run): what a heartbeat may count up to.
+    pub async fn is_running(&self, job: &JobRef) -> bool {
+        match self {
+            Runtime::Docker(d) => d.is_running(job).await,
+            Runtime::Command(_) => command::is_running(job),
+        }
+    }
+
     /// Removes this worker's containers whose lease `keep` does not want; returns their names.
     pub async fn reap(
         &self,
