@@ -268,6 +268,8 @@ fn start_job(
         spec,
         spec_hash: gpumesh_protocol::job_spec_hash(spec_text.as_bytes()),
         receipt_every_s: shared.cfg.receipt_every_s,
+        spec_file: Some(spec_text.to_string()),
+        chain: None,
     };
     let worker = lease.worker;
     shared.feed.send(FeedEvent::LeaseStarted {
