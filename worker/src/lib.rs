@@ -13,6 +13,7 @@ pub mod cuda;
 #[path = "cuda_stub.rs"]
 pub mod cuda;
 pub mod daemon;
+pub mod examples;
 pub mod gemm;
 pub mod registration;
 

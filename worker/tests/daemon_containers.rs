@@ -403,34 +403,9 @@ async fn containers_no_lease_wants_are_reaped_at_start() {
 
 /// Builds examples/hello's image through the engine's API, as `examples/hello/build.sh` does.
 async fn build_hello(docker: &bollard::Docker) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, path) in [
-        ("Containerfile", root.join("Containerfile")),
-        ("hello.sh", root.join("hello.sh")),
-        ("busybox", "/bin/busybox".into()),
-    ] {
-        tar.append_path_with_name(&path, name)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-    let context = tar.into_inner().expect("context");
-    let mut build = docker.build_image(
-        bollard::query_parameters::BuildImageOptions {
-            dockerfile: "Containerfile".into(),
-            t: Some("localhost/gpumesh-hello:latest".into()),
-            rm: true,
-            ..Default::default()
-        },
-        None,
-        Some(bollard::body_full(bytes::Bytes::from(context))),
-    );
-    use futures_util::StreamExt;
-    while let Some(step) = build.next().await {
-        let step = step.expect("building examples/hello");
-        if let Some(e) = step.error_detail {
-            panic!("building examples/hello: {e:?}");
-        }
-    }
+    gpumesh_worker::examples::ensure_hello(docker)
+        .await
+        .expect("building examples/hello");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

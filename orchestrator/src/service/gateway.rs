@@ -512,6 +512,7 @@ async fn handle(
                     .filter(|t| t.worker == *worker)
                     .ok_or_else(|| unknown(&lease))?;
                 t.job = JobPhase::Exited;
+                t.exited_at.get_or_insert_with(std::time::Instant::now);
                 t.result_hash = result_hash;
                 t.order
             };

@@ -576,6 +576,24 @@ impl Daemon {
             self.maybe_end(id).await?;
         }
 
+        // Receipts not yet acknowledged (their links are all there now), before any job's exit is
+        // restated: an exit tells the orchestrator that nothing more will be signed.
+        let now = unix_ms();
+        for receipt in self.store.unacked_receipts().await? {
+            let id = LeaseId {
+                lease: receipt.lease,
+                nonce: receipt.lease_nonce,
+            };
+            let recent = self.leases.get(&id).is_some_and(|st| {
+                st.stored
+                    .ended_unix_ms
+                    .is_some_and(|t| now.saturating_sub(t) < ENDED_RETENTION.as_millis() as u64)
+            });
+            if wanted.contains_key(&id) || recent {
+                s.send(&ToOrchestrator::Receipt(receipt)).await?;
+            }
+        }
+
         // New leases, then what the others' jobs did.
         for (id, a) in &wanted {
             if !self.leases.contains_key(id) {
@@ -593,25 +611,14 @@ impl Daemon {
                 .await?;
             }
             if let Some(exit) = st.stored.exit.clone() {
+                let final_due = st.final_due;
                 self.send_logs(s, Some(*id), usize::MAX).await?;
+                if final_due {
+                    // It ended while the daemon was away: its last seconds are signed first.
+                    self.heartbeat(s).await?;
+                    self.receipts(s).await?;
+                }
                 s.send(&exited(*id, &exit)).await?;
-            }
-        }
-
-        // Receipts not yet acknowledged (their links are all there now).
-        let now = unix_ms();
-        for receipt in self.store.unacked_receipts().await? {
-            let id = LeaseId {
-                lease: receipt.lease,
-                nonce: receipt.lease_nonce,
-            };
-            let recent = self.leases.get(&id).is_some_and(|st| {
-                st.stored
-                    .ended_unix_ms
-                    .is_some_and(|t| now.saturating_sub(t) < ENDED_RETENTION.as_millis() as u64)
-            });
-            if wanted.contains_key(&id) || recent {
-                s.send(&ToOrchestrator::Receipt(receipt)).await?;
             }
         }
 
@@ -911,10 +918,12 @@ impl Daemon {
                 self.store.save_lease(&st.stored).await?;
                 if let Some(s) = s {
                     self.send_logs(s, Some(lease), usize::MAX).await?;
-                    s.send(&exited(lease, &exit)).await?;
-                    // The job's last seconds: a heartbeat that shows them, then their receipt.
+                    // The job's last seconds: a heartbeat that shows them, then their receipt,
+                    // and only then the exit, which tells the orchestrator that nothing more
+                    // will be signed for this lease (it closes the lease on the newest receipt).
                     self.heartbeat(s).await?;
                     self.receipts(s).await?;
+                    s.send(&exited(lease, &exit)).await?;
                 }
                 self.maybe_end(lease).await?;
             }
