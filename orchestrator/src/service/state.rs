@@ -101,6 +101,8 @@ pub struct Tracked {
     /// When this lease replaced one declared down: the moment the old worker's last heartbeat
     /// arrived, for the failover latency.
     pub failover_from: Option<Instant>,
+    /// A failover of this lease failed: not tried again before this moment.
+    pub retry_at: Option<Instant>,
 }
 
 impl Tracked {
@@ -135,6 +137,10 @@ pub struct Shared {
     pub addrs: MarketAddresses,
     pub orchestrator: Arc<Orchestrator>,
     pub chain: ChainHandle,
+    /// The connection failover sends through, so that closing a down worker's lease never waits
+    /// behind a settlement's or an assignment's confirmation (the same as `chain` when the
+    /// service was given one connection).
+    pub failover_chain: ChainHandle,
     pub store: Store,
     pub live: Mutex<Live>,
     /// The market as the websocket follower keeps it (`None` until its first listing).

@@ -164,6 +164,8 @@ impl Net {
             challenge_target_ms: 0,
             challenge_rows: 8,
             stop_grace_ms: 1_000,
+            confirm_poll_ms: 25,
+            sequential_failover: false,
         }
     }
 
@@ -200,9 +202,14 @@ impl Service {
             .expect("listen");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let rpc = || {
+            Box::new(RpcChain::with_config(net.url.clone(), cfg.rpc_config()))
+                as Box<dyn gpumesh_client::Chain + Send>
+        };
         let parts = Parts {
-            chain: Box::new(RpcChain::new(net.url.clone())),
+            chain: rpc(),
             keypair: net.m.orchestrator.insecure_clone(),
+            failover_chain: Some(rpc()),
         };
         let task = tokio::spawn(async move {
             service::run(cfg, parts, listener, async move {
