@@ -507,34 +507,35 @@ async fn end_exited(shared: &Arc<Shared>) {
 /// A failed failover is tried again after this long (the lease stays down meanwhile).
 const FAILOVER_RETRY: Duration = Duration::from_millis(500);
 
-/// Takes out of the live set every lease whose worker is silent past the grace period, with its
-/// final receipt when that is ahead of what was settled.
-fn take_down(shared: &Shared) -> Vec<(Tracked, Option<SignedReceipt>)> {
+/// Takes out of the live set every lease whose worker is silent past the grace period (the
+/// lease and its worker's session both), with its final receipt when that is ahead of what was
+/// settled. Also returns the earliest moment another lease could be declared down: a heartbeat
+/// only moves its lease's moment later, and a new lease's is a full grace period away, so
+/// nothing can be due before it.
+fn take_down(shared: &Shared) -> (Vec<(Tracked, Option<SignedReceipt>)>, Option<Instant>) {
     let grace = shared.cfg.grace();
-    let mut live = shared.live();
-    let silent: HashSet<Pubkey> = live
-        .leases
-        .values()
-        .filter(|t| t.last_beat.elapsed() > grace && t.job != JobPhase::Exited)
-        .filter(|t| t.retry_at.is_none_or(|at| at <= Instant::now()))
-        .filter(|t| {
-            live.sessions
-                .get(&t.worker)
-                .is_none_or(|s| s.last_seen.elapsed() > grace)
-        })
-        .map(|t| t.worker)
-        .collect();
-    if silent.is_empty() {
-        return vec![];
+    let now = Instant::now();
+    let mut guard = shared.live();
+    let live = &mut *guard;
+    let mut next: Option<Instant> = None;
+    let mut ids = vec![];
+    for t in live.leases.values() {
+        if t.job == JobPhase::Exited {
+            continue;
+        }
+        let seen = live
+            .sessions
+            .get(&t.worker)
+            .map_or(t.last_beat, |s| s.last_seen.max(t.last_beat));
+        let due = (seen + grace).max(t.retry_at.unwrap_or(now));
+        if seen + grace < now && due <= now {
+            ids.push(t.id);
+        } else {
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
     }
-    let ids: Vec<LeaseId> = live
-        .leases
-        .values()
-        .filter(|t| silent.contains(&t.worker) && t.last_beat.elapsed() > grace)
-        .filter(|t| t.retry_at.is_none_or(|at| at <= Instant::now()))
-        .map(|t| t.id)
-        .collect();
-    ids.into_iter()
+    let down = ids
+        .into_iter()
         .filter_map(|id| live.leases.remove(&id))
         .map(|t| {
             let last = t
@@ -543,7 +544,8 @@ fn take_down(shared: &Shared) -> Vec<(Tracked, Option<SignedReceipt>)> {
                 .filter(|r| r.served_seconds > t.settled_seconds);
             (t, last)
         })
-        .collect()
+        .collect();
+    (down, next)
 }
 
 /// Declares down every worker silent past the grace period. For each of its leases, one
@@ -551,11 +553,14 @@ fn take_down(shared: &Shared) -> Vec<(Tracked, Option<SignedReceipt>)> {
 /// slash) and assigns the lost GPUs to a spare chosen from the followed view; the job starts on
 /// the spare as soon as it confirms. With no spare that fits, the lease closes alone and the
 /// order waits with the reason.
-pub async fn failover(shared: &Arc<Shared>) -> usize {
-    let down = take_down(shared);
+///
+/// Returns how many leases closed, and the earliest moment to look again.
+pub async fn failover(shared: &Arc<Shared>) -> (usize, Option<Instant>) {
+    let (down, mut next) = take_down(shared);
     if down.is_empty() {
-        return 0;
+        return (0, next);
     }
+    let tried = down.len();
     let mut moved = 0;
     if shared.cfg.sequential_failover {
         for (t, last) in down {
@@ -586,7 +591,12 @@ pub async fn failover(shared: &Arc<Shared>) -> usize {
     if moved > 0 {
         shared.placement.notify_one();
     }
-    moved
+    if moved < tried {
+        // Some will be tried again.
+        let retry = Instant::now() + FAILOVER_RETRY;
+        next = Some(next.map_or(retry, |n| n.min(retry)));
+    }
+    (moved, next)
 }
 
 /// Where a down lease's GPUs go.
@@ -978,8 +988,9 @@ pub async fn reconcile(shared: &Arc<Shared>) {
     }
 }
 
-/// How often the failover task looks for workers silent past the grace period.
-pub const FAILOVER_CHECK: Duration = Duration::from_millis(20);
+/// The longest the failover task sleeps between looks at the leases; it wakes earlier, at the
+/// moment the next lease's grace period runs out.
+pub const FAILOVER_CHECK: Duration = Duration::from_millis(250);
 /// How often leases are checked against the chain (ended by others).
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 
@@ -1020,12 +1031,15 @@ pub async fn run_loops(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<b
     let failover_task = {
         let (shared, mut stop) = (shared.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FAILOVER_CHECK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let (_, next) = failover(&shared).await;
+                let now = Instant::now();
+                let wake = next.map_or(now + FAILOVER_CHECK, |at| at.min(now + FAILOVER_CHECK));
+                // Just past the moment, so the lease due then is past its grace.
+                let wake = wake.max(now) + Duration::from_millis(1);
                 tokio::select! {
                     _ = stop.changed() => break,
-                    _ = tick.tick() => { failover(&shared).await; }
+                    _ = tokio::time::sleep_until(wake.into()) => {}
                 }
             }
         })
@@ -1069,7 +1083,7 @@ async fn run_loops_sequential(shared: Arc<Shared>, mut stop: tokio::sync::watch:
             _ = shared.placement.notified() => { log(place(&shared).await, "placement"); }
             _ = settle_tick.tick() => { settle(&shared).await; }
             _ = shared.settlement.notified() => { settle(&shared).await; }
-            _ = failover_tick.tick() => { failover(&shared).await; }
+            _ = failover_tick.tick() => { let _ = failover(&shared).await; }
             _ = reconcile_tick.tick() => { reconcile(&shared).await; }
         }
     }
