@@ -13,8 +13,9 @@
 //! - `conventions`: Solana CLI config and flags, JSON output and errors, exit codes, help texts,
 //!   units, keys in a git work tree.
 //! - `service`: `gpumesh orchestrator run` as a process; `gpumesh order upload-spec` against it.
-//! - `daemon`: the real service and the real `gpumesh worker run` (jobs in containers) carry an
-//!   order from creation to completion with nothing played by hand.
+//! - `daemon`: the real service and real `gpumesh worker run` daemons (jobs in containers) carry
+//!   orders to completion with nothing played by hand, through a killed worker and a restarted
+//!   orchestrator, each ending with `gpumesh market audit`.
 
 mod conventions;
 mod daemon;
