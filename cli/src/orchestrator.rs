@@ -18,7 +18,8 @@ pub enum OrchestratorCommand {
     },
 }
 
-async fn shutdown() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -39,6 +40,17 @@ async fn shutdown() {
     }
 }
 
+/// Logs to stderr at `RUST_LOG`'s level (default `info`).
+pub(crate) fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 pub fn run(_env: &Env, cmd: &OrchestratorCommand) -> Result<(), CliError> {
     match cmd {
         OrchestratorCommand::Run { file } => {
@@ -47,13 +59,7 @@ pub fn run(_env: &Env, cmd: &OrchestratorCommand) -> Result<(), CliError> {
                 .enable_all()
                 .build()
                 .map_err(|e| CliError::Input(format!("cannot start the runtime: {e}")))?;
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .try_init();
+            init_tracing();
             runtime
                 .block_on(service::serve(cfg, shutdown()))
                 .map_err(|e| CliError::Input(e.to_string()))

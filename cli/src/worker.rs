@@ -15,6 +15,7 @@ use gpumesh_client::program::state::{HardwareClaim, Lease, Worker};
 use gpumesh_client::{Keypair, Signer, filters, ix, token};
 use gpumesh_protocol::{GpuClass, Region};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// Most GPUs one worker claims (the program's `HardwareClaim::validate`).
@@ -53,6 +54,9 @@ pub enum WorkerCommand {
     /// Close the worker record (its rent comes back): only with nothing leased, staked,
     /// unbonding or unclaimed, and not jailed.
     Close(Signed),
+    /// Run this machine's worker daemon until Ctrl-C or SIGTERM: connect to the market's
+    /// orchestrator, prove the machine's class, run leased jobs in containers, sign receipts.
+    Run(RunArgs),
     /// A worker's status: stake (bonded, locked by leases, unbonding and when it unlocks),
     /// earnings, rewards, jail, its live leases and the return its stake earned.
     #[command(visible_alias = "show")]
@@ -63,6 +67,83 @@ pub enum WorkerCommand {
         #[command(flatten)]
         signed: Signed,
     },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The daemon's TOML file: state and work directories, the market's floor, the hardware
+    /// claim, the container runtime (see the worker crate's README); without it, the defaults.
+    #[arg(value_name = "CONFIG")]
+    file: Option<PathBuf>,
+    /// The orchestrator: its worker gateway (ws://…/v1/worker), or the service's http:// URL.
+    #[arg(long, env = "GPUMESH_ORCHESTRATOR", value_name = "URL")]
+    orchestrator: Option<String>,
+    /// The node key file (the only key a worker machine needs).
+    #[arg(long, value_name = "FILE")]
+    node_key: Option<PathBuf>,
+    /// The worker account [default: the wallet's in this market].
+    #[arg(long, value_name = "ADDRESS")]
+    worker: Option<String>,
+    #[command(flatten)]
+    signed: Signed,
+}
+
+/// The gateway URL from what a user may give: the service's http(s) URL becomes its
+/// ws(s)://…/v1/worker endpoint; a ws(s) URL is taken as it is.
+fn gateway_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    let base = if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        return url.to_string();
+    };
+    format!("{base}/v1/worker")
+}
+
+fn run_daemon(env: &Env, args: &RunArgs) -> Result<(), CliError> {
+    use gpumesh_worker::daemon::{self, config};
+    let file = match &args.file {
+        Some(path) => config::FileConfig::read(path).map_err(|e| CliError::Input(e.to_string()))?,
+        None => config::FileConfig::default(),
+    };
+    let worker = match (&args.worker, &file.worker) {
+        (Some(w), _) => Some(w.clone()),
+        (None, Some(_)) => None,
+        (None, None) => {
+            // Only where the owner's wallet is on this machine (a test network, one operator).
+            let ctx = env
+                .connect(&args.signed.cluster)?
+                .with_wallet(&args.signed.wallet)
+                .with_market(&args.signed.market);
+            let owner = ctx.wallet()?.pubkey();
+            Some(ctx.market()?.addrs.worker(&owner).to_string())
+        }
+    };
+    // The deployment this CLI is built for, unless the file names another.
+    let program_id = file
+        .program_id
+        .is_none()
+        .then(|| gpumesh_client::program::ID.to_string());
+    let config = config::Config::resolve(
+        file,
+        config::Overrides {
+            orchestrator: args.orchestrator.as_deref().map(gateway_url),
+            node_key: args.node_key.clone(),
+            worker,
+            program_id,
+        },
+    )
+    .map_err(|e| CliError::Input(e.to_string()))?;
+    crate::orchestrator::init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Input(format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(daemon::run(config, crate::orchestrator::shutdown()))
+        .map_err(|e| CliError::Input(e.to_string()))
 }
 
 #[derive(clap::Args)]
@@ -159,6 +240,7 @@ pub fn run(env: &Env, cmd: &WorkerCommand) -> Result<(), CliError> {
         WorkerCommand::Unjail(s) => unjail(&mut connect(s)?),
         WorkerCommand::Close(s) => close(&mut connect(s)?),
         WorkerCommand::Status { owner, signed } => status(&mut connect(signed)?, owner.as_deref()),
+        WorkerCommand::Run(args) => run_daemon(env, args),
     }
 }
 
@@ -933,6 +1015,24 @@ fn status(ctx: &mut Ctx, owner: Option<&str>) -> Result<(), CliError> {
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::gateway_url;
+
+    #[test]
+    fn the_gateway_comes_from_the_service_url() {
+        assert_eq!(
+            gateway_url("http://127.0.0.1:8910"),
+            "ws://127.0.0.1:8910/v1/worker"
+        );
+        assert_eq!(
+            gateway_url("https://o.example/"),
+            "wss://o.example/v1/worker"
+        );
+        assert_eq!(gateway_url("ws://h:1/v1/worker"), "ws://h:1/v1/worker");
+    }
 }
 
 #[cfg(test)]

@@ -111,6 +111,11 @@ impl HeartbeatChain {
         self.last.map_or(0, |l| l.served_seconds)
     }
 
+    /// The last heartbeat pushed, if any.
+    pub fn last(&self) -> Option<Link> {
+        self.last
+    }
+
     /// Appends a heartbeat; refuses one that is out of order or goes backwards.
     pub fn push(&mut self, link: Link) -> Result<[u8; 32], ChainError> {
         let expected = self.next_seq();

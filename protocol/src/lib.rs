@@ -1,6 +1,6 @@
 //! gpumesh-protocol: what crosses the wire between a worker and the orchestrator, and how each
 //! side checks it: GPU classes and regions, proof of service time (receipts signed with the
-//! worker's node key, the heartbeat hash chain), the job-spec hash, and proof of compute (the
+//! worker's node key, the heartbeat hash chain), the job-spec hash, the results' content address, and proof of compute (the
 //! seeded matrix-product challenge). It links no Solana crate: a worker daemon signs receipts
 //! with this crate alone.
 
@@ -15,6 +15,7 @@ pub mod keys;
 pub mod merkle;
 pub mod receipt;
 pub mod region;
+pub mod results;
 pub mod service;
 pub mod verify;
 pub mod wire;
@@ -30,5 +31,6 @@ pub use receipt::{
     ReceiptEntry, ReceiptError, SignedReceipt, SignedWorkerReceipt, WorkerReceiptError,
 };
 pub use region::{Region, RegionError, RegionSet};
+pub use results::{ResultsError, ResultsHasher};
 pub use service::LeaseService;
 pub use verify::{AwaitingCommitment, AwaitingOpening, Rejection, Verified};

@@ -26,6 +26,21 @@ impl LeaseService {
         }
     }
 
+    /// Picks a lease instance up again from its chain as stored (a daemon's restart).
+    pub fn resume(program_id: Key, lease: Key, lease_nonce: u64, chain: HeartbeatChain) -> Self {
+        Self {
+            program_id,
+            lease,
+            lease_nonce,
+            chain,
+        }
+    }
+
+    /// The chain as it stands, to store (it is `Serialize`) and resume from.
+    pub fn chain(&self) -> &HeartbeatChain {
+        &self.chain
+    }
+
     pub fn lease(&self) -> Key {
         self.lease
     }
@@ -98,5 +113,15 @@ mod tests {
             s.heartbeat(3_000, 1, b"").is_err(),
             "service never goes back"
         );
+        // Stored and resumed, the chain goes on where it stopped.
+        let stored = serde_json::to_string(s.chain()).expect("store");
+        let chain = serde_json::from_str(&stored).expect("load");
+        let mut resumed = LeaseService::resume(Key([1; 32]), Key([2; 32]), 9, chain);
+        let mut again = s.clone();
+        assert_eq!(
+            resumed.heartbeat(3_000, 3, b"t=63C"),
+            again.heartbeat(3_000, 3, b"t=63C")
+        );
+        assert_eq!(resumed, again);
     }
 }

@@ -266,6 +266,25 @@ pub struct LeaseAssignment {
     pub spec_hash: [u8; 32],
     /// How often to send a signed receipt, seconds.
     pub receipt_every_s: u32,
+    /// The spec file's exact text, as the buyer wrote it. A hash covers bytes, not a parsed
+    /// value, so this is what the daemon hashes and compares with `spec_hash` (and parses again
+    /// to compare with `spec`); it refuses a job without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_file: Option<String>,
+    /// In [`ToWorker::Ready`]: where the service's copy of this lease's heartbeat chain ends.
+    /// The daemon resends the heartbeats after it that the service missed when the last
+    /// connection dropped, so the chain stays whole; absent (a new lease, or a service that does
+    /// not report it), nothing is resent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainPosition>,
+}
+
+/// The last link of a lease's heartbeat chain that one side holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPosition {
+    /// The last link's sequence number (0: none yet, the head is the genesis).
+    pub seq: u64,
+    pub head: [u8; 32],
 }
 
 /// Why a job stopped.
@@ -305,6 +324,9 @@ pub enum ErrorCode {
 }
 
 /// Orchestrator → worker.
+// A message lives from one frame's parse to its handling; boxing the assignment would only
+// make every producer write `Box::new`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {

@@ -13,11 +13,15 @@
 //! - `conventions`: Solana CLI config and flags, JSON output and errors, exit codes, help texts,
 //!   units, keys in a git work tree.
 //! - `service`: `gpumesh orchestrator run` as a process; `gpumesh order upload-spec` against it.
+//! - `daemon`: the real service and the real `gpumesh worker run` (jobs in containers) carry an
+//!   order from creation to completion with nothing played by hand.
 
 mod conventions;
+mod daemon;
 mod flows;
 mod net;
 mod outcome;
+mod procs;
 mod proxy;
 mod roles;
 mod service;

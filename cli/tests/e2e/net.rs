@@ -25,6 +25,8 @@ pub fn tok(base: u64) -> Value {
 pub struct Net {
     _node: Localnet,
     pub url: String,
+    /// The node's websocket (account subscriptions).
+    pub ws_url: String,
     pub dir: tempfile::TempDir,
     pub chain: RpcChain,
     /// The local work token and the USD-like mint.
@@ -44,6 +46,7 @@ impl Net {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let url = node.rpc_url().to_string();
+        let ws_url = node.ws_url().to_string();
         let mut chain = RpcChain::new(url.clone());
         let state = LocalState::open_or_create(&dir.path().join("state")).unwrap();
         state.ensure_mint(&mut chain, 6).unwrap();
@@ -53,6 +56,7 @@ impl Net {
             usd_mint: state.usd_mint().unwrap(),
             _node: node,
             url,
+            ws_url,
             dir,
             chain,
             market: None,

@@ -402,12 +402,19 @@ async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment>
             .filter(|t| t.worker == *worker)
             .map(|t| {
                 t.last_beat = Instant::now();
-                (t.id, t.order, t.gpus, t.gpu_indices.clone())
+                // Where this service's copy of the chain ends, so the daemon resends the links
+                // the dropped connection lost; after a restart of the service there is no copy
+                // and the worker's next head becomes the base.
+                let chain = (!t.resumed).then(|| wire::ChainPosition {
+                    seq: t.chain.last().map_or(0, |l| l.seq),
+                    head: t.chain.head(),
+                });
+                (t.id, t.order, t.gpus, t.gpu_indices.clone(), chain)
             })
             .collect()
     };
     let mut out = vec![];
-    for (id, order, gpus, gpu_indices) in leases {
+    for (id, order, gpus, gpu_indices, chain) in leases {
         if let Ok(Some(spec_text)) = shared.store.spec(&order.to_string()).await
             && let Ok(spec) = wire::JobSpec::from_toml(&spec_text)
         {
@@ -419,6 +426,8 @@ async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment>
                 spec,
                 spec_hash: gpumesh_protocol::job_spec_hash(spec_text.as_bytes()),
                 receipt_every_s: shared.cfg.receipt_every_s,
+                spec_file: Some(spec_text),
+                chain,
             });
         }
     }
@@ -503,6 +512,7 @@ async fn handle(
                     .filter(|t| t.worker == *worker)
                     .ok_or_else(|| unknown(&lease))?;
                 t.job = JobPhase::Exited;
+                t.exited_at.get_or_insert_with(std::time::Instant::now);
                 t.result_hash = result_hash;
                 t.order
             };

@@ -102,9 +102,16 @@ pub struct Tracked {
     /// When this lease replaced one declared down: the moment the old worker's last heartbeat
     /// arrived, for the failover latency.
     pub failover_from: Option<Instant>,
+    /// When the worker reported the job's exit.
+    pub exited_at: Option<Instant>,
 }
 
 impl Tracked {
+    /// Seconds served as the newest heartbeat showed them.
+    pub fn shown_seconds(&self) -> u64 {
+        self.heads.keys().next_back().copied().unwrap_or(0)
+    }
+
     pub fn remember_head(&mut self, served: u64, head: [u8; 32]) {
         self.heads.insert(served, head);
         while self.heads.len() > HEADS_KEPT {

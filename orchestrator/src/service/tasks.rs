@@ -57,6 +57,7 @@ fn tracked(
         result_hash: None,
         assigned_at: Instant::now(),
         failover_from: None,
+        exited_at: None,
     }
 }
 
@@ -268,6 +269,8 @@ fn start_job(
         spec,
         spec_hash: gpumesh_protocol::job_spec_hash(spec_text.as_bytes()),
         receipt_every_s: shared.cfg.receipt_every_s,
+        spec_file: Some(spec_text.to_string()),
+        chain: None,
     };
     let worker = lease.worker;
     shared.feed.send(FeedEvent::LeaseStarted {
@@ -406,11 +409,19 @@ pub async fn settle(shared: &Arc<Shared>) -> usize {
 /// Leases whose job exited: final receipt and close in one transaction, then the order completes
 /// once it has no lease left (with the job's result hash).
 async fn end_exited(shared: &Arc<Shared>) {
+    let grace = shared.cfg.grace();
     let exited: Vec<(LeaseRef, Option<SignedReceipt>, Option<[u8; 32]>)> = {
         let live = shared.live();
         live.leases
             .values()
             .filter(|t| t.job == JobPhase::Exited)
+            // A worker signs a job's last seconds before it reports the exit; should that receipt
+            // still be on its way (an older daemon, a reconnect), it gets the grace period
+            // before the lease is closed on the receipts at hand.
+            .filter(|t| {
+                let signed = t.latest_receipt.as_ref().map_or(0, |r| r.served_seconds);
+                signed >= t.shown_seconds() || t.exited_at.is_none_or(|at| at.elapsed() >= grace)
+            })
             .map(|t| {
                 let last = t
                     .latest_receipt

@@ -1,0 +1,341 @@
+//! A job's results: the files its spec names under the results directory, their content address
+//! (`gpumesh_protocol::results`), and where they are kept afterwards. Stores are pluggable
+//! ([`ResultStore`]); the local-directory one is here, an S3-compatible one is future work.
+//!
+//! Symbolic links are never followed: a job could point one at any file of the host, which the
+//! daemon (outside the container) would otherwise read and publish. They are skipped and named.
+
+use futures_util::future::BoxFuture;
+use gpumesh_protocol::ResultsHasher;
+use gpumesh_protocol::wire::LeaseId;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// One result file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultFile {
+    /// Relative to the results directory, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub blake3: [u8; 32],
+}
+
+/// What a results directory held.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Collected {
+    /// Sorted by path (bytes).
+    pub files: Vec<ResultFile>,
+    pub hash: Option<[u8; 32]>,
+    /// Listed paths that did not exist.
+    pub missing: Vec<String>,
+    /// Entries skipped: symbolic links and anything that is not a plain file or directory.
+    pub skipped: Vec<String>,
+}
+
+impl Collected {
+    /// A few words for the job's exit status.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!(
+            "{} result file{}",
+            self.files.len(),
+            if self.files.len() == 1 { "" } else { "s" }
+        )];
+        if !self.missing.is_empty() {
+            parts.push(format!("missing: {}", self.missing.join(", ")));
+        }
+        if !self.skipped.is_empty() {
+            parts.push(format!(
+                "skipped (links or special files): {}",
+                self.skipped.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("reading results at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("result path {0:?} is not a plain relative path")]
+    BadPath(String),
+    #[error("results store: {0}")]
+    Store(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ResultsError + '_ {
+    move |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Hashes a file's content with BLAKE3, streaming.
+fn hash_file(path: &Path) -> Result<([u8; 32], u64), ResultsError> {
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((*hasher.finalize().as_bytes(), size))
+}
+
+fn walk(
+    root: &Path,
+    rel: &str,
+    out: &mut Vec<(String, PathBuf)>,
+    skipped: &mut Vec<String>,
+) -> Result<(), ResultsError> {
+    let path = root.join(rel);
+    let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+    let kind = meta.file_type();
+    if kind.is_file() {
+        out.push((rel.to_string(), path));
+    } else if kind.is_dir() {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&path).map_err(io(&path))? {
+            let entry = entry.map_err(io(&path))?;
+            match entry.file_name().into_string() {
+                Ok(name) => names.push(name),
+                Err(name) => skipped.push(format!("{rel}/{}", name.to_string_lossy())),
+            }
+        }
+        for name in names {
+            walk(root, &format!("{rel}/{name}"), out, skipped)?;
+        }
+    } else {
+        skipped.push(rel.to_string());
+    }
+    Ok(())
+}
+
+/// Collects and hashes the listed paths (files, or directories taken whole) under `root`.
+pub fn collect(root: &Path, listed: &[String]) -> Result<Collected, ResultsError> {
+    let mut found = Vec::new();
+    let mut collected = Collected::default();
+    for rel in listed {
+        let rel = rel.trim_matches('/');
+        let plain = !rel.is_empty()
+            && rel
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if !plain {
+            return Err(ResultsError::BadPath(rel.to_string()));
+        }
+        // Refuse to walk through a link anywhere on the way down.
+        let mut at = root.to_path_buf();
+        let mut through_link = false;
+        for part in rel.split('/') {
+            at.push(part);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                through_link = true;
+                break;
+            }
+        }
+        if through_link {
+            collected.skipped.push(rel.to_string());
+            continue;
+        }
+        if std::fs::symlink_metadata(root.join(rel)).is_err() {
+            collected.missing.push(rel.to_string());
+            continue;
+        }
+        walk(root, rel, &mut found, &mut collected.skipped)?;
+    }
+    found.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    found.dedup_by(|a, b| a.0 == b.0);
+    let mut hasher = ResultsHasher::new();
+    for (rel, path) in found {
+        let (blake3, size) = hash_file(&path)?;
+        hasher
+            .add(&rel, &blake3)
+            .map_err(|_| ResultsError::BadPath(rel.clone()))?;
+        collected.files.push(ResultFile {
+            path: rel,
+            size,
+            blake3,
+        });
+    }
+    collected.hash = hasher.finish();
+    Ok(collected)
+}
+
+pub fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where results are kept once a job ends.
+pub trait ResultStore: Send + Sync {
+    /// Stores the collected files (read from `root`) under their content hash and returns where
+    /// they are (a path or URL). Storing the same hash twice is a no-op.
+    fn put<'a>(
+        &'a self,
+        lease: LeaseId,
+        root: &'a Path,
+        collected: &'a Collected,
+    ) -> BoxFuture<'a, Result<String, ResultsError>>;
+}
+
+/// Results in a local directory: `<dir>/<hash in hex>/` holds the files and a `manifest.json`
+/// (lease, files with sizes and BLAKE3 hashes), written to a temporary name and renamed, so a
+/// directory named by a hash is always complete.
+pub struct LocalDirStore {
+    pub dir: PathBuf,
+}
+
+impl LocalDirStore {
+    pub fn new(dir: PathBuf) -> Self {
+        LocalDirStore { dir }
+    }
+
+    fn put_blocking(
+        dir: &Path,
+        lease: LeaseId,
+        root: &Path,
+        collected: &Collected,
+    ) -> Result<String, ResultsError> {
+        let Some(hash) = collected.hash else {
+            return Ok(String::new());
+        };
+        let name = hex(&hash);
+        let target = dir.join(&name);
+        if target.is_dir() {
+            return Ok(target.display().to_string());
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let temp = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&temp);
+        for file in &collected.files {
+            let to = temp.join(&file.path);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let from = root.join(&file.path);
+            std::fs::copy(&from, &to).map_err(io(&from))?;
+            // The job may not have left the file as hashed (it has exited, but check anyway).
+            let (again, _) = hash_file(&to)?;
+            if again != file.blake3 {
+                let _ = std::fs::remove_dir_all(&temp);
+                return Err(ResultsError::Store(format!(
+                    "{} changed while it was stored",
+                    file.path
+                )));
+            }
+        }
+        let manifest = serde_json::json!({
+            "lease": lease.lease.to_string(),
+            "lease_nonce": lease.nonce,
+            "hash": name,
+            "files": collected.files.iter().map(|f| serde_json::json!({
+                "path": f.path, "size": f.size, "blake3": hex(&f.blake3),
+            })).collect::<Vec<_>>(),
+        });
+        let manifest_path = temp.join("manifest.json");
+        std::fs::write(&manifest_path, manifest.to_string()).map_err(io(&manifest_path))?;
+        match std::fs::rename(&temp, &target) {
+            Ok(()) => {}
+            // Another job stored the same content first.
+            Err(_) if target.is_dir() => {
+                let _ = std::fs::remove_dir_all(&temp);
+            }
+            Err(e) => return Err(io(&target)(e)),
+        }
+        Ok(target.display().to_string())
+    }
+}
+
+impl ResultStore for LocalDirStore {
+    fn put<'a>(
+        &'a self,
+        lease: LeaseId,
+        root: &'a Path,
+        collected: &'a Collected,
+    ) -> BoxFuture<'a, Result<String, ResultsError>> {
+        Box::pin(async move {
+            let (dir, root, collected) = (self.dir.clone(), root.to_path_buf(), collected.clone());
+            tokio::task::spawn_blocking(move || Self::put_blocking(&dir, lease, &root, &collected))
+                .await
+                .map_err(|e| ResultsError::Store(e.to_string()))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpumesh_protocol::Key;
+    use gpumesh_protocol::results::results_hash;
+
+    #[tokio::test]
+    async fn results_are_hashed_as_documented_and_stored_by_content() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path().join("results");
+        std::fs::create_dir_all(root.join("ckpt/sub")).expect("dirs");
+        std::fs::write(root.join("out.txt"), b"hello\n").expect("write");
+        std::fs::write(root.join("ckpt/a.bin"), [1u8, 2, 3]).expect("write");
+        std::fs::write(root.join("ckpt/sub/b.bin"), b"").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", root.join("ckpt/leak")).expect("link");
+        std::os::unix::fs::symlink("/etc", root.join("etc")).expect("link");
+
+        let listed = vec![
+            "out.txt".into(),
+            "ckpt".into(),
+            "gone.txt".into(),
+            "etc/passwd".into(),
+        ];
+        let got = collect(&root, &listed).expect("collect");
+        let want = results_hash(&[
+            ("out.txt", b"hello\n"),
+            ("ckpt/a.bin", &[1, 2, 3]),
+            ("ckpt/sub/b.bin", b""),
+        ])
+        .expect("hash");
+        assert_eq!(
+            got.hash, want,
+            "the protocol's algorithm over the same files"
+        );
+        assert_eq!(
+            got.files
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>(),
+            vec!["ckpt/a.bin", "ckpt/sub/b.bin", "out.txt"]
+        );
+        assert_eq!(got.missing, vec!["gone.txt"]);
+        assert_eq!(got.skipped, vec!["ckpt/leak", "etc/passwd"]);
+        assert!(matches!(
+            collect(&root, &["../up".into()]),
+            Err(ResultsError::BadPath(_))
+        ));
+        assert_eq!(collect(&root, &[]).expect("none").hash, None);
+
+        let store = LocalDirStore::new(dir.path().join("store"));
+        let lease = LeaseId {
+            lease: Key([1; 32]),
+            nonce: 2,
+        };
+        let at = store.put(lease, &root, &got).await.expect("put");
+        let at = PathBuf::from(at);
+        assert!(at.ends_with(hex(&want.expect("some"))));
+        assert_eq!(
+            std::fs::read(at.join("out.txt")).expect("copied"),
+            b"hello\n"
+        );
+        assert!(!at.join("ckpt/leak").exists());
+        let manifest = std::fs::read_to_string(at.join("manifest.json")).expect("manifest");
+        assert!(manifest.contains("\"ckpt/sub/b.bin\""), "{manifest}");
+        // Twice is fine.
+        store.put(lease, &root, &got).await.expect("again");
+    }
+}

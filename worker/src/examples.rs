@@ -1,0 +1,93 @@
+//! The images of the repository's examples, built on this machine through the container engine's
+//! API (what `docker build` does, without a CLI or a registry). `examples/hello` needs only the
+//! host's busybox-static: the first job a new market runs, for `gpumesh up` and the tests.
+
+use crate::daemon::runtime::RuntimeError;
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::path::Path;
+
+/// The hello example's image, as `examples/hello.toml` names it.
+pub const HELLO_IMAGE: &str = "localhost/gpumesh-hello:latest";
+
+const HELLO_CONTAINERFILE: &[u8] = include_bytes!("../../examples/hello/Containerfile");
+const HELLO_SCRIPT: &[u8] = include_bytes!("../../examples/hello/hello.sh");
+/// Where Debian's busybox-static puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Builds `tag` from a context of (name, bytes, mode) files with `Containerfile` as its recipe.
+pub async fn build_image(
+    docker: &Docker,
+    tag: &str,
+    files: &[(&str, &[u8], u32)],
+) -> Result<(), RuntimeError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, bytes, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(*mode);
+        header.set_cksum();
+        tar.append_data(&mut header, name, *bytes)
+            .map_err(|e| RuntimeError::Engine(format!("packing the build context: {e}")))?;
+    }
+    let context = tar
+        .into_inner()
+        .map_err(|e| RuntimeError::Engine(format!("packing the build context: {e}")))?;
+    let mut build = docker.build_image(
+        bollard::query_parameters::BuildImageOptions {
+            dockerfile: "Containerfile".into(),
+            t: Some(tag.into()),
+            rm: true,
+            ..Default::default()
+        },
+        None,
+        Some(bollard::body_full(bytes::Bytes::from(context))),
+    );
+    while let Some(step) = build.next().await {
+        let step = step.map_err(|e| RuntimeError::Engine(format!("building {tag}: {e}")))?;
+        if let Some(e) = step.error_detail {
+            return Err(RuntimeError::Engine(format!(
+                "building {tag}: {}",
+                e.message.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The container engine at `docker_host` (default `$DOCKER_HOST`, else Docker's socket), checked
+/// as the daemon checks it.
+pub async fn engine(docker_host: Option<&str>) -> Result<Docker, RuntimeError> {
+    let config = crate::daemon::config::RuntimeConfig {
+        docker_host: docker_host.map(str::to_string),
+        ..Default::default()
+    };
+    let runtime = crate::daemon::runtime::docker::DockerRuntime::connect(
+        &config,
+        gpumesh_protocol::Key([0; 32]),
+    )
+    .await?;
+    Ok(runtime.client().clone())
+}
+
+/// Builds the hello example's image unless the engine has it already.
+pub async fn ensure_hello(docker: &Docker) -> Result<(), RuntimeError> {
+    if docker.inspect_image(HELLO_IMAGE).await.is_ok() {
+        return Ok(());
+    }
+    let busybox = std::fs::read(Path::new(BUSYBOX)).map_err(|e| {
+        RuntimeError::Engine(format!(
+            "{BUSYBOX} cannot be read ({e}): the hello image needs busybox-static (apt-get install busybox-static)"
+        ))
+    })?;
+    build_image(
+        docker,
+        HELLO_IMAGE,
+        &[
+            ("Containerfile", HELLO_CONTAINERFILE, 0o644),
+            ("hello.sh", HELLO_SCRIPT, 0o755),
+            ("busybox", &busybox, 0o755),
+        ],
+    )
+    .await
+}
