@@ -628,8 +628,23 @@ async fn the_console_endpoints_answer_from_the_chain_and_the_store() {
     );
 
     // The network: the chain's totals, the grid, the breaker.
-    let m: Market = net.market();
-    let o = get_json(addr, "/v1/market/overview").await;
+    // The overview reads the followed copy of the market, which catches up with the chain
+    // within moments of the order's close: read both again until they agree.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (m, o) = loop {
+        let m: Market = net.market();
+        let o = get_json(addr, "/v1/market/overview").await;
+        // Amounts are strings of base units.
+        let is = |v: &Value, n: u64| v.as_str() == Some(n.to_string().as_str());
+        let same = is(&o["stake"], m.total_stake)
+            && is(&o["escrow"], m.total_escrow)
+            && is(&o["fees"]["treasury"], m.treasury_balance)
+            && o["gpu_seconds_served"] == m.total_gpu_seconds;
+        if same || Instant::now() >= deadline {
+            break (m, o);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(o["stake"], m.total_stake.to_string());
     assert_eq!(o["escrow"], m.total_escrow.to_string());
     assert_eq!(o["fees"]["treasury"], m.treasury_balance.to_string());
