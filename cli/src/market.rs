@@ -26,6 +26,11 @@ pub enum MarketCommand {
     Init(InitArgs),
     /// Print a market: parameters, reference prices, emission, totals and vault balances.
     Show(Reading),
+    /// Check the market's books from the chain alone: each vault holds exactly what the
+    /// accounts say it owes, and the market's totals agree with its workers, orders and leases.
+    /// Exits 1 naming every rule that does not hold. Read one listing after another: audit a
+    /// quiet market, or repeat.
+    Audit(Reading),
     /// Change a market's parameters, reference prices, orchestrator key, authority or paused
     /// flag (authority only).
     Update(UpdateArgs),
@@ -112,6 +117,7 @@ pub fn run(env: &Env, cmd: &MarketCommand) -> Result<(), CliError> {
             args,
         ),
         MarketCommand::Show(r) => show(&mut env.connect(&r.cluster)?.with_market(&r.market)),
+        MarketCommand::Audit(r) => audit(&mut env.connect(&r.cluster)?.with_market(&r.market)),
         MarketCommand::Update(args) => update(&mut signed(env, &args.signed)?, args),
         MarketCommand::FundRewards { amount, signed: s } => {
             fund_rewards(&mut signed(env, s)?, amount)
@@ -295,6 +301,50 @@ fn show(ctx: &mut Ctx) -> Result<(), CliError> {
             "vaults": balances.iter().map(|(n, v)| (n.to_string(), m.amount(*v))).collect::<serde_json::Map<_, _>>(),
         })),
         || market_text(&m, &balances),
+    );
+    Ok(())
+}
+
+fn audit(ctx: &mut Ctx) -> Result<(), CliError> {
+    let m = ctx.market()?;
+    let a = gpumesh_client::audit::audit(&ctx.chain, &m.addrs.market)?;
+    if !a.is_sound() {
+        return Err(CliError::Input(format!(
+            "the books of market {} do not add up (base units):\n  {}",
+            a.market,
+            a.violations.join("\n  ")
+        )));
+    }
+    let owed = |v: u128| u64::try_from(v).map_or_else(|_| json!(v.to_string()), |v| m.amount(v));
+    ctx.print(
+        m.with_units(json!({
+            "market": a.market,
+            "sound": true,
+            "workers": a.workers,
+            "orders": a.orders,
+            "leases": a.leases,
+            "vaults": {
+                "stake": {"holds": m.amount(a.stake_vault), "owed": owed(a.stake_owed)},
+                "escrow": {"holds": m.amount(a.escrow_vault), "owed": owed(a.escrow_owed)},
+                "treasury": {"holds": m.amount(a.treasury_vault), "owed": owed(a.treasury_owed)},
+                "rewards": {"holds": m.amount(a.rewards_vault), "owed": owed(a.rewards_owed)},
+            },
+        })),
+        || {
+            let d = m.decimals;
+            let f = |v: u64| gpumesh_client::amount::format(v, d);
+            format!(
+                "market {}: the books add up ({} workers, {} orders, {} live leases)\n  stake vault {} = stake + unbonding\n  escrow vault {} = escrow + unclaimed earnings\n  treasury vault {} = the treasury\n  rewards vault {} = emission funded - paid",
+                a.market,
+                a.workers,
+                a.orders,
+                a.leases,
+                f(a.stake_vault),
+                f(a.escrow_vault),
+                f(a.treasury_vault),
+                f(a.rewards_vault)
+            )
+        },
     );
     Ok(())
 }

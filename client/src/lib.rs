@@ -7,6 +7,7 @@
 //! the local node is `gpumesh-svm`; nothing here links it.
 
 pub mod amount;
+pub mod audit;
 pub mod chain;
 pub mod cluster;
 pub mod error;

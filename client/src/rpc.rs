@@ -50,7 +50,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
 /// Status lookups that may fail in a row before the outcome counts as unknown.
 const LOOKUP_ATTEMPTS: u32 = 3;
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long to wait between status lookups of a sent transaction, unless configured.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How an [`RpcChain`] talks to its endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +62,9 @@ pub struct RpcConfig {
     pub request_timeout: Duration,
     /// How long a sent transaction may take to reach the commitment.
     pub confirm_timeout: Duration,
+    /// How long to wait between status lookups of a sent transaction: a shorter wait learns of
+    /// the confirmation sooner (a local node confirms at the next slot) for more requests.
+    pub poll_interval: Duration,
 }
 
 impl Default for RpcConfig {
@@ -69,6 +73,7 @@ impl Default for RpcConfig {
             commitment: CommitmentLevel::Confirmed,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
+            poll_interval: DEFAULT_POLL_INTERVAL,
         }
     }
 }
@@ -281,7 +286,7 @@ impl RpcChain {
                     self.config.confirm_timeout.as_secs()
                 )));
             }
-            std::thread::sleep(POLL_INTERVAL);
+            std::thread::sleep(self.config.poll_interval);
         }
     }
 
@@ -308,7 +313,7 @@ impl RpcChain {
                 }
                 // A node may confirm a signature a moment before it serves the transaction.
                 Err(e) if Instant::now() < deadline && !is_unreachable(&e) => {
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(self.config.poll_interval.min(Duration::from_millis(200)));
                 }
                 Err(e) => return Err(self.rpc_error(e)),
             }

@@ -1,8 +1,8 @@
 //! The orchestrator's moves on chain, written once: assign GPUs of a worker to an order, settle
 //! signed receipts in batches that fit a transaction, end a lease with its final settlement
 //! (completed, cancelled, or offline with the slash paid to the buyer), slash proven fraud, and
-//! complete an order. The service, the demo and the tests all act through here, over any
-//! [`Chain`].
+//! complete an order, and fail a lease over to spare workers in one transaction. The service, the
+//! demo and the tests all act through here, over any [`Chain`].
 //!
 //! Each move checks first what it can off chain, with the program's own rules
 //! (`check_assignable`, the circuit breaker, the receipt's signature against the worker's node
@@ -17,6 +17,28 @@ use gpumesh_client::{
     ChainError, Instruction, Keypair, MarketAddresses, Outcome, Pubkey, Signer, receipt, token,
 };
 use gpumesh_protocol::{ReceiptError, SignedReceipt, SignedWorkerReceipt};
+
+/// A lease's GPUs moved to a spare worker: what [`Orchestrator::fail_over`] assigns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spare {
+    pub worker: Pubkey,
+    pub gpus: u16,
+}
+
+/// What a failover did on chain.
+#[derive(Debug, Clone)]
+pub struct FailedOver {
+    /// The transaction that closed the lease as offline (and assigned the spares with it).
+    pub outcome: Outcome,
+    /// The transaction that settled the final receipt: the closing one when it fit there, a
+    /// transaction of its own just before it otherwise, `None` without a receipt.
+    pub settled_in: Option<String>,
+    /// The new leases, assigned in the closing transaction, in the order of the spares given.
+    pub leases: Vec<LeaseRef>,
+    /// Spares left out because the transaction would not fit a packet with them (placement
+    /// assigns those GPUs later).
+    pub left_out: Vec<Spare>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -279,6 +301,134 @@ impl Orchestrator {
             _ => return Err(ActionError::Refused(GpumeshError::InvalidCloseReason)),
         }
         self.send(chain, &ixs)
+    }
+
+    /// Fails a lease over: its final receipt (if any) settles, the lease closes as offline (the
+    /// worker is slashed for it and the buyer is paid), and its GPUs are assigned to `spares`,
+    /// all in one transaction when it fits the 1,232-byte packet, so the order is never open in
+    /// between and the job can restart as soon as one confirmation is in. When it does not fit,
+    /// the receipt settles first in a transaction of its own, then spares that still do not fit
+    /// are left out (placement assigns those GPUs later).
+    ///
+    /// Before anything is sent, the program's own checks run on the accounts as the close will
+    /// leave them (the lease's GPUs freed on the order, its escrow less the most the receipt can
+    /// pay): each spare must pass `check_assignable` and the circuit breaker, and the receipt
+    /// must be signed by the worker's node key for this lease instance.
+    pub fn fail_over(
+        &self,
+        chain: &mut dyn Chain,
+        lease: &LeaseRef,
+        final_receipt: Option<SignedReceipt>,
+        spares: &[Spare],
+    ) -> Result<FailedOver, ActionError> {
+        if let Some(r) = &final_receipt {
+            self.check_receipt(chain, lease, r)?;
+        }
+        let order: Order = Self::fetch(chain, "order", &lease.order)?;
+        let buyer_token = token::ata(&order.buyer, &self.market.mint);
+        let close = ix::close_lease_offline(&self.market, &self.pubkey(), lease, &buyer_token);
+        let mut assigns = vec![];
+        if !spares.is_empty() {
+            let market: Market = Self::fetch(chain, "market", &self.market.market)?;
+            let on_chain: Lease = Self::fetch(chain, "lease", &lease.lease)?;
+            let now = chain.unix_time()?;
+            // The order as the close leaves it: the lease's GPUs free again, and its escrow
+            // less the most the final receipt can pay.
+            let mut after = order.clone();
+            if let Some(r) = &final_receipt {
+                let most = r
+                    .served_seconds
+                    .saturating_sub(on_chain.seconds_settled)
+                    .saturating_mul(u64::from(on_chain.gpus))
+                    .saturating_mul(on_chain.price_per_gpu_second);
+                after.escrow_remaining = after.escrow_remaining.saturating_sub(most);
+            }
+            after.gpus_assigned = after.gpus_assigned.saturating_sub(on_chain.gpus);
+            after.active_leases = after.active_leases.saturating_sub(1);
+            for spare in spares {
+                if spare.worker == lease.worker {
+                    return Err(ActionError::Check(
+                        "a lease cannot fail over to the worker it leaves".into(),
+                    ));
+                }
+                let w: Worker = Self::fetch(chain, "worker", &spare.worker)?;
+                check_assignable(&market, &after, &w, spare.gpus, now).map_err(refused)?;
+                if let Some(cap) =
+                    breaker_cap(&market, after.terms.requirements.gpu_class).map_err(refused)?
+                    && w.price_per_gpu_second > cap
+                {
+                    return Err(ActionError::Refused(GpumeshError::PriceAboveBreaker));
+                }
+                after.gpus_assigned = after.gpus_assigned.saturating_add(spare.gpus);
+                after.active_leases = after.active_leases.saturating_add(1);
+                assigns.push((
+                    *spare,
+                    ix::assign(
+                        &self.market,
+                        &self.pubkey(),
+                        &lease.order,
+                        &spare.worker,
+                        spare.gpus,
+                    ),
+                ));
+            }
+        }
+        let settle = final_receipt
+            .as_ref()
+            .map(|r| ix::settle(&self.market, &self.pubkey(), &[(*lease, r.clone())]));
+        let build = |with_settle: bool, spares: usize| {
+            let mut ixs: Vec<Instruction> = vec![];
+            if with_settle && let Some(pair) = &settle {
+                ixs.extend(pair.iter().cloned());
+            }
+            ixs.push(close.clone());
+            ixs.extend(assigns[..spares].iter().map(|(_, ix)| ix.clone()));
+            ixs
+        };
+        let mut settled_in = None;
+        let mut with_settle = settle.is_some();
+        if with_settle && !self.fits(&build(true, assigns.len())) {
+            // The receipt goes first on its own; the close and the spares stay together.
+            let pair = settle.as_ref().map(|p| p.to_vec()).unwrap_or_default();
+            settled_in = Some(self.send(chain, &pair)?.signature);
+            with_settle = false;
+        }
+        let mut taken = assigns.len();
+        while taken > 0 && !self.fits(&build(with_settle, taken)) {
+            taken -= 1;
+        }
+        let outcome = self.send(chain, &build(with_settle, taken))?;
+        if with_settle {
+            settled_in = Some(outcome.signature.clone());
+        }
+        let mut leases = vec![];
+        for (spare, _) in &assigns[..taken] {
+            let key = gpumesh_client::pda::lease(&lease.order, &spare.worker).0;
+            let nonce = outcome.events.iter().find_map(|e| match e {
+                gpumesh_client::events::GpumeshEvent::LeaseAssigned(a) if a.lease == key => {
+                    Some(a.nonce)
+                }
+                _ => None,
+            });
+            let new = match nonce {
+                Some(nonce) => LeaseRef {
+                    lease: key,
+                    order: lease.order,
+                    worker: spare.worker,
+                    rent_payer: self.pubkey(),
+                    nonce,
+                },
+                // Logs are read on a best-effort basis: the account says the same.
+                None => LeaseRef::of(&Self::fetch::<Lease>(chain, "lease", &key)?),
+            };
+            leases.push(new);
+        }
+        Ok(FailedOver {
+            outcome,
+            settled_in,
+            leases,
+            left_out: assigns[taken..].iter().map(|(s, _)| *s).collect(),
+        })
     }
 
     /// Gives a spot lease the market's preemption notice because `reserved_order` needs its

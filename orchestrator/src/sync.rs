@@ -125,6 +125,41 @@ impl MarketView {
         }
     }
 
+    /// Counts a lease as ended although this view's accounts may still show it (the service is
+    /// about to close it, or closed it and the follower has not heard yet): the symmetric of
+    /// [`MarketView::assume_assigned`]. The worker's GPUs and the order's come free and the pair
+    /// may be leased again. Does nothing for a pair this view holds no lease of.
+    pub fn assume_released(&mut self, order: &Pubkey, worker: &Pubkey, gpus: u16) {
+        if !self.leased.remove(&(*order, *worker)) {
+            return;
+        }
+        if let Some((_, o)) = self.orders.iter_mut().find(|(k, _)| k == order) {
+            o.gpus_assigned = o.gpus_assigned.saturating_sub(gpus);
+            o.active_leases = o.active_leases.saturating_sub(1);
+        }
+        if let Some((_, w)) = self.workers.iter_mut().find(|(k, _)| k == worker) {
+            w.gpus_leased = w.gpus_leased.saturating_sub(gpus);
+            w.active_leases = w.active_leases.saturating_sub(1);
+        }
+    }
+
+    /// The index of `order` in this view (its `OrderId`), if the view holds it.
+    pub fn order_index(&self, order: &Pubkey) -> Option<usize> {
+        self.orders.iter().position(|(k, _)| k == order)
+    }
+
+    /// The workers serving `order` in this view (a live lease of the pair).
+    pub fn workers_of(&self, order: &Pubkey) -> Vec<Pubkey> {
+        let mut out: Vec<Pubkey> = self
+            .leased
+            .iter()
+            .filter(|(o, _)| o == order)
+            .map(|(_, w)| *w)
+            .collect();
+        out.sort();
+        out
+    }
+
     /// One assignment's effect on the accounts: the pair leased, the GPUs counted on both sides.
     fn apply(&mut self, oi: usize, wi: usize, gpus: u16) {
         self.leased.insert((self.orders[oi].0, self.workers[wi].0));

@@ -200,10 +200,12 @@ async fn a_dead_worker_is_declared_down_its_buyer_paid_and_the_job_moved() {
     let spec = spec_text("long");
     let order = net.order(1, 1, &spec, 5_000_000);
     let service = Service::start(&net, &net.store_url("b.db")).await;
+    let feed = FeedClient::connect(service.addr, &format!("?order={order}"))
+        .await
+        .unwrap();
     upload_spec(service.addr, &order, &spec, &net.buyer).await;
     let a = SimWorker::spawn(service.ws_url(), cheap, cheap_node.insecure_clone(), 0);
-    let b = SimWorker::spawn(service.ws_url(), spare, spare_node.insecure_clone(), 0);
-    // The cheaper worker gets the job and serves a few seconds.
+    // The job starts on the only worker; the spare joins afterwards and proves its class.
     assert!(
         eventually(Duration::from_secs(20), || !a
             .seen
@@ -212,11 +214,17 @@ async fn a_dead_worker_is_declared_down_its_buyer_paid_and_the_job_moved() {
             .started
             .is_empty())
         .await,
-        "the job starts on the cheaper worker"
+        "the job starts on the first worker"
     );
+    let b = SimWorker::spawn(service.ws_url(), spare, spare_node.insecure_clone(), 0);
     let stake_before = net.chain.fetch::<Worker>(&cheap).unwrap().stake;
     let buyer_before = net.buyer_tokens();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        b.seen.lock().unwrap().challenges,
+        1,
+        "the spare proved its class"
+    );
     a.kill();
     let killed = Instant::now();
     assert!(
@@ -248,8 +256,110 @@ async fn a_dead_worker_is_declared_down_its_buyer_paid_and_the_job_moved() {
     );
     let o: Order = net.chain.fetch(&order).unwrap();
     assert_eq!(o.gpus_assigned, 1);
+    let lease: gpumesh_client::program::state::Lease = net
+        .chain
+        .fetch(&gpumesh_client::pda::lease(&order, &spare).0)
+        .unwrap();
+    assert_eq!(lease.worker, spare, "the spare holds the order's lease");
+    // One transaction closed the dead worker's lease, paid its buyer and leased the spare.
+    assert!(
+        eventually(Duration::from_secs(5), || !feed
+            .of_type("worker_down")
+            .is_empty())
+        .await
+    );
+    let down = feed.of_type("worker_down");
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(down[0]["worker"], cheap.to_string());
+    assert_eq!(down[0]["replacement"], spare.to_string(), "{down:?}");
+    let signature: gpumesh_client::Signature =
+        down[0]["signature"].as_str().unwrap().parse().unwrap();
+    assert!(matches!(
+        net.chain.signature_status(&signature).unwrap(),
+        gpumesh_client::rpc::SignatureStatus::Landed { result: Ok(()), .. }
+    ));
+    assert!(
+        until(Duration::from_secs(5), || async {
+            metric(
+                service.addr,
+                "gpumesh_orchestrator_failover_restart_seconds_count",
+            )
+            .await
+                == 1.0
+        })
+        .await,
+        "the job running again is measured"
+    );
     a.kill();
     b.kill();
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_worker_with_no_spare_is_paid_for_and_its_order_waits_with_a_reason() {
+    let mut net = start().await;
+    let (only, _, node) = net.worker(1, PRICE);
+    let spec = spec_text("alone");
+    let order = net.order(1, 1, &spec, 5_000_000);
+    let service = Service::start(&net, &net.store_url("n.db")).await;
+    let feed = FeedClient::connect(service.addr, &format!("?order={order}"))
+        .await
+        .unwrap();
+    upload_spec(service.addr, &order, &spec, &net.buyer).await;
+    let a = SimWorker::spawn(service.ws_url(), only, node.insecure_clone(), 0);
+    assert!(
+        eventually(Duration::from_secs(20), || !a
+            .seen
+            .lock()
+            .unwrap()
+            .started
+            .is_empty())
+        .await,
+        "the job starts"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stake_before = net.chain.fetch::<Worker>(&only).unwrap().stake;
+    let buyer_before = net.buyer_tokens();
+    a.kill();
+    let chain = &net.chain;
+    assert!(
+        eventually(Duration::from_secs(20), || chain
+            .fetch::<Worker>(&only)
+            .map(|w| w.record.failures == 1)
+            .unwrap_or(false))
+        .await,
+        "the worker is declared down"
+    );
+    let w: Worker = net.chain.fetch(&only).unwrap();
+    assert_eq!(
+        net.buyer_tokens(),
+        buyer_before + (stake_before - w.stake),
+        "the buyer got the slash"
+    );
+    let o: Order = net.chain.fetch(&order).unwrap();
+    assert_eq!(
+        (o.gpus_assigned, o.active_leases),
+        (0, 0),
+        "the order is open"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !feed
+            .of_type("worker_down")
+            .is_empty())
+        .await
+    );
+    let down = feed.of_type("worker_down");
+    assert!(down[0]["replacement"].is_null(), "{down:?}");
+    let (status, body) = http(service.addr, "GET", &format!("/v1/orders/{order}"), &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("no worker fits yet"), "{body}");
+    assert!(
+        feed.of_type("order_waiting").iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no worker fits"))),
+        "{:?}",
+        feed.types()
+    );
     service.stop().await;
 }
 

@@ -557,3 +557,47 @@ fn the_fee_is_charged_on_cumulative_payments() {
     let l: Lease = fx.chain.fetch(&lease.lease).unwrap();
     assert_eq!((l.amount_paid, l.fee_paid), (400, 10));
 }
+
+// ---- the audit anyone can run ----
+
+/// `gpumesh_client::audit` (behind `gpumesh market audit`) finds a token the books do not owe:
+/// a worker account that says it holds one more unit of stake than the vault has.
+#[test]
+fn the_audit_names_a_vault_the_accounts_do_not_add_up_to() {
+    let mut fx = Fx::new();
+    let w = fx.worker();
+    let (_buyer, _o) = fx.order(1, 10_000_000);
+    fx.check_invariants();
+    let audit = gpumesh_client::audit::audit(&fx.chain, &fx.m.addrs.market).unwrap();
+    assert!(audit.is_sound(), "{:?}", audit.violations);
+    assert_eq!((audit.workers, audit.orders, audit.leases), (1, 1, 0));
+    assert_eq!(audit.escrow_vault as u128, audit.escrow_owed);
+
+    // Tamper with the worker's account in the runtime (no instruction can do this).
+    let raw = fx.chain.account(&w.worker).unwrap().unwrap();
+    let mut worker: Worker = fx.chain.fetch(&w.worker).unwrap();
+    worker.stake += 1;
+    let mut data = Vec::new();
+    anchor_lang::AccountSerialize::try_serialize(&worker, &mut data).unwrap();
+    data.resize(raw.data.len(), 0);
+    fx.chain
+        .svm()
+        .set_account(
+            w.worker,
+            solana_account::Account {
+                lamports: raw.lamports,
+                data,
+                owner: raw.owner,
+                executable: false,
+                rent_epoch: 0,
+            },
+        )
+        .unwrap();
+    let audit = gpumesh_client::audit::audit(&fx.chain, &fx.m.addrs.market).unwrap();
+    assert!(!audit.is_sound());
+    let text = audit.violations.join("\n");
+    assert!(
+        text.contains("stake vault") && text.contains("market total stake"),
+        "{text}"
+    );
+}

@@ -287,6 +287,10 @@ fn an_order_runs_to_completion_on_a_worker_daemon() {
     );
     let status = net.ok(&supplier, &["worker", "status"]);
     assert_eq!(status["active_leases"], 0, "{status}");
+    // The market's books: every vault holds what its accounts say.
+    let audit = net.ok(&buyer, &["market", "audit"]);
+    assert_eq!(audit["sound"], true, "{audit}");
+    assert_eq!(audit["orders"], 0, "{audit}");
 
     // SIGTERM: both exit 0, and no container of this lease is left on the engine.
     let daemon_status = daemon.terminate();

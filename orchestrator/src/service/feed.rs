@@ -63,6 +63,10 @@ pub enum FeedEvent {
         lease: String,
         nonce: u64,
         silent_ms: u64,
+        /// The transaction that closed the lease as offline.
+        signature: String,
+        /// The spare worker its GPUs went to in that same transaction, if one fit.
+        replacement: Option<String>,
     },
     LeaseEnded {
         order: String,

@@ -88,9 +88,44 @@ impl Mirror {
         self.pending.push((order, worker, gpus, Instant::now()));
     }
 
-    /// Forgets a lease the service closed itself.
+    /// Takes back an assignment recorded with [`Mirror::assigned`] that did not land.
+    pub fn unassigned(&mut self, order: &Pubkey, worker: &Pubkey) {
+        if let Some(at) = self
+            .pending
+            .iter()
+            .rposition(|(o, w, _, _)| o == order && w == worker)
+        {
+            self.pending.remove(at);
+        }
+    }
+
+    /// Forgets a lease the service closed itself, and frees its GPUs on the copy's order and
+    /// worker unless the copy already heard of the close (its count of their leases shows it),
+    /// so a placement round right after sees them free. The follower's next notification of
+    /// those accounts replaces them with what the chain says.
     pub fn closed(&mut self, lease: &Pubkey) {
-        self.leases.remove(lease);
+        let Some(l) = self.leases.remove(lease) else {
+            return;
+        };
+        let held_by_order = self.leases.values().filter(|x| x.order == l.order).count() + 1;
+        if let Some(o) = self.orders.get_mut(&l.order)
+            && usize::from(o.active_leases) == held_by_order
+        {
+            o.gpus_assigned = o.gpus_assigned.saturating_sub(l.gpus);
+            o.active_leases = o.active_leases.saturating_sub(1);
+        }
+        let held_by_worker = self
+            .leases
+            .values()
+            .filter(|x| x.worker == l.worker)
+            .count()
+            + 1;
+        if let Some(w) = self.workers.get_mut(&l.worker)
+            && usize::from(w.active_leases) == held_by_worker
+        {
+            w.gpus_leased = w.gpus_leased.saturating_sub(l.gpus);
+            w.active_leases = w.active_leases.saturating_sub(1);
+        }
     }
 
     fn prune_pending(&mut self) {

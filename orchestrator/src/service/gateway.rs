@@ -460,6 +460,10 @@ async fn handle(
                 (t.order, t.failover_from.take())
             };
             if let Some(from) = failover_from {
+                shared
+                    .metrics
+                    .failover_restart_seconds
+                    .observe(from.elapsed().as_secs_f64());
                 tracing::info!(%worker, seconds = from.elapsed().as_secs_f64(), "job running again after a failover");
             }
             job_record(shared, lease, order, worker, "running", None, None, unix_ms).await;

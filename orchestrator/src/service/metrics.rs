@@ -32,6 +32,8 @@ pub struct Metrics {
     pub placement_seconds: Histogram,
     /// Seconds from a down worker's last heartbeat to its replacement lease on chain.
     pub failover_seconds: Histogram,
+    /// Seconds from a down worker's last heartbeat to its job running on the replacement.
+    pub failover_restart_seconds: Histogram,
 }
 
 impl Metrics {
@@ -56,6 +58,7 @@ impl Metrics {
             settlement_backlog: Gauge::default(),
             placement_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             failover_seconds: Histogram::new(exponential_buckets(0.05, 1.6, 14)),
+            failover_restart_seconds: Histogram::new(exponential_buckets(0.05, 1.6, 14)),
             registry: Registry::default(),
         };
         registry.register("heartbeats", "Heartbeats received", m.heartbeats.clone());
@@ -143,6 +146,11 @@ impl Metrics {
             "failover_seconds",
             "From a down worker's last heartbeat to the replacement lease on chain",
             m.failover_seconds.clone(),
+        );
+        registry.register(
+            "failover_restart_seconds",
+            "From a down worker's last heartbeat to its job running on the replacement",
+            m.failover_restart_seconds.clone(),
         );
         Self { registry, ..m }
     }

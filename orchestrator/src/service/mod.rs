@@ -58,16 +58,26 @@ pub enum ServiceError {
 pub struct Parts {
     pub chain: Box<dyn Chain + Send>,
     pub keypair: Keypair,
+    /// A second connection to the same chain, for failover alone, so that it never waits
+    /// behind another task's confirmation (`None`: failover shares `chain`).
+    pub failover_chain: Option<Box<dyn Chain + Send>>,
 }
 
 impl Parts {
-    /// The chain over JSON-RPC at the config's URL and the keypair from its file.
+    /// Two connections over JSON-RPC at the config's URL and the keypair from its file.
     pub fn from_config(cfg: &Config) -> Result<Self, ServiceError> {
         let keypair = gpumesh_client::cluster::read_keypair(&cfg.keypair)
             .map_err(|e| ServiceError::Chain(e.to_string()))?;
+        let rpc = || {
+            Box::new(gpumesh_client::RpcChain::with_config(
+                cfg.rpc_url.clone(),
+                cfg.rpc_config(),
+            )) as Box<dyn Chain + Send>
+        };
         Ok(Self {
-            chain: Box::new(gpumesh_client::RpcChain::new(cfg.rpc_url.clone())),
+            chain: rpc(),
             keypair,
+            failover_chain: Some(rpc()),
         })
     }
 }
@@ -100,6 +110,9 @@ pub async fn run(
         ServiceError::Chain(format!("market {:?} is not a base58 address", cfg.market))
     })?;
     let chain = ChainHandle::new(parts.chain);
+    let failover_chain = parts
+        .failover_chain
+        .map_or_else(|| chain.clone(), ChainHandle::new);
     let market: Market = chain
         .call(move |c| c.fetch_opt::<Market>(&market_key))
         .await
@@ -124,6 +137,7 @@ pub async fn run(
         orchestrator: Arc::new(Orchestrator::new(addrs, parts.keypair)),
         addrs,
         chain,
+        failover_chain,
         store,
         live: Mutex::new(Live::default()),
         mirror: Mutex::new(None),

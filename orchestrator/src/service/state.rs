@@ -104,6 +104,9 @@ pub struct Tracked {
     pub failover_from: Option<Instant>,
     /// When the worker reported the job's exit.
     pub exited_at: Option<Instant>,
+    /// Not declared down before this moment: a failover of this lease failed, or the service
+    /// restarted and its worker has the restart grace to reconnect.
+    pub retry_at: Option<Instant>,
 }
 
 impl Tracked {
@@ -143,6 +146,10 @@ pub struct Shared {
     pub addrs: MarketAddresses,
     pub orchestrator: Arc<Orchestrator>,
     pub chain: ChainHandle,
+    /// The connection failover sends through, so that closing a down worker's lease never waits
+    /// behind a settlement's or an assignment's confirmation (the same as `chain` when the
+    /// service was given one connection).
+    pub failover_chain: ChainHandle,
     pub store: Store,
     pub live: Mutex<Live>,
     /// The market as the websocket follower keeps it (`None` until its first listing).

@@ -1,12 +1,15 @@
-//! The service's loops: placement (rounds on events and at a bounded rate), settlement (on a
-//! cadence and at every lease end), failover (a worker silent past the grace period is down: its
-//! leases close as offline with their last receipt settled, the buyer is paid the slash, and the
-//! orders are placed again at once), and restoring what the chain and the store hold at start.
+//! The service's loops, each its own task so that none waits behind another: placement (rounds
+//! on events and at a bounded rate), settlement (on a cadence and at every lease end), failover
+//! (a worker silent past the grace period is down: in one transaction its last receipt settles,
+//! its lease closes as offline with the slash paid to the buyer, and a spare chosen from the
+//! followed view takes the GPUs; the job restarts as soon as that transaction confirms), and
+//! reconciliation with leases ended by others; plus restoring what the chain and the store hold
+//! at start.
 
 use super::feed::FeedEvent;
-use super::state::{JobPhase, Shared, Tracked};
-use crate::actions::ActionError;
-use crate::scheduler::{Scheduler, SchedulerConfig};
+use super::state::{ChainHandle, JobPhase, Shared, Tracked};
+use crate::actions::{ActionError, FailedOver, Spare};
+use crate::scheduler::{OrderId, RegionSet, Scheduler, SchedulerConfig};
 use crate::sync::MarketView;
 use gpumesh_client::ix::LeaseRef;
 use gpumesh_client::program::state::{CloseReason, Lease, Order};
@@ -58,6 +61,7 @@ fn tracked(
         assigned_at: Instant::now(),
         failover_from: None,
         exited_at: None,
+        retry_at: None,
     }
 }
 
@@ -81,6 +85,8 @@ pub async fn restore(shared: &Arc<Shared>) -> Result<usize, String> {
             true,
         );
         t.latest_receipt = shared.store.latest_receipt(&t.id).await.ok().flatten();
+        // Its worker has the restart grace to find the service again before it is down.
+        t.retry_at = Some(Instant::now() + shared.cfg.restart_grace());
         restored.push(t);
     }
     let n = restored.len();
@@ -95,7 +101,12 @@ pub async fn restore(shared: &Arc<Shared>) -> Result<usize, String> {
 /// The market as placement sees it: the follower's copy while the websocket is live (and the
 /// chain's clock), else a fresh listing.
 async fn view(shared: &Arc<Shared>) -> Result<MarketView, String> {
-    let now = shared.chain.call(|c| c.unix_time()).await.map_err(|e| {
+    view_on(shared, &shared.chain).await
+}
+
+/// [`view`], reading the chain through `chain`.
+async fn view_on(shared: &Arc<Shared>, chain: &ChainHandle) -> Result<MarketView, String> {
+    let now = chain.call(|c| c.unix_time()).await.map_err(|e| {
         shared.metrics.rpc_errors.inc();
         format!("cannot read the chain's clock: {e}")
     })?;
@@ -104,8 +115,7 @@ async fn view(shared: &Arc<Shared>) -> Result<MarketView, String> {
     }
     let market = shared.addrs.market;
     shared.metrics.chain_loads.inc();
-    shared
-        .chain
+    chain
         .call(move |c| MarketView::load(c, &market))
         .await
         .map_err(|e| {
@@ -119,14 +129,7 @@ async fn view(shared: &Arc<Shared>) -> Result<MarketView, String> {
 pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
     let started = Instant::now();
     let mut view = view(shared).await?;
-    // Workers connected that proved their class and are not proving it right now.
-    let connected: HashMap<Pubkey, u32> = shared
-        .live()
-        .sessions
-        .iter()
-        .filter(|(_, s)| s.verified && !s.challenging)
-        .map(|(k, s)| (*k, s.rtt_us.unwrap_or(crate::sync::UNMEASURED_LATENCY_US)))
-        .collect();
+    let connected = available_workers(shared, &HashSet::new());
     let mut specs: HashMap<Pubkey, (String, JobSpec)> = HashMap::new();
     let mut waiting = HashMap::new();
     for (i, (key, _)) in view.orders.iter().enumerate() {
@@ -143,10 +146,7 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
                 }
             },
             _ => {
-                waiting.insert(
-                    *key,
-                    "waiting for its job spec: upload it to the orchestrator (PUT /v1/orders/{order}/spec)".into(),
-                );
+                waiting.insert(*key, NO_SPEC.into());
             }
         }
     }
@@ -186,18 +186,21 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
                 continue;
             };
             let orchestrator = shared.orchestrator.clone();
+            // Counted on the copy before it is sent, so a failover choosing a spare meanwhile
+            // does not count these GPUs free.
+            if let Some(m) = shared.mirror().as_mut() {
+                m.assigned(a.order, a.worker, a.gpus);
+            }
             let result = shared
                 .chain
                 .call(move |c| orchestrator.assign(c, &a.order, &a.worker, a.gpus))
                 .await;
             let lease = match result {
-                Ok((lease, _)) => {
-                    if let Some(m) = shared.mirror().as_mut() {
-                        m.assigned(a.order, a.worker, a.gpus);
-                    }
-                    lease
-                }
+                Ok((lease, _)) => lease,
                 Err(e) => {
+                    if let Some(m) = shared.mirror().as_mut() {
+                        m.unassigned(&a.order, &a.worker);
+                    }
                     shared.metrics.failed_transactions.inc();
                     tracing::warn!(%e, order = %a.order, worker = %a.worker, "assign failed");
                     continue;
@@ -225,6 +228,21 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
         .placement_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(assigned)
+}
+
+/// Workers placement may offer work, with their round trip: connected, heard from within the
+/// grace period, proven for their class and not proving it right now; none of `except`.
+fn available_workers(shared: &Shared, except: &HashSet<Pubkey>) -> HashMap<Pubkey, u32> {
+    let grace = shared.cfg.grace();
+    shared
+        .live()
+        .sessions
+        .iter()
+        .filter(|(k, s)| {
+            s.verified && !s.challenging && s.last_seen.elapsed() <= grace && !except.contains(k)
+        })
+        .map(|(k, s)| (*k, s.rtt_us.unwrap_or(crate::sync::UNMEASURED_LATENCY_US)))
+        .collect()
 }
 
 /// Records a new lease and tells its worker to start the job on the lowest free GPU indices.
@@ -499,116 +517,410 @@ async fn end_exited(shared: &Arc<Shared>) {
     }
 }
 
-/// Declares down every worker silent past the grace period: its leases close as offline (final
-/// receipt settled, the buyer paid the slash), and their orders are placed again at once.
-pub async fn failover(shared: &Arc<Shared>) -> usize {
+/// A failed failover is tried again after this long (the lease stays down meanwhile).
+const FAILOVER_RETRY: Duration = Duration::from_millis(500);
+
+/// Takes out of the live set every lease whose worker is silent past the grace period (the
+/// lease and its worker's session both), with its final receipt when that is ahead of what was
+/// settled. Also returns the earliest moment another lease could be declared down: a heartbeat
+/// only moves its lease's moment later, and a new lease's is a full grace period away, so
+/// nothing can be due before it.
+fn take_down(shared: &Shared) -> (Vec<(Tracked, Option<SignedReceipt>)>, Option<Instant>) {
     let grace = shared.cfg.grace();
-    let down: Vec<(Tracked, Option<SignedReceipt>)> = {
-        let mut live = shared.live();
-        let silent: HashSet<Pubkey> = live
-            .leases
-            .values()
-            .filter(|t| t.last_beat.elapsed() > grace && t.job != JobPhase::Exited)
-            .filter(|t| {
-                live.sessions
-                    .get(&t.worker)
-                    .is_none_or(|s| s.last_seen.elapsed() > grace)
-            })
-            .map(|t| t.worker)
-            .collect();
-        let ids: Vec<LeaseId> = live
-            .leases
-            .values()
-            .filter(|t| silent.contains(&t.worker) && t.last_beat.elapsed() > grace)
-            .map(|t| t.id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| live.leases.remove(&id))
-            .map(|t| {
-                let last = t
-                    .latest_receipt
-                    .clone()
-                    .filter(|r| r.served_seconds > t.settled_seconds);
-                (t, last)
-            })
-            .collect()
-    };
-    let mut moved = 0;
-    for (t, last) in down {
-        let lease = t.lease;
-        let orchestrator = shared.orchestrator.clone();
-        let with_receipt = last.clone();
-        let mut result = shared
-            .chain
-            .call(move |c| {
-                orchestrator.end_lease(c, &lease, with_receipt, CloseReason::WorkerOffline)
-            })
-            .await;
-        // Whether the final receipt settled with the close.
-        let mut settled = last.clone();
-        if result.is_err() && last.is_some() {
-            // The receipt may be what the chain refuses; the lease must still close.
-            settled = None;
-            let orchestrator = shared.orchestrator.clone();
-            result = shared
-                .chain
-                .call(move |c| orchestrator.end_lease(c, &lease, None, CloseReason::WorkerOffline))
-                .await;
+    let now = Instant::now();
+    let mut guard = shared.live();
+    let live = &mut *guard;
+    let mut next: Option<Instant> = None;
+    let mut ids = vec![];
+    for t in live.leases.values() {
+        if t.job == JobPhase::Exited {
+            continue;
         }
-        match result {
-            Ok(_) => {
+        let seen = live
+            .sessions
+            .get(&t.worker)
+            .map_or(t.last_beat, |s| s.last_seen.max(t.last_beat));
+        let due = (seen + grace).max(t.retry_at.unwrap_or(now));
+        if seen + grace < now && due <= now {
+            ids.push(t.id);
+        } else {
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+    }
+    let down = ids
+        .into_iter()
+        .filter_map(|id| live.leases.remove(&id))
+        .map(|t| {
+            let last = t
+                .latest_receipt
+                .clone()
+                .filter(|r| r.served_seconds > t.settled_seconds);
+            (t, last)
+        })
+        .collect();
+    (down, next)
+}
+
+/// Declares down every worker silent past the grace period. For each of its leases, one
+/// transaction settles the final receipt, closes the lease as offline (the buyer is paid the
+/// slash) and assigns the lost GPUs to a spare chosen from the followed view; the job starts on
+/// the spare as soon as it confirms. With no spare that fits, the lease closes alone and the
+/// order waits with the reason.
+///
+/// Returns how many leases closed, and the earliest moment to look again.
+pub async fn failover(shared: &Arc<Shared>) -> (usize, Option<Instant>) {
+    let (down, mut next) = take_down(shared);
+    if down.is_empty() {
+        return (0, next);
+    }
+    let tried = down.len();
+    let mut moved = 0;
+    if shared.cfg.sequential_failover {
+        for (t, last) in down {
+            let plan = Plan::none("placed again by the next placement round");
+            if fail_over_one(shared, t, last, plan, None).await {
                 moved += 1;
-                shared.metrics.failovers.inc();
-                if let Some(m) = shared.mirror().as_mut() {
-                    m.closed(&lease.lease);
-                }
-                if let (Some(r), Ok(outcome)) = (&settled, &result) {
-                    let _ = shared
-                        .store
-                        .record_settlement(&t.id, r.served_seconds, &outcome.signature, unix_ms())
-                        .await;
-                }
-                shared.feed.send(FeedEvent::WorkerDown {
-                    worker: t.worker.to_string(),
-                    order: t.order.to_string(),
-                    lease: t.lease.lease.to_string(),
-                    nonce: t.lease.nonce,
-                    silent_ms: t.last_beat.elapsed().as_millis() as u64,
-                });
-                shared.feed.send(FeedEvent::LeaseEnded {
-                    order: t.order.to_string(),
-                    worker: t.worker.to_string(),
-                    lease: t.lease.lease.to_string(),
-                    nonce: t.lease.nonce,
-                    reason: "worker_offline".into(),
-                });
-                let mut live = shared.live();
-                live.failed_over.insert(t.order, t.last_beat);
-                if let Some(s) = live.sessions.get(&t.worker) {
-                    let _ = s.tx.try_send(ToWorker::StopJob {
-                        lease: t.id,
-                        reason: StopReason::DeclaredDown,
-                        grace_ms: 0,
-                    });
-                }
-                tracing::warn!(worker = %t.worker, lease = %t.lease.lease, "worker declared down; lease closed as offline");
             }
+        }
+    } else {
+        let dead: HashSet<Pubkey> = down.iter().map(|(t, _)| t.worker).collect();
+        let mut view = match view_on(shared, &shared.failover_chain).await {
+            Ok(v) => Some(v),
             Err(e) => {
-                shared.metrics.failed_transactions.inc();
-                let gone = matches!(&e, ActionError::Chain(c) if c.code() == Some(3012));
-                tracing::warn!(%e, lease = %t.lease.lease, "offline close failed");
-                if !gone {
-                    // Try again on the next tick.
-                    shared.live().leases.insert(t.id, t);
-                }
+                tracing::warn!(%e, "no view of the market for a replacement; closing only");
+                None
+            }
+        };
+        for (t, last) in down {
+            let plan = match view.as_mut() {
+                Some(v) => replacement(shared, v, &t, &dead).await,
+                None => Plan::none("the market could not be read when its worker went down"),
+            };
+            if fail_over_one(shared, t, last, plan, view.as_ref()).await {
+                moved += 1;
             }
         }
     }
     if moved > 0 {
         shared.placement.notify_one();
     }
-    moved
+    if moved < tried {
+        // Some will be tried again.
+        let retry = Instant::now() + FAILOVER_RETRY;
+        next = Some(next.map_or(retry, |n| n.min(retry)));
+    }
+    (moved, next)
 }
+
+/// Where a down lease's GPUs go.
+struct Plan {
+    spares: Vec<Spare>,
+    /// The order's job spec (its text and parsed form), for the spares' StartJob.
+    spec: Option<(String, JobSpec)>,
+    /// Why there is no spare (the order's waiting reason).
+    why_not: String,
+}
+
+impl Plan {
+    fn none(why: impl Into<String>) -> Self {
+        Self {
+            spares: vec![],
+            spec: None,
+            why_not: why.into(),
+        }
+    }
+}
+
+/// Chooses spares for a down lease from `view` (the followed copy): the lease counted as ended,
+/// the connected workers that passed their challenge (none of the `dead`), the order's lost GPUs
+/// placed by the scheduler ahead of any new order, in the region where the order's other leases
+/// run if it has any (a cluster stays in one region), and checked with the program's rules. The
+/// spares' GPUs are counted on `view`, so the next down lease does not take them too.
+async fn replacement(
+    shared: &Arc<Shared>,
+    view: &mut MarketView,
+    t: &Tracked,
+    dead: &HashSet<Pubkey>,
+) -> Plan {
+    view.assume_released(&t.order, &t.worker, t.gpus);
+    let Some(oi) = view.order_index(&t.order) else {
+        return Plan::none("the order is not in the market's accounts");
+    };
+    let Some(mut order) = view.order(oi) else {
+        return Plan::none(
+            "it takes no new lease: its buyer asked to close it, it is served in full or its escrow is empty",
+        );
+    };
+    let spec = match shared.store.spec(&t.order.to_string()).await {
+        Ok(Some(text)) => match JobSpec::from_toml(&text) {
+            Ok(spec) => (text, spec),
+            Err(e) => return Plan::none(format!("its job spec does not parse: {e}")),
+        },
+        _ => return Plan::none(NO_SPEC),
+    };
+    if let Some(region) = view
+        .workers_of(&t.order)
+        .first()
+        .and_then(|k| view.workers.iter().find(|(w, _)| w == k))
+        .and_then(|(_, w)| crate::scheduler::Region::from_code(w.hardware.region).ok())
+    {
+        order.regions = RegionSet::of(&[region]);
+    }
+    let connected = available_workers(shared, dead);
+    let class = view.orders[oi].1.terms.requirements.gpu_class;
+    let mut s = match Scheduler::new(SchedulerConfig::default()) {
+        Ok(s) => s,
+        Err(e) => return Plan::none(e.to_string()),
+    };
+    let workers = (0..view.workers.len())
+        .filter(|&i| view.workers[i].1.hardware.gpu_class == class)
+        .filter_map(|i| {
+            let rtt = connected.get(&view.workers[i].0)?;
+            view.worker_spec(i, *rtt)
+        })
+        .collect();
+    let id = OrderId(oi as u64);
+    if let Err(e) = s.add_workers(workers).and_then(|()| s.submit_order(order)) {
+        return Plan::none(e.to_string());
+    }
+    match s.place_order(id) {
+        Ok(Some(p)) => match view.propose(&p) {
+            Ok(list) => Plan {
+                spares: list
+                    .into_iter()
+                    .map(|a| Spare {
+                        worker: a.worker,
+                        gpus: a.gpus,
+                    })
+                    .collect(),
+                spec: Some(spec),
+                why_not: String::new(),
+            },
+            Err(e) => Plan::none(format!("the replacement failed the program's checks: {e}")),
+        },
+        Ok(None) => match s.explain_order(id) {
+            Ok(why) => Plan::none(format!("no worker fits yet: {why:?}")),
+            Err(e) => Plan::none(e.to_string()),
+        },
+        Err(e) => Plan::none(e.to_string()),
+    }
+}
+
+/// The failover moves to try, in order: everything at once; then, if the chain refused it, what
+/// the chain still allows (the final receipt dropped when it settled meanwhile, then without the
+/// spares, then without the receipt: the lease must close).
+fn attempts(
+    last: &Option<SignedReceipt>,
+    settled_on_chain: u64,
+    spares: &[Spare],
+) -> Vec<(Option<SignedReceipt>, Vec<Spare>)> {
+    let fresh = last.clone().filter(|r| r.served_seconds > settled_on_chain);
+    let mut out = vec![];
+    if !spares.is_empty() && fresh.is_none() && last.is_some() {
+        out.push((None, spares.to_vec()));
+    }
+    out.push((fresh.clone(), vec![]));
+    if fresh.is_some() {
+        out.push((None, vec![]));
+    }
+    out
+}
+
+/// Fails one down lease over as `plan` says; on a refusal, falls back to what the chain allows.
+/// Returns whether the lease closed.
+async fn fail_over_one(
+    shared: &Arc<Shared>,
+    mut t: Tracked,
+    last: Option<SignedReceipt>,
+    plan: Plan,
+    view: Option<&MarketView>,
+) -> bool {
+    let lease = t.lease;
+    if let Some(m) = shared.mirror().as_mut() {
+        for s in &plan.spares {
+            m.assigned(lease.order, s.worker, s.gpus);
+        }
+    }
+    let send = |receipt: Option<SignedReceipt>, spares: Vec<Spare>| {
+        let orchestrator = shared.orchestrator.clone();
+        shared
+            .failover_chain
+            .call(move |c| orchestrator.fail_over(c, &lease, receipt, &spares))
+    };
+    let mut result = send(last.clone(), plan.spares.clone()).await;
+    if let Err(e) = &result {
+        shared.metrics.failed_transactions.inc();
+        tracing::warn!(%e, lease = %lease.lease, "failover transaction refused; trying what the chain allows");
+        let key = lease.lease;
+        let on_chain = shared
+            .failover_chain
+            .call(move |c| c.fetch_opt::<Lease>(&key))
+            .await;
+        match on_chain {
+            Ok(Some(l)) if l.nonce == lease.nonce => {
+                for (receipt, spares) in attempts(&last, l.seconds_settled, &plan.spares) {
+                    result = send(receipt, spares).await;
+                    if result.is_ok() {
+                        break;
+                    }
+                    shared.metrics.failed_transactions.inc();
+                }
+            }
+            Ok(_) => {
+                // Gone: closed by someone else, or by our own transaction whose confirmation
+                // did not come back. Spares it assigned are on chain: take them on.
+                let taken = adopt_landed(shared, &t, &plan, view).await;
+                if let Some(m) = shared.mirror().as_mut() {
+                    for s in &plan.spares {
+                        if !taken.contains(&s.worker) {
+                            m.unassigned(&lease.order, &s.worker);
+                        }
+                    }
+                    m.closed(&lease.lease);
+                }
+                shared.feed.send(FeedEvent::LeaseEnded {
+                    order: t.order.to_string(),
+                    worker: t.worker.to_string(),
+                    lease: lease.lease.to_string(),
+                    nonce: lease.nonce,
+                    reason: "ended_on_chain".into(),
+                });
+                return false;
+            }
+            Err(_) => {
+                shared.metrics.rpc_errors.inc();
+            }
+        }
+    }
+    let done: FailedOver = match result {
+        Ok(done) => done,
+        Err(e) => {
+            shared.metrics.failed_transactions.inc();
+            tracing::warn!(%e, lease = %lease.lease, "offline close failed; trying again");
+            if let Some(m) = shared.mirror().as_mut() {
+                for s in &plan.spares {
+                    m.unassigned(&lease.order, &s.worker);
+                }
+            }
+            t.retry_at = Some(Instant::now() + FAILOVER_RETRY);
+            shared.live().leases.insert(t.id, t);
+            return false;
+        }
+    };
+    shared.metrics.failovers.inc();
+    if let Some(m) = shared.mirror().as_mut() {
+        let assigned: HashSet<Pubkey> = done.leases.iter().map(|l| l.worker).collect();
+        for s in &plan.spares {
+            if !assigned.contains(&s.worker) {
+                m.unassigned(&lease.order, &s.worker);
+            }
+        }
+        m.closed(&lease.lease);
+    }
+    if let (Some(r), Some(signature)) = (&last, &done.settled_in)
+        && let Err(e) = shared
+            .store
+            .record_settlement(&t.id, r.served_seconds, signature, unix_ms())
+            .await
+    {
+        tracing::warn!(%e, "cannot record a settlement");
+    }
+    let replacement = done.leases.first().map(|l| l.worker.to_string());
+    shared.feed.send(FeedEvent::WorkerDown {
+        worker: t.worker.to_string(),
+        order: t.order.to_string(),
+        lease: lease.lease.to_string(),
+        nonce: lease.nonce,
+        silent_ms: t.last_beat.elapsed().as_millis() as u64,
+        signature: done.outcome.signature.clone(),
+        replacement,
+    });
+    shared.feed.send(FeedEvent::LeaseEnded {
+        order: t.order.to_string(),
+        worker: t.worker.to_string(),
+        lease: lease.lease.to_string(),
+        nonce: lease.nonce,
+        reason: "worker_offline".into(),
+    });
+    {
+        let mut live = shared.live();
+        live.failed_over.insert(t.order, t.last_beat);
+        if let Some(s) = live.sessions.get(&t.worker) {
+            let _ = s.tx.try_send(ToWorker::StopJob {
+                lease: t.id,
+                reason: StopReason::DeclaredDown,
+                grace_ms: 0,
+            });
+        }
+    }
+    tracing::warn!(worker = %t.worker, lease = %lease.lease, replaced_by = done.leases.len(), "worker declared down; lease closed as offline");
+    match (&plan.spec, view) {
+        (Some((text, spec)), Some(view)) if !done.leases.is_empty() => {
+            for new in &done.leases {
+                let gpus = plan
+                    .spares
+                    .iter()
+                    .find(|s| s.worker == new.worker)
+                    .map_or(t.gpus, |s| s.gpus);
+                start_job(shared, view, *new, gpus, text, spec.clone());
+            }
+        }
+        _ => {
+            let why = if plan.spares.is_empty() {
+                plan.why_not.clone()
+            } else {
+                "its spare could not be assigned with the close; placement tries again".into()
+            };
+            let mut live = shared.live();
+            if live.waiting.get(&t.order) != Some(&why) {
+                shared.feed.send(FeedEvent::OrderWaiting {
+                    order: t.order.to_string(),
+                    reason: why.clone(),
+                });
+            }
+            live.waiting.insert(t.order, why);
+        }
+    }
+    true
+}
+
+/// After a failover whose outcome is unknown and whose lease is gone: the spares it planned
+/// whose lease is on chain are tracked and their jobs started. Returns those spares.
+async fn adopt_landed(
+    shared: &Arc<Shared>,
+    t: &Tracked,
+    plan: &Plan,
+    view: Option<&MarketView>,
+) -> HashSet<Pubkey> {
+    let mut taken = HashSet::new();
+    let (Some((text, spec)), Some(view)) = (&plan.spec, view) else {
+        return taken;
+    };
+    for s in &plan.spares {
+        let key = gpumesh_client::pda::lease(&t.order, &s.worker).0;
+        let found = shared
+            .failover_chain
+            .call(move |c| c.fetch_opt::<Lease>(&key))
+            .await;
+        if let Ok(Some(l)) = found
+            && l.order == t.order
+            && l.worker == s.worker
+        {
+            let r = LeaseRef::of(&l);
+            let known = shared.live().leases.contains_key(&lease_id(&r));
+            if !known {
+                shared.live().failed_over.insert(t.order, t.last_beat);
+                start_job(shared, view, r, l.gpus, text, spec.clone());
+            }
+            taken.insert(s.worker);
+        }
+    }
+    taken
+}
+
+/// The placement rounds' reason for an order without its spec.
+const NO_SPEC: &str =
+    "waiting for its job spec: upload it to the orchestrator (PUT /v1/orders/{order}/spec)";
 
 /// Ends a lease's job on its worker (the lease ended on chain for another reason).
 pub fn stop_job(shared: &Shared, worker: &Pubkey, lease: LeaseId) {
@@ -689,14 +1001,94 @@ pub async fn reconcile(shared: &Arc<Shared>) {
     }
 }
 
-/// Runs the loops until `stop` resolves.
-pub async fn run_loops(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// The longest the failover task sleeps between looks at the leases; it wakes earlier, at the
+/// moment the next lease's grace period runs out.
+pub const FAILOVER_CHECK: Duration = Duration::from_millis(250);
+/// How often leases are checked against the chain (ended by others).
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs the loops until `stop` resolves: placement, settlement, failover and reconciliation each
+/// in a task of its own, so a slow round of one never delays another (failover also sends
+/// through its own connection to the chain, see [`Shared::failover_chain`]).
+pub async fn run_loops(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
+    if shared.cfg.sequential_failover {
+        return run_loops_sequential(shared, stop).await;
+    }
+    let placement = {
+        let (shared, mut stop) = (shared.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(shared.cfg.placement_every_ms));
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => log(place(&shared).await, "placement"),
+                    _ = shared.placement.notified() => log(place(&shared).await, "placement"),
+                }
+            }
+        })
+    };
+    let settlement = {
+        let (shared, mut stop) = (shared.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(shared.cfg.settle_every_s));
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => { settle(&shared).await; }
+                    _ = shared.settlement.notified() => { settle(&shared).await; }
+                }
+            }
+        })
+    };
+    let failover_task = {
+        let (shared, mut stop) = (shared.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (_, next) = failover(&shared).await;
+                let now = Instant::now();
+                let wake = next.map_or(now + FAILOVER_CHECK, |at| at.min(now + FAILOVER_CHECK));
+                // Just past the moment, so the lease due then is past its grace.
+                let wake = wake.max(now) + Duration::from_millis(1);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep_until(wake.into()) => {}
+                }
+            }
+        })
+    };
+    let reconciler = {
+        let (shared, mut stop) = (shared.clone(), stop);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => reconcile(&shared).await,
+                }
+            }
+        })
+    };
+    for task in [placement, settlement, failover_task, reconciler] {
+        if let Err(e) = task.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+/// The loops as one: placement, settlement, failover (every 100 ms, closing the lease alone and
+/// leaving the order to the next placement round) and reconciliation take turns in one task.
+/// How the service ran before failover replaced leases in one transaction; kept as the failover
+/// benchmark's baseline (`Config::sequential_failover`).
+async fn run_loops_sequential(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let placement_every = Duration::from_millis(shared.cfg.placement_every_ms);
     let settle_every = Duration::from_secs(shared.cfg.settle_every_s);
     let mut placement_tick = tokio::time::interval(placement_every);
     let mut settle_tick = tokio::time::interval(settle_every);
     let mut failover_tick = tokio::time::interval(Duration::from_millis(100));
-    let mut reconcile_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut reconcile_tick = tokio::time::interval(RECONCILE_EVERY);
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -704,7 +1096,7 @@ pub async fn run_loops(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiv
             _ = shared.placement.notified() => { log(place(&shared).await, "placement"); }
             _ = settle_tick.tick() => { settle(&shared).await; }
             _ = shared.settlement.notified() => { settle(&shared).await; }
-            _ = failover_tick.tick() => { failover(&shared).await; }
+            _ = failover_tick.tick() => { let _ = failover(&shared).await; }
             _ = reconcile_tick.tick() => { reconcile(&shared).await; }
         }
     }

@@ -47,8 +47,13 @@ pub struct Net {
 
 impl Net {
     pub fn start() -> Self {
+        Self::start_with(100)
+    }
+
+    /// A local node making a slot every `slot_time_ms`, with a market and a funded buyer.
+    pub fn start_with(slot_time_ms: u64) -> Self {
         let node = Localnet::start(LocalnetConfig {
-            slot_time_ms: 100,
+            slot_time_ms,
             ..LocalnetConfig::on_free_ports().expect("ports")
         })
         .expect("local chain");
@@ -154,6 +159,7 @@ impl Net {
             store: store.into(),
             heartbeat_ms: 200,
             grace_ms: 1_500,
+            restart_grace_ms: 35_000,
             receipt_every_s: 1,
             settle_every_s: 2,
             placement_every_ms: 300,
@@ -164,6 +170,8 @@ impl Net {
             challenge_target_ms: 0,
             challenge_rows: 8,
             stop_grace_ms: 1_000,
+            confirm_poll_ms: 25,
+            sequential_failover: false,
         }
     }
 
@@ -195,15 +203,25 @@ impl Service {
     }
 
     pub async fn start_with(net: &Net, cfg: Config) -> Self {
+        let rpc = || {
+            Box::new(RpcChain::with_config(net.url.clone(), cfg.rpc_config()))
+                as Box<dyn gpumesh_client::Chain + Send>
+        };
+        let parts = Parts {
+            chain: rpc(),
+            keypair: net.m.orchestrator.insecure_clone(),
+            failover_chain: Some(rpc()),
+        };
+        Self::start_parts(cfg, parts).await
+    }
+
+    /// Runs the service with the chain connections and key given.
+    pub async fn start_parts(cfg: Config, parts: Parts) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("listen");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let parts = Parts {
-            chain: Box::new(RpcChain::new(net.url.clone())),
-            keypair: net.m.orchestrator.insecure_clone(),
-        };
         let task = tokio::spawn(async move {
             service::run(cfg, parts, listener, async move {
                 let _ = stopped.await;
@@ -425,9 +443,10 @@ pub async fn signed_logs(
     .await
 }
 
-/// A subscriber of the live feed: every event it received, as JSON.
+/// A subscriber of the live feed: every event it received, as JSON, with when it arrived.
 pub struct FeedClient {
     pub events: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub arrived: Arc<Mutex<Vec<Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -437,17 +456,42 @@ impl FeedClient {
             .await
             .map_err(|e| e.to_string())?;
         let events = Arc::new(Mutex::new(vec![]));
-        let sink = events.clone();
+        let arrived = Arc::new(Mutex::new(vec![]));
+        let (sink, times) = (events.clone(), arrived.clone());
         let task = tokio::spawn(async move {
             while let Some(Ok(message)) = ws.next().await {
                 if let Message::Text(text) = message
                     && let Ok(v) = serde_json::from_str(&text)
                 {
-                    sink.lock().expect("events").push(v);
+                    let mut events = sink.lock().expect("events");
+                    events.push(v);
+                    times.lock().expect("times").push(Instant::now());
                 }
             }
         });
-        Ok(FeedClient { events, task })
+        Ok(FeedClient {
+            events,
+            arrived,
+            task,
+        })
+    }
+
+    /// The events of a type with when each arrived, from the `from`-th event received on.
+    pub fn of_type_since(&self, kind: &str, from: usize) -> Vec<(Instant, serde_json::Value)> {
+        let events = self.events.lock().expect("events");
+        let times = self.arrived.lock().expect("times");
+        events
+            .iter()
+            .zip(times.iter())
+            .skip(from)
+            .filter(|(e, _)| e["type"] == kind)
+            .map(|(e, t)| (*t, e.clone()))
+            .collect()
+    }
+
+    /// How many events arrived so far.
+    pub fn len(&self) -> usize {
+        self.events.lock().expect("events").len()
     }
 
     /// The types of the events received so far, in order.

@@ -534,5 +534,8 @@ impl Fx {
             })
             .sum();
         assert_eq!(mint.supply as u128, ours, "mint supply");
+        // The SDK's audit (what `gpumesh market audit` runs) agrees that the books hold.
+        let audit = gpumesh_client::audit::audit(&self.chain, &a.market).expect("audit");
+        assert!(audit.is_sound(), "audit: {:?}", audit.violations);
     }
 }

@@ -364,6 +364,13 @@ impl CudaBackend {
         2 * n * n + 4 * n * n + 2 * n * 32 + (64 << 20)
     }
 
+    /// An event that can time: cudarc's `new_event(None)` disables timing, and
+    /// `cuEventElapsedTime` then fails with "invalid resource handle" (measured on an H200).
+    fn timing_event(&self) -> Result<cudarc::driver::CudaEvent, cudarc::driver::DriverError> {
+        self.ctx
+            .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+    }
+
     fn event_ms(
         start: &cudarc::driver::CudaEvent,
         end: &cudarc::driver::CudaEvent,
@@ -388,8 +395,8 @@ impl ComputeBackend for CudaBackend {
         let sms = self.info.multiprocessors.max(1);
         let mut best = f64::MAX;
         for _ in 0..5 {
-            let start = self.ctx.new_event(None)?;
-            let end = self.ctx.new_event(None)?;
+            let start = self.timing_event()?;
+            let end = self.timing_event()?;
             start.record(&self.stream)?;
             let mut launch = self.stream.launch_builder(&self.kernels.copy16);
             let count = count as u64;
@@ -418,8 +425,8 @@ impl ComputeBackend for CudaBackend {
         let mut c = self.stream.alloc_zeros::<i32>(n as usize * n as usize)?;
         let mut best = f64::MAX;
         for _ in 0..3 {
-            let start = self.ctx.new_event(None)?;
-            let end = self.ctx.new_event(None)?;
+            let start = self.timing_event()?;
+            let end = self.timing_event()?;
             start.record(&self.stream)?;
             self.gemm.multiply(&bt, &a, &mut c, n)?;
             end.record(&self.stream)?;
@@ -464,7 +471,7 @@ impl ComputeBackend for CudaBackend {
         }
         let wall = Instant::now();
         let e: Vec<_> = (0..5)
-            .map(|_| self.ctx.new_event(None))
+            .map(|_| self.timing_event())
             .collect::<Result<_, _>>()?;
         e[0].record(&self.stream)?;
         let (a, bt) = self.generate(&challenge.seed, n)?;
