@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts what the tests use besides cargo, installing it with apt where it is missing: the
 # machine's PostgreSQL (the orchestrator store's tests run on it as well as on SQLite) and
-# Podman's Docker-compatible socket (the worker daemon's container tests). Prints the
+# Podman's Docker-compatible socket (the worker daemon's container tests), and Debian's Chromium
+# with chromedriver (the orchestrator console's browser tests). Prints the
 # environment the tests need; run it as
 #
 #   eval "$(scripts/services.sh)" && cargo test --workspace --locked
@@ -10,4 +11,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/postgres.sh >&2
+scripts/chromium.sh >&2
 scripts/podman-service.sh

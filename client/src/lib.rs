@@ -18,6 +18,7 @@ pub mod pda;
 pub mod pubsub;
 pub mod receipt;
 pub mod rpc;
+pub mod stake_yield;
 pub mod token;
 
 pub use anchor_lang::prelude::Pubkey;

@@ -40,6 +40,16 @@ pub struct ApiErrorBody {
 
 pub struct ApiError(StatusCode, String);
 
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(status, message.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(ApiErrorBody { error: self.1 })).into_response()
@@ -916,5 +926,7 @@ type GpuTelemetryRef = gpumesh_protocol::wire::GpuTelemetry;
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "This document")))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::views::ConsoleApi::openapi());
+    Json(doc)
 }

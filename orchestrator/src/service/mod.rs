@@ -9,13 +9,16 @@
 pub mod api;
 pub mod challenge;
 pub mod config;
+pub mod console;
 pub mod feed;
 pub mod follow;
 pub mod gateway;
+pub mod history;
 pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod views;
 
 pub use config::Config;
 
@@ -142,6 +145,7 @@ pub async fn run(
         settlement: Notify::new(),
         metrics: metrics::Metrics::new(),
         feed: feed::Feed::new(),
+        history: history::History::default(),
         stopping: stop_rx.clone(),
         cfg,
     });
@@ -162,10 +166,19 @@ pub async fn run(
         .route("/v1/feed", get(api::feed))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/metrics", get(api::metrics))
+        .route("/v1/console", get(views::console))
+        .route("/v1/market/overview", get(views::overview))
+        .route("/v1/workers/{worker}", get(views::worker))
+        .route("/v1/suppliers/{owner}", get(views::supplier))
+        .route("/v1/orders/{order}/activity", get(views::order_activity))
+        .route("/v1/operator", get(views::operator))
+        .route("/v1/lookup/{address}", get(views::lookup))
+        .merge(console::routes())
         .with_state(shared.clone());
 
     let loops = tokio::spawn(tasks::run_loops(shared.clone(), stop_rx.clone()));
     let follower = tokio::spawn(follow::run(shared.clone(), stop_rx.clone()));
+    let history = tokio::spawn(history::run(shared.clone(), stop_rx.clone()));
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.changed().await;
@@ -176,6 +189,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = loops.await;
     let _ = follower.await;
+    let _ = history.await;
     tasks::settle(&shared).await;
     match server.await {
         Ok(Ok(())) => Ok(()),

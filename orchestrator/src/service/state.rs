@@ -6,6 +6,7 @@
 use super::config::Config;
 use super::feed::Feed;
 use super::follow::Mirror;
+use super::history::History;
 use super::metrics::Metrics;
 use super::store::Store;
 use crate::actions::Orchestrator;
@@ -159,6 +160,8 @@ pub struct Shared {
     pub settlement: Notify,
     pub metrics: Metrics,
     pub feed: Feed,
+    /// Recent telemetry and notable events, for the console.
+    pub history: History,
     /// Turns true when the service stops (long-lived connections end with it).
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }

@@ -5,6 +5,10 @@
 //! sqlx's `Any` driver over SQLite (a file, the default: nothing to install) or PostgreSQL (by
 //! URL), with one set of migrations (`orchestrator/migrations`) whose SQL both accept.
 
+mod history;
+
+pub use history::LeaseTerms;
+
 use gpumesh_protocol::SignedReceipt;
 use gpumesh_protocol::wire::LeaseId;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -397,28 +401,7 @@ impl Store {
         .bind(order)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let lease: String = row.try_get(0)?;
-                let nonce: i64 = row.try_get(1)?;
-                Ok(JobRecord {
-                    lease: LeaseId {
-                        lease: lease.parse().map_err(
-                            |e: gpumesh_protocol::keys::ParseKeyError| {
-                                StoreError::Corrupt(e.to_string())
-                            },
-                        )?,
-                        nonce: nonce as u64,
-                    },
-                    order: row.try_get(2)?,
-                    worker: row.try_get(3)?,
-                    status: row.try_get(4)?,
-                    exit_code: row.try_get(5)?,
-                    result_hash: row.try_get(6)?,
-                    updated_ms: row.try_get(7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(history::job_record).collect()
     }
 
     /// Appends a log chunk and keeps only the newest [`LOG_TAIL_CHUNKS`] of the job.

@@ -566,6 +566,29 @@ impl SimWorker {
         job_seconds: u64,
         answer: Answer,
     ) -> Self {
+        Self::spawn_full(url, worker, node, job_seconds, answer, 0)
+    }
+
+    /// A worker whose heartbeats carry `gpus` GPUs' telemetry, changing with every beat
+    /// (see [`sim_telemetry`]).
+    pub fn spawn_with_gpus(
+        url: String,
+        worker: Pubkey,
+        node: Keypair,
+        job_seconds: u64,
+        gpus: u16,
+    ) -> Self {
+        Self::spawn_full(url, worker, node, job_seconds, Answer::Honest, gpus)
+    }
+
+    fn spawn_full(
+        url: String,
+        worker: Pubkey,
+        node: Keypair,
+        job_seconds: u64,
+        answer: Answer,
+        gpus: u16,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let task = tokio::spawn(sim_loop(
             url,
@@ -573,6 +596,7 @@ impl SimWorker {
             node.insecure_clone(),
             job_seconds,
             answer,
+            gpus,
             seen.clone(),
         ));
         Self {
@@ -601,6 +625,7 @@ async fn sim_loop(
     node: Keypair,
     job_seconds: u64,
     answer: Answer,
+    gpus: u16,
     seen: Arc<Mutex<Seen>>,
 ) {
     let mut jobs: HashMap<LeaseId, Job> = HashMap::new();
@@ -613,6 +638,7 @@ async fn sim_loop(
                 &node,
                 job_seconds,
                 answer,
+                gpus,
                 &seen,
                 &mut jobs,
             )
@@ -635,6 +661,7 @@ async fn run_session(
     node: &Keypair,
     job_seconds: u64,
     answer: Answer,
+    gpus: u16,
     seen: &Arc<Mutex<Seen>>,
     jobs: &mut HashMap<LeaseId, Job>,
 ) {
@@ -658,7 +685,15 @@ async fn run_session(
         worker: key,
         hardware: HardwareReport {
             class: GpuClass::H100,
-            gpus: vec![],
+            gpus: (0..gpus)
+                .map(|index| wire::GpuReport {
+                    index,
+                    name: "NVIDIA H100 80GB HBM3 (simulated)".into(),
+                    vram_mib: 81_920,
+                    pci: String::new(),
+                    driver: "simulated".into(),
+                })
+                .collect(),
             measured_bandwidth_gbps: 3_000.0,
             backend: "simulated".into(),
         },
@@ -740,7 +775,7 @@ async fn run_session(
             _ = beat.tick() => {
                 seq += 1;
                 let now = now_ms();
-                let telemetry = Telemetry { cpu_pct: 50.0, memory_used_mib: 1_024, memory_total_mib: 8_192, ..Telemetry::default() };
+                let telemetry = sim_telemetry(gpus, seq);
                 let digest = telemetry.digest_bytes();
                 let mut leases = vec![];
                 for (id, job) in jobs.iter_mut() {
@@ -776,6 +811,32 @@ async fn run_session(
                 }
             }
         }
+    }
+}
+
+/// A simulated machine's telemetry at heartbeat `seq`: with no GPUs the host at half load (as
+/// before); with GPUs, every figure moves with each beat (temperature 55 to 74 °C, load, memory
+/// and power), so a chart of it changes with every heartbeat.
+pub fn sim_telemetry(gpus: u16, seq: u64) -> Telemetry {
+    Telemetry {
+        gpus: (0..gpus)
+            .map(|i| {
+                let k = seq + u64::from(i) * 7;
+                wire::GpuTelemetry {
+                    index: i,
+                    temperature_c: 55.0 + (k % 20) as f32,
+                    utilization_pct: 40.0 + (k * 7 % 60) as f32,
+                    memory_used_mib: 20_000 + (k * 997 % 40_000) as u32,
+                    memory_total_mib: 81_920,
+                    power_w: 250.0 + (k * 13 % 400) as f32,
+                    sm_clock_mhz: 1_980,
+                    memory_clock_mhz: 2_619,
+                }
+            })
+            .collect(),
+        cpu_pct: 50.0,
+        memory_used_mib: 1_024,
+        memory_total_mib: 8_192,
     }
 }
 
