@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// 3.6 tokens per GPU-hour: 1,000 base units per GPU-second.
 const PRICE_PER_SECOND: u64 = 1_000;
 
-fn engine() -> bollard::Docker {
+/// The engine `DOCKER_HOST` names, with the hello image built; panics (the test fails) without it.
+pub fn engine() -> bollard::Docker {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,6 +30,30 @@ fn engine() -> bollard::Docker {
             .await
             .expect("building examples/hello");
         docker
+    })
+}
+
+/// Names of the engine's containers (running or not) labelled as `worker`'s.
+pub fn containers_of(docker: &bollard::Docker, worker: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        docker
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: Some(std::collections::HashMap::from([(
+                    "label".to_string(),
+                    vec![format!("gpumesh.worker={worker}")],
+                )])),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .collect()
     })
 }
 

@@ -15,6 +15,7 @@
 //! - `service`: `gpumesh orchestrator run` as a process; `gpumesh order upload-spec` against it.
 //! - `daemon`: the real service and the real `gpumesh worker run` (jobs in containers) carry an
 //!   order from creation to completion with nothing played by hand.
+//! - `up`: `gpumesh up` as a process, a buyer's order through it to completion, a clean stop.
 
 mod conventions;
 mod daemon;
@@ -25,3 +26,4 @@ mod procs;
 mod proxy;
 mod roles;
 mod service;
+mod up;
