@@ -459,10 +459,7 @@ pub fn run(env: &Env, args: &UpArgs) -> Result<(), CliError> {
 
     let outcome = runtime.block_on(serve(service_config, daemon_configs, &api_url, plans.len()));
     let ready_after = start.elapsed();
-    let mut stopped = match outcome {
-        Ok(stopped) => stopped,
-        Err(e) => return Err(e),
-    };
+    let mut stopped = outcome?;
 
     // Ready: what to type next.
     let record = json!({
@@ -626,18 +623,39 @@ async fn serve(
         service: Some(service),
         daemons: vec![],
     };
-    for (i, config) in daemon_configs.into_iter().enumerate() {
+    // The daemons start one at a time (each measures the machine at start, and three
+    // measurements at once on a small machine read low); one whose measurement still came out
+    // under its claim gets two more tries.
+    let spawn = |i: usize, config: gpumesh_worker::daemon::Config| -> Task {
         let shutdown = stop_signal(&rx);
-        running.daemons.push(Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             gpumesh_worker::daemon::run(config, shutdown)
                 .await
                 .map_err(|e| format!("worker daemon {} stopped: {e}", i + 1))
-        })));
-    }
+        })
+    };
+    let mut attempts = vec![0u32; daemon_configs.len()];
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     let mut signal = std::pin::pin!(crate::orchestrator::shutdown());
     loop {
+        for i in 0..running.daemons.len() {
+            let Some(task) = running.daemons[i].take_if(|t| t.is_finished()) else {
+                continue;
+            };
+            let why = match task.await {
+                Ok(Ok(())) => format!("worker daemon {} stopped on its own", i + 1),
+                Ok(Err(e)) => e,
+                Err(e) => format!("worker daemon {} panicked: {e}", i + 1),
+            };
+            attempts[i] += 1;
+            if attempts[i] < 3 && why.contains("measured") {
+                running.daemons[i] = Some(spawn(i, daemon_configs[i].clone()));
+            } else {
+                running.stop().await;
+                return Err(CliError::Input(format!("{why} (the log has more)")));
+            }
+        }
         if let Some(why) = running.failed().await {
             running.stop().await;
             return Err(CliError::Input(format!("{why} (the log has more)")));
@@ -659,6 +677,12 @@ async fn serve(
         };
         if connected >= workers {
             return Ok(running);
+        }
+        let started = running.daemons.len();
+        if connected >= started && started < workers {
+            running
+                .daemons
+                .push(Some(spawn(started, daemon_configs[started].clone())));
         }
         if tokio::time::Instant::now() > deadline {
             running.stop().await;

@@ -221,10 +221,7 @@ pub fn watch(
             ));
         }
     };
-    loop {
-        let Some(order) = ctx.chain.fetch_opt::<Order>(&key)? else {
-            break;
-        };
+    while let Some(order) = ctx.chain.fetch_opt::<Order>(&key)? {
         let leases: Vec<LeaseView> = ctx
             .chain
             .list_decoded::<Lease>(&filters::leases_of_order(&key))?
