@@ -19,6 +19,8 @@ mod orchestrator;
 mod order;
 mod output;
 mod price;
+mod up;
+mod watch;
 mod worker;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -42,6 +44,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole market on this machine until Ctrl-C: the local chain, a market, its
+    /// orchestrator service and worker daemons (CPU); prints what a buyer types next.
+    Up(up::UpArgs),
     /// Run the whole market flow in an in-process Solana runtime and narrate every step.
     Demo(demo::DemoArgs),
     /// Start a Solana node on this machine with the program loaded (JSON-RPC on 127.0.0.1:8899).
@@ -72,6 +77,7 @@ enum Command {
 fn run(cli: Cli) -> Result<(), CliError> {
     let env = Env::new(&cli.global)?;
     match &cli.command {
+        Command::Up(args) => up::run(&env, args),
         Command::Demo(args) => demo::run(&env, args),
         Command::Localnet(args) => localnet::run(&env, args),
         Command::Keys(cmd) => keys::run(&env, cmd),

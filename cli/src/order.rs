@@ -63,9 +63,42 @@ pub enum OrderCommand {
         /// The job-spec file the order was created with.
         #[arg(value_name = "SPEC")]
         spec: PathBuf,
-        /// The orchestrator service's URL (e.g. http://127.0.0.1:8910).
+        /// The orchestrator service's URL (e.g. http://127.0.0.1:8910) [default on the local
+        /// chain: the one `gpumesh up` runs].
         #[arg(long, env = "GPUMESH_ORCHESTRATOR", value_name = "URL")]
-        orchestrator: String,
+        orchestrator: Option<String>,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// Follow an order live until it closes: placement, leases, the job, seconds served and
+    /// settled, escrow runway, spend per second; then what it paid, what came back and the
+    /// result's hash.
+    Watch {
+        /// The order's id (`gpumesh order list` shows them).
+        id: u64,
+        /// The orchestrator service's URL [default on the local chain: the one `gpumesh up`
+        /// runs].
+        #[arg(long, env = "GPUMESH_ORCHESTRATOR", value_name = "URL")]
+        orchestrator: Option<String>,
+        /// Give up (exit status 1) when the order has not closed after this many seconds; the
+        /// order goes on.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        signed: Signed,
+    },
+    /// The job's output, from the orchestrator, in a request signed by the buyer's wallet.
+    Logs {
+        /// The order's id (`gpumesh order list` shows them).
+        id: u64,
+        /// Keep printing new output until the order closes (with --output json: one JSON object
+        /// per chunk and line).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// The orchestrator service's URL [default on the local chain: the one `gpumesh up`
+        /// runs].
+        #[arg(long, env = "GPUMESH_ORCHESTRATOR", value_name = "URL")]
+        orchestrator: Option<String>,
         #[command(flatten)]
         signed: Signed,
     },
@@ -132,6 +165,10 @@ pub struct CreateArgs {
     /// The order's id [default: one above the wallet's highest in this market].
     #[arg(long)]
     id: Option<u64>,
+    /// Upload the spec to this orchestrator once the order is created [default on the local
+    /// chain: the one `gpumesh up` runs; elsewhere none: use `gpumesh order upload-spec`].
+    #[arg(long, env = "GPUMESH_ORCHESTRATOR", value_name = "URL")]
+    orchestrator: Option<String>,
     #[command(flatten)]
     signed: Signed,
 }
@@ -156,15 +193,38 @@ pub fn run(env: &Env, cmd: &OrderCommand) -> Result<(), CliError> {
             spec,
             orchestrator,
             signed,
-        } => upload_spec(&mut connect(signed)?, *id, spec, orchestrator),
+        } => upload_spec(&mut connect(signed)?, *id, spec, orchestrator.as_deref()),
+        OrderCommand::Watch {
+            id,
+            orchestrator,
+            timeout,
+            signed,
+        } => crate::watch::watch(
+            &mut connect(signed)?,
+            *id,
+            orchestrator.as_deref(),
+            *timeout,
+        ),
+        OrderCommand::Logs {
+            id,
+            follow,
+            orchestrator,
+            signed,
+        } => crate::watch::logs(&mut connect(signed)?, *id, *follow, orchestrator.as_deref()),
     }
 }
 
 /// PUTs the spec to the orchestrator with the buyer's signature over
 /// `gpumesh_protocol::jobspec::upload_message`.
-fn upload_spec(ctx: &mut Ctx, id: u64, path: &PathBuf, orchestrator: &str) -> Result<(), CliError> {
+fn upload_spec(
+    ctx: &mut Ctx,
+    id: u64,
+    path: &PathBuf,
+    orchestrator: Option<&str>,
+) -> Result<(), CliError> {
     let buyer = ctx.wallet()?;
     let m = ctx.market()?;
+    let orchestrator = crate::watch::orchestrator_url(ctx, orchestrator)?;
     let (key, order) = my_order(ctx, &m, &buyer.pubkey(), id)?;
     let spec = std::fs::read(path).map_err(|e| {
         CliError::Input(format!("cannot read the job spec {}: {e}", path.display()))
@@ -175,8 +235,23 @@ fn upload_spec(ctx: &mut Ctx, id: u64, path: &PathBuf, orchestrator: &str) -> Re
             path.display()
         )));
     }
+    send_spec(&buyer, &key, spec, &orchestrator)?;
+    ctx.print(
+        json!({"order": key.to_string(), "id": id, "uploaded": true, "orchestrator": orchestrator}),
+        || format!("order {id}: job spec uploaded to {orchestrator}; the job starts when a worker is placed"),
+    );
+    Ok(())
+}
+
+/// The signed PUT of a job spec.
+fn send_spec(
+    buyer: &gpumesh_client::Keypair,
+    key: &Pubkey,
+    spec: Vec<u8>,
+    orchestrator: &str,
+) -> Result<(), CliError> {
     let message = gpumesh_protocol::jobspec::upload_message(&key.to_bytes(), &spec);
-    let signature = gpumesh_client::Signer::sign_message(&buyer, &message);
+    let signature = gpumesh_client::Signer::sign_message(buyer, &message);
     let url = format!(
         "{}/v1/orders/{key}/spec",
         orchestrator.trim_end_matches('/')
@@ -188,7 +263,7 @@ fn upload_spec(ctx: &mut Ctx, id: u64, path: &PathBuf, orchestrator: &str) -> Re
         .send()
         .map_err(|e| {
             CliError::Input(format!(
-                "the orchestrator at {orchestrator} did not answer ({e}): check --orchestrator and that `gpumesh orchestrator run` is up"
+                "the orchestrator at {orchestrator} did not answer ({e}): check --orchestrator and that `gpumesh up` or `gpumesh orchestrator run` is up"
             ))
         })?;
     let status = response.status();
@@ -198,10 +273,6 @@ fn upload_spec(ctx: &mut Ctx, id: u64, path: &PathBuf, orchestrator: &str) -> Re
             "the orchestrator refused the spec ({status}): {body}"
         )));
     }
-    ctx.print(
-        json!({"order": key.to_string(), "id": id, "uploaded": true, "orchestrator": orchestrator}),
-        || format!("order {id}: job spec uploaded to {orchestrator}; the job starts when a worker is placed"),
-    );
     Ok(())
 }
 
@@ -362,6 +433,29 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
         &[],
     )?;
     let hash_hex = hex(&job_spec_hash);
+    // Where a service is known, it gets the spec now (the order stands whatever it answers).
+    let upload = crate::watch::known_orchestrator(ctx, args.orchestrator.as_deref())
+        .map(|url| (send_spec(&buyer, &order, spec.clone(), &url), url));
+    let (upload_json, upload_text) = match &upload {
+        None => (
+            json!(null),
+            format!(
+                "upload the spec to the market's orchestrator: `gpumesh order upload-spec {id} {} --orchestrator URL`",
+                args.spec.display()
+            ),
+        ),
+        Some((Ok(()), url)) => (
+            json!({"orchestrator": url, "uploaded": true}),
+            format!("job spec uploaded to {url}; watch it with `gpumesh order watch {id}`"),
+        ),
+        Some((Err(e), url)) => (
+            json!({"orchestrator": url, "uploaded": false, "error": e.to_string()}),
+            format!(
+                "the order stands, but the spec did not reach {url} ({e}): run `gpumesh order upload-spec {id} {}`",
+                args.spec.display()
+            ),
+        ),
+    };
     let vram = match args.min_vram {
         Some(v) => format!(" with at least {} each", output::vram(v)),
         None => String::new(),
@@ -378,9 +472,10 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
             "max_price_per_gpu_hour": m.per_hour(max_price),
             "deposit": m.amount(deposit),
             "job_spec_hash": hash_hex,
+            "spec_upload": upload_json,
         })),
         format!(
-            "created order {id} ({order}): {} x {class}{vram}, up to {} for {}{}, {} in escrow\njob spec hash {hash_hex}\nwatch it with `gpumesh order show {id}`",
+            "created order {id} ({order}): {} x {class}{vram}, up to {} for {}{}, {} in escrow\njob spec hash {hash_hex}\n{upload_text}",
             args.gpus,
             m.price_text(max_price),
             output::duration(duration),

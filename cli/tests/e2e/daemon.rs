@@ -34,8 +34,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// The container engine, with examples/hello's image built.
-fn engine() -> bollard::Docker {
+/// The engine `DOCKER_HOST` names, with the hello image built; panics (the test fails) without it.
+pub fn engine() -> bollard::Docker {
     block_on(async {
         let docker = gpumesh_worker::examples::engine(None).await.unwrap_or_else(|e| {
             panic!("{e}: these tests run jobs in containers; start the engine with `eval \"$(scripts/services.sh)\"`")
@@ -65,6 +65,26 @@ fn container_left(docker: &bollard::Docker, lease: &str, nonce: u64) -> bool {
             }) => false,
             Err(e) => panic!("inspecting {name}: {e}"),
         }
+    })
+}
+
+/// Names of the engine's containers (running or not) labelled as `worker`'s.
+pub fn containers_of(docker: &bollard::Docker, worker: &str) -> Vec<String> {
+    block_on(async {
+        docker
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: Some(std::collections::HashMap::from([(
+                    "label".to_string(),
+                    vec![format!("gpumesh.worker={worker}")],
+                )])),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .collect()
     })
 }
 

@@ -16,6 +16,7 @@
 //! - `daemon`: the real service and real `gpumesh worker run` daemons (jobs in containers) carry
 //!   orders to completion with nothing played by hand, through a killed worker and a restarted
 //!   orchestrator, each ending with `gpumesh market audit`.
+//! - `up`: `gpumesh up` as a process, a buyer's order through it to completion, a clean stop.
 
 mod conventions;
 mod daemon;
@@ -26,3 +27,4 @@ mod procs;
 mod proxy;
 mod roles;
 mod service;
+mod up;
