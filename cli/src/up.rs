@@ -771,12 +771,7 @@ async fn remove_containers(docker: &bollard::Docker, workers: &[String]) -> Resu
             "label".to_string(),
             vec![format!("{LABEL_WORKER}={w}")],
         )]);
-        let list = docker
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                all: true,
-                filters: Some(one),
-                ..Default::default()
-            }))
+        let list = gpumesh_worker::daemon::runtime::docker::list_all(docker, one)
             .await
             .map_err(|e| e.to_string())?;
         for c in list {

@@ -71,20 +71,18 @@ fn container_left(docker: &bollard::Docker, lease: &str, nonce: u64) -> bool {
 /// Names of the engine's containers (running or not) labelled as `worker`'s.
 pub fn containers_of(docker: &bollard::Docker, worker: &str) -> Vec<String> {
     block_on(async {
-        docker
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                all: true,
-                filters: Some(std::collections::HashMap::from([(
-                    "label".to_string(),
-                    vec![format!("gpumesh.worker={worker}")],
-                )])),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_iter()
-            .flat_map(|c| c.names.unwrap_or_default())
-            .collect()
+        gpumesh_worker::daemon::runtime::docker::list_all(
+            docker,
+            std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![format!("gpumesh.worker={worker}")],
+            )]),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect()
     })
 }
 

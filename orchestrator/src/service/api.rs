@@ -504,7 +504,9 @@ pub struct OrderInfo {
 }
 
 /// An order: its state on chain, the leases this service runs for it (seconds served, claimed
-/// and settled), its escrow runway at the current spend, why it waits, and its jobs.
+/// and settled), its escrow runway at the current spend, why it waits, and its jobs. Once its
+/// account is closed (completed or cancelled): status `Closed` with its jobs (exits, result
+/// hashes) from the service's store.
 #[utoipa::path(
     get,
     path = "/v1/orders/{order}",
@@ -521,7 +523,17 @@ pub async fn order(
     Path(order): Path<String>,
 ) -> Result<Json<OrderInfo>, ApiError> {
     let key = key(&order)?;
-    let o: Order = fetch(&shared, key, "order").await?;
+    let o: Option<Order> = shared
+        .chain
+        .call(move |c| c.fetch_opt::<Order>(&key))
+        .await
+        .map_err(|e| {
+            shared.metrics.rpc_errors.inc();
+            upstream(e)
+        })?;
+    let Some(o) = o else {
+        return closed_order(&shared, order).await.map(Json);
+    };
     let (leases, waiting) = {
         let live = shared.live();
         let leases: Vec<LeaseSummary> = live
@@ -574,6 +586,67 @@ pub async fn order(
             })
             .collect(),
     }))
+}
+
+/// The page of an order the chain no longer has (completed or cancelled, its account closed):
+/// what this service kept of it, its jobs with their exits and result hashes. 404 for an order
+/// this service never ran.
+async fn closed_order(shared: &Shared, order: String) -> Result<OrderInfo, ApiError> {
+    let buyer = shared.store.buyer_of(&order).await.map_err(internal)?;
+    let jobs = shared.store.jobs_of(&order).await.map_err(internal)?;
+    if buyer.is_none() && jobs.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no order {order}, and this service never ran one by that address"),
+        ));
+    }
+    let last = shared
+        .store
+        .samples("order", &order, 1)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .next()
+        .and_then(|(_, body)| {
+            serde_json::from_str::<crate::service::history::OrderSample>(&body).ok()
+        });
+    Ok(closed_info(order, buyer.unwrap_or_default(), jobs, last))
+}
+
+fn closed_info(
+    order: String,
+    buyer: String,
+    jobs: Vec<crate::service::store::JobRecord>,
+    last: Option<crate::service::history::OrderSample>,
+) -> OrderInfo {
+    OrderInfo {
+        order,
+        buyer,
+        status: "Closed".into(),
+        class: String::new(),
+        gpus: 0,
+        gpus_assigned: 0,
+        max_price_per_gpu_second: "0".into(),
+        escrow_remaining: "0".into(),
+        // As the service last followed it before the account closed.
+        total_paid: last.map_or_else(|| "0".into(), |s| s.total_paid),
+        max_spend_per_second: "0".into(),
+        escrow_runway_s: None,
+        waiting: None,
+        job_spec_uploaded: true,
+        leases: vec![],
+        jobs: jobs
+            .into_iter()
+            .map(|j| JobInfo {
+                lease: j.lease.lease.to_string(),
+                nonce: j.lease.nonce,
+                worker: j.worker,
+                status: j.status,
+                exit_code: j.exit_code,
+                result_hash: j.result_hash,
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -128,6 +128,14 @@ impl Mirror {
         }
     }
 
+    /// Forgets an order the chain no longer has (the service completed it, or a move found it
+    /// gone): a program subscription never reports a closed account, and placement must not
+    /// keep proposing it until the next full listing.
+    pub fn order_gone(&mut self, order: &Pubkey) {
+        self.orders.remove(order);
+        self.pending.retain(|(o, _, _, _)| o != order);
+    }
+
     fn prune_pending(&mut self) {
         let leases = &self.leases;
         self.pending.retain(|(order, worker, _, at)| {

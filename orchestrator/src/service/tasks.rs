@@ -200,6 +200,9 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
                 Err(e) => {
                     if let Some(m) = shared.mirror().as_mut() {
                         m.unassigned(&a.order, &a.worker);
+                        if matches!(e, ActionError::Missing { what: "order", .. }) {
+                            m.order_gone(&a.order);
+                        }
                     }
                     shared.metrics.failed_transactions.inc();
                     tracing::warn!(%e, order = %a.order, worker = %a.worker, "assign failed");
@@ -503,6 +506,9 @@ async fn end_exited(shared: &Arc<Shared>) {
             .await;
         match completed {
             Ok(true) => {
+                if let Some(m) = shared.mirror().as_mut() {
+                    m.order_gone(&order);
+                }
                 shared.feed.send(FeedEvent::OrderCompleted {
                     order: order.to_string(),
                     result_hash: result_hash

@@ -215,6 +215,33 @@ pub fn container_config(plan: &JobPlan, config: &RuntimeConfig) -> ContainerCrea
     }
 }
 
+/// Every container (running or not) that passes `filters`. Podman reports a container that is
+/// being stopped in a state (`stopped`) the Docker API's listing does not define, and the whole
+/// listing then fails to decode: such a listing is asked again (a few times, 200 ms apart), as
+/// the state passes within moments.
+pub async fn list_all(
+    docker: &Docker,
+    filters: HashMap<String, Vec<String>>,
+) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+    let mut tries = 0;
+    loop {
+        let listed = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await;
+        match listed {
+            Err(bollard::errors::Error::JsonDataError { .. }) if tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other.map_err(engine),
+        }
+    }
+}
+
 /// The container's name for a lease instance.
 pub fn container_name(lease: LeaseId) -> String {
     format!("gpumesh-{}-{}", lease.lease, lease.nonce)
@@ -456,15 +483,7 @@ impl DockerRuntime {
             "label".to_string(),
             vec![format!("{LABEL_WORKER}={}", self.worker)],
         )]);
-        let list = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(engine)?;
+        let list = list_all(&self.docker, filters).await?;
         let mut removed = Vec::new();
         for c in list {
             let labels = c.labels.unwrap_or_default();
