@@ -402,6 +402,8 @@ async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment>
             .filter(|t| t.worker == *worker)
             .map(|t| {
                 t.last_beat = Instant::now();
+                // Back: the restart grace (or a failed failover's wait) no longer applies.
+                t.retry_at = None;
                 // Where this service's copy of the chain ends, so the daemon resends the links
                 // the dropped connection lost; after a restart of the service there is no copy
                 // and the worker's next head becomes the base.
