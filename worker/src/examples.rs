@@ -58,16 +58,9 @@ pub async fn build_image(
 /// The container engine at `docker_host` (default `$DOCKER_HOST`, else Docker's socket), checked
 /// as the daemon checks it.
 pub async fn engine(docker_host: Option<&str>) -> Result<Docker, RuntimeError> {
-    let config = crate::daemon::config::RuntimeConfig {
-        docker_host: docker_host.map(str::to_string),
-        ..Default::default()
-    };
-    let runtime = crate::daemon::runtime::docker::DockerRuntime::connect(
-        &config,
-        gpumesh_protocol::Key([0; 32]),
-    )
-    .await?;
-    Ok(runtime.client().clone())
+    Ok(crate::daemon::runtime::docker::connect_engine(docker_host)
+        .await?
+        .0)
 }
 
 /// Builds the hello example's image unless the engine has it already.

@@ -60,15 +60,15 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
-fn upstream(e: impl ToString) -> ApiError {
+pub(super) fn upstream(e: impl ToString) -> ApiError {
     ApiError(StatusCode::BAD_GATEWAY, e.to_string())
 }
 
-fn internal(e: impl ToString) -> ApiError {
+pub(super) fn internal(e: impl ToString) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-fn key(text: &str) -> Result<Pubkey, ApiError> {
+pub(super) fn key(text: &str) -> Result<Pubkey, ApiError> {
     Pubkey::from_str(text).map_err(|_| bad(format!("{text:?} is not a base58 address")))
 }
 
@@ -76,13 +76,13 @@ fn amount(v: u64) -> String {
     v.to_string()
 }
 
-fn class_name(code: u8) -> String {
+pub(super) fn class_name(code: u8) -> String {
     GpuClass::from_code(code)
         .map(|c| c.to_string())
         .unwrap_or_else(|_| format!("class-{code}"))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -97,6 +97,17 @@ async fn fetch<T>(shared: &Shared, key: Pubkey, what: &str) -> Result<T, ApiErro
 where
     T: anchor_lang::AccountDeserialize + Send + 'static,
 {
+    account(shared, key)
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no {what} {key}")))
+}
+
+/// An account as the chain has it now (None: closed or never created); an RPC failure is a 502
+/// and counts in `rpc_errors`.
+pub(super) async fn account<T>(shared: &Shared, key: Pubkey) -> Result<Option<T>, ApiError>
+where
+    T: anchor_lang::AccountDeserialize + Send + 'static,
+{
     shared
         .chain
         .call(move |c| c.fetch_opt::<T>(&key))
@@ -104,8 +115,7 @@ where
         .map_err(|e| {
             shared.metrics.rpc_errors.inc();
             upstream(e)
-        })?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no {what} {key}")))
+        })
 }
 
 /// The signature header of a buyer's signed request.
@@ -138,11 +148,7 @@ fn verify_buyer(signature: &str, buyer: &Pubkey, message: &[u8]) -> Result<(), A
 /// An order's buyer: on chain while the order exists, else as it was when the spec was
 /// uploaded (a completed order's output stays its buyer's).
 async fn buyer_of(shared: &Shared, order: Pubkey) -> Result<Pubkey, ApiError> {
-    let on_chain: Option<Order> = shared
-        .chain
-        .call(move |c| c.fetch_opt::<Order>(&order))
-        .await
-        .map_err(upstream)?;
+    let on_chain: Option<Order> = account(shared, order).await?;
     if let Some(o) = on_chain {
         return Ok(o.buyer);
     }
@@ -481,6 +487,19 @@ pub struct JobInfo {
     pub result_hash: Option<String>,
 }
 
+impl From<crate::service::store::JobRecord> for JobInfo {
+    fn from(j: crate::service::store::JobRecord) -> Self {
+        JobInfo {
+            lease: j.lease.lease.to_string(),
+            nonce: j.lease.nonce,
+            worker: j.worker,
+            status: j.status,
+            exit_code: j.exit_code,
+            result_hash: j.result_hash,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderInfo {
     pub order: String,
@@ -523,14 +542,7 @@ pub async fn order(
     Path(order): Path<String>,
 ) -> Result<Json<OrderInfo>, ApiError> {
     let key = key(&order)?;
-    let o: Option<Order> = shared
-        .chain
-        .call(move |c| c.fetch_opt::<Order>(&key))
-        .await
-        .map_err(|e| {
-            shared.metrics.rpc_errors.inc();
-            upstream(e)
-        })?;
+    let o: Option<Order> = account(&shared, key).await?;
     let Some(o) = o else {
         return closed_order(&shared, order).await.map(Json);
     };
@@ -574,17 +586,7 @@ pub async fn order(
         waiting,
         job_spec_uploaded,
         leases,
-        jobs: jobs
-            .into_iter()
-            .map(|j| JobInfo {
-                lease: j.lease.lease.to_string(),
-                nonce: j.lease.nonce,
-                worker: j.worker,
-                status: j.status,
-                exit_code: j.exit_code,
-                result_hash: j.result_hash,
-            })
-            .collect(),
+        jobs: jobs.into_iter().map(JobInfo::from).collect(),
     }))
 }
 
@@ -635,17 +637,7 @@ fn closed_info(
         waiting: None,
         job_spec_uploaded: true,
         leases: vec![],
-        jobs: jobs
-            .into_iter()
-            .map(|j| JobInfo {
-                lease: j.lease.lease.to_string(),
-                nonce: j.lease.nonce,
-                worker: j.worker,
-                status: j.status,
-                exit_code: j.exit_code,
-                result_hash: j.result_hash,
-            })
-            .collect(),
+        jobs: jobs.into_iter().map(JobInfo::from).collect(),
     }
 }
 
@@ -701,11 +693,7 @@ pub async fn lease(
     Query(q): Query<LeaseQuery>,
 ) -> Result<Json<LeaseInfo>, ApiError> {
     let k = key(&lease)?;
-    let on_chain: Option<Lease> = shared
-        .chain
-        .call(move |c| c.fetch_opt::<Lease>(&k))
-        .await
-        .map_err(upstream)?;
+    let on_chain: Option<Lease> = account(&shared, k).await?;
     let nonce = match (q.nonce, &on_chain) {
         (Some(n), _) => n,
         (None, Some(l)) => l.nonce,

@@ -15,7 +15,9 @@
 //! - `GET /v1/operator`: the operator page (RPC health, chain following, counters, recent
 //!   events).
 
-use super::api::{ApiError, ApiErrorBody, ReceiptInfo};
+use super::api::{
+    ApiError, ApiErrorBody, ReceiptInfo, account, class_name, internal, key, upstream,
+};
 use super::history::{
     MarketSample, Notable, OrderSample, TelemetrySample, Timed, WorkerSample, now_ms, timed,
 };
@@ -48,29 +50,6 @@ const LEASES_SHOWN: i64 = 50;
 const NOTABLE_SHOWN: usize = 50;
 /// How long the operator page's RPC probe waits.
 const RPC_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn key(text: &str) -> Result<Pubkey, ApiError> {
-    Pubkey::from_str(text).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{text:?} is not a base58 address"),
-        )
-    })
-}
-
-fn upstream(e: impl ToString) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
-}
-
-fn internal(e: impl ToString) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
-fn class_name(code: u8) -> String {
-    GpuClass::from_code(code)
-        .map(|c| c.to_string())
-        .unwrap_or_else(|_| format!("class-{code}"))
-}
 
 fn region_name(code: u8) -> String {
     Region::from_code(code)
@@ -758,11 +737,8 @@ async fn worker_detail(shared: &Shared, worker: Pubkey) -> Result<WorkerDetail, 
         .and_then(|m| m.workers.get(&worker).cloned());
     let w: Worker = match copied {
         Some(w) => w,
-        None => shared
-            .chain
-            .call(move |c| c.fetch_opt::<Worker>(&worker))
-            .await
-            .map_err(upstream)?
+        None => account::<Worker>(shared, worker)
+            .await?
             .filter(|w| w.market == shared.addrs.market)
             .ok_or_else(|| {
                 ApiError::new(
@@ -1017,14 +993,8 @@ pub async fn order_activity(
     Path(order): Path<String>,
 ) -> Result<Json<OrderActivity>, ApiError> {
     let k = key(&order)?;
-    let account: Option<Order> = shared
-        .chain
-        .call(move |c| c.fetch_opt::<Order>(&k))
-        .await
-        .map_err(|e| {
-            shared.metrics.rpc_errors.inc();
-            upstream(e)
-        })?
+    let account: Option<Order> = account::<Order>(&shared, k)
+        .await?
         .filter(|o| o.market == shared.addrs.market);
     let stored_buyer = shared.store.buyer_of(&order).await.map_err(internal)?;
     let job_spec_uploaded = shared.store.spec(&order).await.map_err(internal)?.is_some();

@@ -215,6 +215,29 @@ pub fn container_config(plan: &JobPlan, config: &RuntimeConfig) -> ContainerCrea
     }
 }
 
+/// The engine at `docker_host` (default `$DOCKER_HOST`, else Docker's socket), its API version
+/// negotiated and a ping answered; with the address it used.
+pub async fn connect_engine(docker_host: Option<&str>) -> Result<(Docker, String), RuntimeError> {
+    let host = docker_host
+        .map(str::to_string)
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+    let unreachable = |why: String| RuntimeError::Unreachable {
+        host: host.clone(),
+        why,
+    };
+    let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
+    let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+        .await
+        .map_err(|_| unreachable("no answer in 10 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    Ok((docker, host))
+}
+
 /// Every container (running or not) that passes `filters`. Podman reports a container that is
 /// being stopped in a state (`stopped`) the Docker API's listing does not define, and the whole
 /// listing then fails to decode: such a listing is asked again (a few times, 200 ms apart), as
@@ -249,24 +272,7 @@ pub fn container_name(lease: LeaseId) -> String {
 
 impl DockerRuntime {
     pub async fn connect(config: &RuntimeConfig, worker: Key) -> Result<Self, RuntimeError> {
-        let host = config
-            .docker_host
-            .clone()
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-        let unreachable = |why: String| RuntimeError::Unreachable {
-            host: host.clone(),
-            why,
-        };
-        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
-        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
-            .await
-            .map_err(|_| unreachable("no answer in 10 s".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (docker, host) = connect_engine(config.docker_host.as_deref()).await?;
         Ok(DockerRuntime {
             docker,
             host,
