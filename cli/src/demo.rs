@@ -33,6 +33,7 @@ use gpumesh_orchestrator::actions::Orchestrator;
 use gpumesh_orchestrator::scheduler::{OrderId, Rejections, SchedulerConfig};
 use gpumesh_orchestrator::sync::MarketView as ChainView;
 use gpumesh_protocol::challenge::{DEFAULT_ALLOWANCE, PROTOCOL_VERSION, ProverTiming};
+use gpumesh_protocol::hex;
 use gpumesh_protocol::{
     AwaitingCommitment, Challenge, Commitment, GpuClass, LeaseService, MerkleTree, OpenedRow,
     Opening, Region, job_spec_hash, merkle,
@@ -422,10 +423,6 @@ fn rejections_text(r: &Rejections, needed: u16) -> String {
         },
         r.best_region_gpus
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn event_name(e: &GpumeshEvent) -> String {

@@ -15,6 +15,7 @@ use gpumesh_client::ix::LeaseRef;
 use gpumesh_client::program::instructions::CreateOrderArgs;
 use gpumesh_client::program::state::{Lease, Order, OrderMode, OrderRequirements, OrderTerms};
 use gpumesh_client::{Signer, filters, ix, token};
+use gpumesh_protocol::hex;
 use gpumesh_protocol::{GpuClass, Region};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -487,10 +488,6 @@ fn create(ctx: &mut Ctx, args: &CreateArgs) -> Result<(), CliError> {
         ),
     );
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn my_order(

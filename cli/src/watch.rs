@@ -14,6 +14,7 @@ use anchor_lang::prelude::Pubkey;
 use gpumesh_client::chain::ChainExt;
 use gpumesh_client::program::state::{Lease, Order};
 use gpumesh_client::{GpumeshEvent, Keypair, Signer, cluster, filters};
+use gpumesh_protocol::hex;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -172,10 +173,6 @@ fn closed_event(ctx: &Ctx, order: &Pubkey) -> Option<Closed> {
         }
         std::thread::sleep(POLL);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What watch last printed, so it prints only changes.

@@ -291,11 +291,7 @@ async fn step(n: usize, a: &Args) -> Step {
     {
         let mut f = std::fs::File::create(&keys).expect("keys");
         for (w, node) in &workers {
-            let secret: String = node
-                .secret_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let secret = gpumesh_protocol::hex(node.secret_bytes());
             writeln!(f, "{w} {secret}").expect("write keys");
         }
     }

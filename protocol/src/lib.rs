@@ -34,3 +34,8 @@ pub use region::{Region, RegionError, RegionSet};
 pub use results::{ResultsError, ResultsHasher};
 pub use service::LeaseService;
 pub use verify::{AwaitingCommitment, AwaitingOpening, Rejection, Verified};
+
+/// Lowercase hexadecimal of `bytes`, as hashes are written in the API, the stores and the CLI.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -7,6 +7,7 @@ mod common;
 
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use common::*;
+use gpumesh_protocol::hex;
 use gpumesh_protocol::results::results_hash;
 use gpumesh_protocol::wire::{LogStream, StopReason, ToWorker};
 use gpumesh_worker::daemon::config::RuntimeKind;
@@ -14,10 +15,6 @@ use gpumesh_worker::daemon::runtime::docker::{LABEL_LEASE, LABEL_NONCE, LABEL_WO
 use gpumesh_worker::daemon::store::{Identity, Store};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_and_its_logs_seconds_and_results_come_back() {

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gpumesh_client::program::state::{Lease, Market, Order, Worker};
 use gpumesh_client::{ChainExt, Pubkey, receipt};
+use gpumesh_protocol::hex;
 use gpumesh_protocol::jobspec::{LOGS_SIGNATURE_WINDOW_MS, logs_message, upload_message};
 use gpumesh_protocol::wire::{HardwareReport, JobSpec, LeaseId, Telemetry};
 use gpumesh_protocol::{GpuClass, Key, Signature};
@@ -80,10 +81,6 @@ pub(super) fn class_name(code: u8) -> String {
     GpuClass::from_code(code)
         .map(|c| c.to_string())
         .unwrap_or_else(|_| format!("class-{code}"))
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_ms() -> u64 {

@@ -522,7 +522,7 @@ async fn handle(
                 t.result_hash = result_hash;
                 t.order
             };
-            let hash = result_hash.map(|h| h.iter().map(|b| format!("{b:02x}")).collect());
+            let hash = result_hash.map(|h| gpumesh_protocol::hex(&h));
             job_record(
                 shared,
                 lease,

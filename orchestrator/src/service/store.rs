@@ -10,6 +10,7 @@ mod history;
 pub use history::LeaseTerms;
 
 use gpumesh_protocol::SignedReceipt;
+use gpumesh_protocol::hex;
 use gpumesh_protocol::wire::LeaseId;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -42,10 +43,6 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A job's state as the service last heard it.

@@ -511,8 +511,7 @@ async fn end_exited(shared: &Arc<Shared>) {
                 }
                 shared.feed.send(FeedEvent::OrderCompleted {
                     order: order.to_string(),
-                    result_hash: result_hash
-                        .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+                    result_hash: result_hash.map(|h| gpumesh_protocol::hex(&h)),
                 });
                 tracing::info!(%order, "order completed")
             }

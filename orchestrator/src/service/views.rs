@@ -30,6 +30,7 @@ use gpumesh_client::program::instructions::breaker_cap;
 use gpumesh_client::program::state::{Lease, Market, Order, OrderMode, OrderStatus, Worker};
 use gpumesh_client::stake_yield::{StakeYield, percent_of_ppm};
 use gpumesh_client::{ChainExt, Pubkey, filters, receipt};
+use gpumesh_protocol::hex;
 use gpumesh_protocol::region::REGION_NAMES;
 use gpumesh_protocol::wire::{HardwareReport, LeaseId, Telemetry};
 use gpumesh_protocol::{GpuClass, Region};
@@ -893,10 +894,6 @@ pub struct OrderAccount {
     pub close_requested_ts: i64,
     pub buyer_exit_ts: i64,
     pub job_spec_hash: String,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl OrderAccount {

@@ -71,7 +71,7 @@ pub fn detect() -> Result<Vec<DeviceInfo>, BackendError> {
 }
 
 fn uuid_string(bytes: &[u8; 16]) -> String {
-    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let h = gpumesh_protocol::hex(bytes);
     format!(
         "GPU-{}-{}-{}-{}-{}",
         &h[0..8],

@@ -144,11 +144,7 @@ pub fn plan(
 }
 
 fn short(hash: &[u8; 32]) -> String {
-    hash[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        + "…"
+    gpumesh_protocol::hex(&hash[..8]) + "…"
 }
 
 /// A lease's working directory.

@@ -7,6 +7,7 @@
 
 use futures_util::future::BoxFuture;
 use gpumesh_protocol::ResultsHasher;
+use gpumesh_protocol::hex;
 use gpumesh_protocol::wire::LeaseId;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -169,10 +170,6 @@ pub fn collect(root: &Path, listed: &[String]) -> Result<Collected, ResultsError
     }
     collected.hash = hasher.finish();
     Ok(collected)
-}
-
-pub fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where results are kept once a job ends.

@@ -5,6 +5,7 @@
 //! a sequence number it already used.
 
 use gpumesh_protocol::heartbeat::HeartbeatChain;
+use gpumesh_protocol::hex;
 use gpumesh_protocol::wire::{LeaseAssignment, LeaseId, StopReason};
 use gpumesh_protocol::{Key, SignedReceipt};
 use serde::{Deserialize, Serialize};
@@ -170,10 +171,6 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<[u8; 32]> {
