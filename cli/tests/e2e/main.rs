@@ -21,6 +21,7 @@
 mod conventions;
 mod daemon;
 mod flows;
+mod market;
 mod net;
 mod outcome;
 mod procs;

@@ -117,7 +117,7 @@ fn processes_naming(needle: &str) -> Vec<String> {
 
 #[test]
 fn gpumesh_up_serves_a_buyer_and_stops_clean() {
-    let docker = crate::daemon::engine();
+    let docker = crate::market::engine();
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("up-state");
     let port = free_base_port();
@@ -335,7 +335,7 @@ fn gpumesh_up_serves_a_buyer_and_stops_clean() {
     assert!(left.is_empty(), "processes left: {left:?}");
     for w in state["workers"].as_array().unwrap() {
         let worker = w["worker"].as_str().unwrap();
-        let mine = crate::daemon::containers_of(&docker, worker);
+        let mine = crate::market::containers_of(&docker, worker);
         assert!(mine.is_empty(), "containers of {worker} left: {mine:?}");
     }
     assert!(!state_file.exists(), "up.json stays after the stop");
