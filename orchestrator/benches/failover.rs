@@ -103,6 +103,7 @@ fn config(net: &Net, variant: Variant) -> Config {
         challenge_every_s: 3_600,
         challenge_target_ms: 0,
         challenge_rows: 8,
+        spot_check_every_s: 3_600,
         confirm_poll_ms: match variant {
             Variant::Sequential => 250,
             Variant::OneTransaction => defaults.confirm_poll_ms,

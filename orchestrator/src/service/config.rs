@@ -16,6 +16,7 @@
 //! placement_every_ms = 1000
 //! resync_every_s = 60               # list the market again even while the websocket is live
 //! challenge_every_s = 900           # an idle worker proves its GPU class again this often
+//! spot_check_every_s = 3600         # a serving worker is spot-checked this often (0: never)
 //! challenge_target_ms = 250         # the challenge's work at the class's datasheet rate
 //! challenge_rows = 16               # rows opened and recomputed per challenge
 //! confirm_poll_ms = 25              # between status lookups of a sent transaction
@@ -71,6 +72,12 @@ pub struct Config {
     /// An idle worker is challenged again after this long (and once when it connects).
     #[serde(default = "defaults::challenge_every_s")]
     pub challenge_every_s: u64,
+    /// A worker serving leases is challenged again after this long (0: never while it serves).
+    /// A round costs its buyers about `challenge_target_ms` of the GPUs; a worker that fails
+    /// one is slashed for fraud on each lease it serves, every buyer is paid a share, and the
+    /// orders are placed again.
+    #[serde(default = "defaults::spot_check_every_s")]
+    pub spot_check_every_s: u64,
     /// A challenge's size keeps the claimed class busy about this long at its datasheet rate.
     #[serde(default = "defaults::challenge_target_ms")]
     pub challenge_target_ms: u64,
@@ -122,6 +129,9 @@ mod defaults {
     }
     pub fn challenge_every_s() -> u64 {
         900
+    }
+    pub fn spot_check_every_s() -> u64 {
+        3_600
     }
     pub fn challenge_target_ms() -> u64 {
         250

@@ -218,9 +218,18 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
     if let Some(s) = shared.live().sessions.get_mut(&worker) {
         s.verified = verified;
     }
-    let every = Duration::from_secs(shared.cfg.challenge_every_s);
+    // Idle, a worker is challenged every `challenge_every_s`; serving, it is spot-checked every
+    // `spot_check_every_s` (never when that is 0). The timer wakes at the shorter of the two and
+    // looks at what the worker is doing then.
+    let idle_every = Duration::from_secs(shared.cfg.challenge_every_s);
+    let serving_every = match shared.cfg.spot_check_every_s {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    let wake_every = serving_every.map_or(idle_every, |s| s.min(idle_every));
+    let mut last_round = tokio::time::Instant::now();
     let mut next_challenge =
-        tokio::time::Instant::now() + if verified { every } else { Duration::ZERO };
+        tokio::time::Instant::now() + if verified { wake_every } else { Duration::ZERO };
     let mut round: Option<Round> = None;
     if !send(
         &mut socket,
@@ -243,6 +252,9 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
     tracing::info!(%worker, "worker connected");
 
     let mut errors = 0u32;
+    // Set when the worker failed a compute challenge: what is queued for it (the jobs of the
+    // leases its slash closed, to stop) goes out before the connection closes.
+    let mut caught = false;
     let mut ping = tokio::time::interval(Duration::from_secs(2));
     let mut ping_id = 0u64;
     let mut ping_sent: Option<(u64, Instant)> = None;
@@ -255,11 +267,20 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 }
             }
             _ = tokio::time::sleep_until(next_challenge), if round.is_none() => {
-                next_challenge = tokio::time::Instant::now() + every;
-                let idle = !shared.live().leases.values().any(|t| t.worker == worker);
-                if !idle {
+                let now = tokio::time::Instant::now();
+                next_challenge = now + wake_every;
+                let serving = shared.live().leases.values().any(|t| t.worker == worker);
+                let due = match (serving, serving_every) {
+                    (false, _) => idle_every,
+                    (true, Some(every)) => every,
+                    (true, None) => continue,
+                };
+                let passed = shared.live().sessions.get(&worker).is_some_and(|s| s.verified);
+                if passed && now < last_round + due {
+                    next_challenge = next_challenge.min(last_round + due);
                     continue;
                 }
+                last_round = now;
                 let rtt = shared.live().sessions.get(&worker).and_then(|s| s.rtt_us).map(|us| Duration::from_micros(u64::from(us)));
                 match Round::start(&shared, &worker, class, rtt) {
                     Ok((r, message)) => {
@@ -276,6 +297,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 if let Some(r) = round.take()
                     && !finish_round(&shared, &worker, r.expired()).await
                 {
+                    caught = true;
                     break;
                 }
             }
@@ -308,6 +330,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                             }
                             Err(verdict) => {
                                 if !finish_round(&shared, &worker, verdict).await {
+                                    caught = true;
                                     break;
                                 }
                                 Ok(())
@@ -318,6 +341,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                     Ok(ToOrchestrator::Opening(o)) => match round.take() {
                         Some(r) => {
                             if !finish_round(&shared, &worker, r.opening(o).await).await {
+                                caught = true;
                                 break;
                             }
                             Ok(())
@@ -346,6 +370,21 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 }
             }
         }
+    }
+    if caught {
+        while let Ok(message) = rx.try_recv() {
+            if !send(&mut socket, &message).await {
+                break;
+            }
+        }
+        let _ = send(
+            &mut socket,
+            &ToWorker::Error {
+                code: ErrorCode::Jailed,
+                message: "this worker failed a compute challenge: it was slashed for fraud and jailed; its leases ended".into(),
+            },
+        )
+        .await;
     }
     drop_session(&shared, &worker, session_id);
     tracing::info!(%worker, "worker disconnected");

@@ -169,6 +169,7 @@ impl Net {
             challenge_every_s: 3_600,
             challenge_target_ms: 0,
             challenge_rows: 8,
+            spot_check_every_s: 3_600,
             stop_grace_ms: 1_000,
             confirm_poll_ms: 25,
             sequential_failover: false,

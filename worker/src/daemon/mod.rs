@@ -175,7 +175,23 @@ impl LeaseState {
 /// Starts the daemon and runs it until `shutdown` completes. Container jobs keep running when
 /// it stops and are picked up by the next start; command jobs are stopped with it.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let daemon = Daemon::start(config).await?;
+    let detect_config = config.clone();
+    let (machine, backend) = tokio::task::spawn_blocking(move || hardware::detect(&detect_config))
+        .await
+        .map_err(|e| DaemonError::Setup(format!("hardware detection panicked: {e}")))??;
+    run_detected(config, machine, backend, shutdown).await
+}
+
+/// [`run`] on a machine already detected and checked ([`hardware::detect`]), with `backend`
+/// answering the service's compute challenges. The end-to-end tests use it to run a worker
+/// whose backend skips the work, as a supplier's modified build would.
+pub async fn run_detected(
+    config: Config,
+    machine: Machine,
+    backend: Box<dyn ComputeBackend>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let daemon = Daemon::start(config, machine, backend).await?;
     daemon.serve(shutdown).await
 }
 
@@ -196,12 +212,11 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(config: Config) -> Result<Self, DaemonError> {
-        let detect_config = config.clone();
-        let (machine, backend) =
-            tokio::task::spawn_blocking(move || hardware::detect(&detect_config))
-                .await
-                .map_err(|e| DaemonError::Setup(format!("hardware detection panicked: {e}")))??;
+    async fn start(
+        config: Config,
+        machine: Machine,
+        backend: Box<dyn ComputeBackend>,
+    ) -> Result<Self, DaemonError> {
         tracing::info!(
             class = %machine.report.class,
             backend = %machine.report.backend,
