@@ -5,10 +5,11 @@
 //! daemon joins as the spare (a killed worker is slashed each time, so the spares are new
 //! workers rather than the dead ones back).
 //!
-//! Measured per kill, from the dead worker's last heartbeat (the service's own `silent_ms` when
-//! it confirmed the failover transaction):
-//! - `confirmed`: the replacement lease confirmed on chain (one transaction: final receipt,
-//!   offline close with the slash to the buyer, the spare's assign);
+//! Measured per kill, from the dead worker's last heartbeat (when the service reported the
+//! worker down, less the silence it measured then), on the buyer's signed feed:
+//! - `confirmed`: the replacement lease confirmed on chain (`lease_started`; with the service's
+//!   one transaction: final receipt, offline close with the slash to the buyer, the spare's
+//!   assign);
 //! - `first log`: the replacement job's first line of output reaching the buyer's signed feed
 //!   (the container started on the spare and printed).
 //!
@@ -174,30 +175,40 @@ fn measure(service_extra: &str, kills: usize, label: &str) -> Vec<Kill> {
         while events.try_recv().is_ok() {}
         drop(daemons[victim].take()); // SIGKILL
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut down: Option<(Instant, u64, String)> = None;
-        let first_log = loop {
+        // The dead worker's last heartbeat, on this clock: when the service reported it down,
+        // less the silence it measured at that moment.
+        let mut last_beat: Option<(Instant, String)> = None;
+        let mut started: Option<Instant> = None;
+        let mut first_log: Option<Instant> = None;
+        while first_log.is_none() || started.is_none() || last_beat.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let (at, e) = events
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("kill {k}: no failover within a minute"));
             match e["type"].as_str() {
                 Some("worker_down") if e["worker"] == serving.as_str() => {
+                    let silent = Duration::from_millis(e["silent_ms"].as_u64().unwrap_or(0));
                     let dead = e["lease"].as_str().unwrap_or_default().to_string();
-                    down = Some((at, e["silent_ms"].as_u64().unwrap_or(0), dead));
+                    last_beat = Some((at - silent, dead));
                 }
+                // The replacement lease, confirmed (StartJob goes out with this event).
+                Some("lease_started") if started.is_none() => started = Some(at),
                 // The first output of another lease of the order: the replacement's job.
-                Some("job_log") => {
-                    if let Some((at_down, silent_ms, dead)) = &down
+                Some("job_log") if first_log.is_none() => {
+                    if let Some((_, dead)) = &last_beat
                         && e["lease"].as_str() != Some(dead.as_str())
                     {
-                        break (at - *at_down) + Duration::from_millis(*silent_ms);
+                        first_log = Some(at);
                     }
                 }
                 _ => {}
             }
+        }
+        let (Some((beat, _)), Some(started), Some(logged)) = (last_beat, started, first_log) else {
+            unreachable!("the loop ends with all three");
         };
-        let (_, silent_ms, _) = down.expect("worker_down came first");
-        let confirmed = Duration::from_millis(silent_ms);
+        let confirmed = started.saturating_duration_since(beat);
+        let first_log = logged.saturating_duration_since(beat);
         eprintln!(
             "{label} kill {:>2}: confirmed {:>5} ms, first log {:>5} ms",
             k + 1,

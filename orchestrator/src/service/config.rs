@@ -93,9 +93,10 @@ pub struct Config {
     pub confirm_poll_ms: u64,
     /// Fails over as the service did before one-transaction replacement: the lease closes
     /// alone, then the next placement round assigns a spare, with failover checked every 100 ms
-    /// in the same task as placement and settlement. Only the failover benchmark's baseline
-    /// sets it; it is not read from the file.
-    #[serde(skip)]
+    /// in the same task as placement and settlement. Kept as the failover benchmarks' baseline
+    /// (the simulated one sets it in code, the one with real daemons in the file); slower in
+    /// every way, never a setting for a market.
+    #[serde(default)]
     pub sequential_failover: bool,
 }
 

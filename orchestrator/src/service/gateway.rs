@@ -21,6 +21,7 @@ use gpumesh_protocol::wire::{
     WIRE_VERSION,
 };
 use gpumesh_protocol::{GpuClass, Key, SignedReceipt};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -29,6 +30,8 @@ use tokio::sync::mpsc;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Error frames a connection may earn before it is closed.
 const MAX_ERRORS: u32 = 16;
+/// Distinct ended leases a connection may still name before further ones count as errors.
+const MAX_UNKNOWN_LEASES: usize = 64;
 /// Messages queued for one worker before it counts as stuck.
 const QUEUE: usize = 256;
 /// A worker's telemetry goes to the feed at most this often.
@@ -255,6 +258,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
     // Set when the worker failed a compute challenge: what is queued for it (the jobs of the
     // leases its slash closed, to stop) goes out before the connection closes.
     let mut caught = false;
+    let mut told_unknown: HashSet<String> = HashSet::new();
     let mut ping = tokio::time::interval(Duration::from_secs(2));
     let mut ping_id = 0u64;
     let mut ping_sent: Option<(u64, Instant)> = None;
@@ -362,7 +366,16 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 };
                 if let Err((code, message)) = result {
                     shared.metrics.protocol_errors.inc();
-                    errors += 1;
+                    if code == ErrorCode::UnknownLease && told_unknown.len() < MAX_UNKNOWN_LEASES {
+                        // Messages for a lease that ended while they were on their way (a
+                        // daemon back from a partition sends what it queued): told once per
+                        // lease, and not held against the connection.
+                        if !told_unknown.insert(message.clone()) {
+                            continue;
+                        }
+                    } else {
+                        errors += 1;
+                    }
                     tracing::debug!(%worker, ?code, %message, "refused a worker message");
                     if !send(&mut socket, &ToWorker::Error { code, message }).await || errors > MAX_ERRORS {
                         break;
