@@ -43,10 +43,15 @@ fn lease_of(v: &Value) -> (String, u64) {
 
 /// The highest seconds the service settled for a lease instance.
 fn settled(m: &Market, lease: &(String, u64)) -> u64 {
-    let history = m
+    let history = match m
         .service
         .get(&format!("/v1/leases/{}?nonce={}", lease.0, lease.1))
-        .unwrap();
+    {
+        Ok(h) => h,
+        // Nothing stored for it yet (no receipt): nothing settled.
+        Err(e) if e.starts_with("404") => return 0,
+        Err(e) => panic!("lease {}: {e}", lease.0),
+    };
     history["settlements"]
         .as_array()
         .unwrap()

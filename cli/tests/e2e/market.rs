@@ -288,6 +288,11 @@ impl Market {
 
     /// The buyer's order for `spec` (1 x cpu in eu-west, 10 tokens), its spec uploaded.
     pub fn order(&self, spec: &Path) -> String {
+        self.order_for(spec, "600", "10")
+    }
+
+    /// [`Market::order`] with its duration per lease (seconds) and its deposit (tokens).
+    pub fn order_for(&self, spec: &Path, duration: &str, deposit: &str) -> String {
         let v = self.net.ok(
             &self.buyer,
             &[
@@ -300,9 +305,9 @@ impl Market {
                 "--max-price",
                 "3.6/h",
                 "--duration",
-                "600",
+                duration,
                 "--deposit",
-                "10",
+                deposit,
                 "--spec",
                 spec.to_str().unwrap(),
             ],
@@ -381,10 +386,16 @@ impl Market {
         leases
             .iter()
             .map(|(lease, nonce)| {
-                let history = self
+                // A lease caught before anything was stored for it (no receipt, no job) is
+                // unknown to the service's history: nothing settled.
+                let history = match self
                     .service
                     .get(&format!("/v1/leases/{lease}?nonce={nonce}"))
-                    .unwrap();
+                {
+                    Ok(h) => h,
+                    Err(e) if e.starts_with("404") => return 0,
+                    Err(e) => panic!("lease {lease}: {e}"),
+                };
                 let settled = history["settlements"].as_array().unwrap();
                 for s in settled {
                     assert!(s["signature"].as_str().is_some_and(|s| s.len() > 60), "{s}");

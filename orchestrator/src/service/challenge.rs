@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 /// lateness on arrival; this only ends the wait).
 const WAIT_SLACK: Duration = Duration::from_millis(500);
 
+/// What a spot check of a worker serving leases allows on top of the usual deadline: its host
+/// is busy with the buyers' jobs (measured: an honest CPU worker under load answered in 70 ms
+/// against a 56 ms deadline).
+pub const SERVING_SLACK: Duration = Duration::from_millis(500);
+
 /// What a round leaves behind: enough to recompute the verdict (the seed regenerates the
 /// matrices; the opened rows are kept when the round failed on them).
 #[derive(Debug, Clone, Serialize)]
@@ -78,20 +83,27 @@ fn unix_ms() -> u64 {
 
 impl Round {
     /// A new round for a worker claiming `class`, with `rtt` the measured round trip (none yet:
-    /// the protocol's default allowance). Returns the round and the message to send.
+    /// the protocol's default allowance). A worker `serving` leases shares its device with its
+    /// buyers' jobs: its round allows the work twice its datasheet time and [`SERVING_SLACK`]
+    /// more (a wrong answer fails whatever the time). Returns the round and the message to send.
     pub fn start(
         shared: &Shared,
         worker: &Pubkey,
         class: GpuClass,
         rtt: Option<Duration>,
+        serving: bool,
     ) -> Result<(Round, ToWorker), String> {
         let cfg = &shared.cfg;
-        let n = challenge::size_for(class, Duration::from_millis(cfg.challenge_target_ms));
+        let target = Duration::from_millis(cfg.challenge_target_ms);
+        let n = challenge::size_for(class, target);
         let k = cfg.challenge_rows.min(n);
-        let allowance = match rtt {
+        let mut allowance = match rtt {
             Some(rtt) => rtt * 2 + Duration::from_millis(50),
             None => challenge::DEFAULT_ALLOWANCE,
         };
+        if serving {
+            allowance += target + SERVING_SLACK;
+        }
         let c = Challenge::new(rand::random(), class, n, k, allowance, &mut rand::rng())
             .map_err(|e| e.to_string())?;
         let now = Instant::now();

@@ -286,7 +286,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 }
                 last_round = now;
                 let rtt = shared.live().sessions.get(&worker).and_then(|s| s.rtt_us).map(|us| Duration::from_micros(u64::from(us)));
-                match Round::start(&shared, &worker, class, rtt) {
+                match Round::start(&shared, &worker, class, rtt, serving) {
                     Ok((r, message)) => {
                         set_challenging(&shared, &worker, true);
                         round = Some(r);

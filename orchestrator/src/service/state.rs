@@ -107,6 +107,9 @@ pub struct Tracked {
     /// Not declared down before this moment: a failover of this lease failed, or the service
     /// restarted and its worker has the restart grace to reconnect.
     pub retry_at: Option<Instant>,
+    /// When the job was last told to stop because its order can pay no more (term served or
+    /// escrow spent), and why.
+    pub limit_stop: Option<(Instant, &'static str)>,
 }
 
 impl Tracked {
@@ -137,6 +140,9 @@ pub struct Live {
     pub next_session: u64,
     /// Workers that passed a compute challenge in this service's life.
     pub verified: std::collections::HashSet<Pubkey>,
+    /// Orders whose job ended (exited, or stopped because the order can pay no more): never
+    /// placed again, even in the moment between their lease's close and their completion.
+    pub finished: std::collections::HashSet<Pubkey>,
 }
 
 /// Everything the service's tasks share.

@@ -62,6 +62,7 @@ fn tracked(
         failover_from: None,
         exited_at: None,
         retry_at: None,
+        limit_stop: None,
     }
 }
 
@@ -132,8 +133,21 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
     let connected = available_workers(shared, &HashSet::new());
     let mut specs: HashMap<Pubkey, (String, JobSpec)> = HashMap::new();
     let mut waiting = HashMap::new();
+    let finished = {
+        // Forget finished orders once the followed copy no longer has them (completed). The
+        // copy's lock is taken first and alone, as everywhere.
+        let known: Option<HashSet<Pubkey>> = shared
+            .mirror()
+            .as_ref()
+            .map(|m| m.orders.keys().copied().collect());
+        let mut live = shared.live();
+        if let Some(known) = known {
+            live.finished.retain(|o| known.contains(o));
+        }
+        live.finished.clone()
+    };
     for (i, (key, _)) in view.orders.iter().enumerate() {
-        if view.order(i).is_none() {
+        if view.order(i).is_none() || finished.contains(key) {
             continue;
         }
         match shared.store.spec(&key.to_string()).await {
@@ -313,6 +327,80 @@ fn start_job(
 /// Settles every lease's newest receipt that is ahead of what was settled, then ends the leases
 /// whose job exited (final receipt settled in the same transaction) and completes orders left
 /// with no lease.
+/// Stops the jobs of leases whose order can pay for no more than the stop takes (checked with
+/// the reconciliation, every two seconds): the lease's
+/// term (the order's duration per lease) is served, or the order's escrow, less what its leases
+/// are owed, lasts no longer at their spend. The daemon stops the job, signs its last seconds
+/// and reports the exit; the lease then closes as completed on that receipt, the order with it
+/// once it has no lease left. Stopping early by the stop's own length keeps the last receipt
+/// within the term (the program refuses more) and paid in full. Told again every few seconds
+/// until the exit comes (a reconnecting daemon resumes its leases).
+fn stop_at_limits(shared: &Shared) {
+    // The stop's grace, the last receipt's way back, and this check's own period.
+    let margin =
+        u64::from(shared.cfg.stop_grace_ms).div_ceil(1_000) + 2 + RECONCILE_EVERY.as_secs();
+    let mut stops: Vec<(Pubkey, LeaseId, &'static str, u64)> = vec![];
+    {
+        let mirror = shared.mirror();
+        let Some(m) = mirror.as_ref() else { return };
+        let mut live = shared.live();
+        // What each order's live leases are owed beyond what was settled, and their spend.
+        let mut owed: HashMap<Pubkey, (u128, u128)> = HashMap::new();
+        for t in live.leases.values() {
+            let Some(l) = m
+                .leases
+                .get(&t.lease.lease)
+                .filter(|l| l.nonce == t.lease.nonce)
+            else {
+                continue;
+            };
+            let rate = u128::from(l.price_per_gpu_second) * u128::from(l.gpus);
+            let unsettled = t.shown_seconds().saturating_sub(t.settled_seconds);
+            let e = owed.entry(t.order).or_default();
+            e.0 += rate * u128::from(unsettled);
+            if t.job != JobPhase::Exited {
+                e.1 += rate;
+            }
+        }
+        for t in live.leases.values_mut() {
+            if t.job == JobPhase::Exited
+                || t.limit_stop
+                    .is_some_and(|(at, _)| at.elapsed() < LIMIT_STOP_AGAIN)
+            {
+                continue;
+            }
+            let Some(order) = m.orders.get(&t.order) else {
+                continue;
+            };
+            let shown = t.shown_seconds();
+            let why = if shown + margin >= order.terms.duration {
+                Some("its order's duration is served")
+            } else {
+                let (owed, spend) = owed.get(&t.order).copied().unwrap_or_default();
+                let left = u128::from(order.escrow_remaining).saturating_sub(owed);
+                (spend > 0 && left / spend <= u128::from(margin))
+                    .then_some("its order's escrow is spent")
+            };
+            if let Some(why) = why {
+                t.limit_stop = Some((Instant::now(), why));
+                stops.push((t.worker, t.id, why, shown));
+            }
+        }
+        for (_, id, _, _) in &stops {
+            if let Some(order) = live.leases.get(id).map(|t| t.order) {
+                live.finished.insert(order);
+            }
+        }
+    }
+    for (worker, id, why, shown) in stops {
+        tracing::info!(lease = %id.lease, served = shown, reason = why, "stopping a job: its order can pay no more");
+        stop_job(shared, &worker, id);
+    }
+}
+
+/// How long a job told to stop at its order's limit gets before it is told again.
+const LIMIT_STOP_AGAIN: Duration = Duration::from_secs(5);
+
 pub async fn settle(shared: &Arc<Shared>) -> usize {
     let due: Vec<(LeaseRef, SignedReceipt)> = {
         let live = shared.live();
@@ -453,6 +541,7 @@ async fn end_exited(shared: &Arc<Shared>) {
             .collect()
     };
     for (lease, last, result_hash) in exited {
+        shared.live().finished.insert(lease.order);
         let orchestrator = shared.orchestrator.clone();
         let final_receipt = last.clone();
         let result = shared
@@ -1069,7 +1158,10 @@ pub async fn run_loops(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<b
             loop {
                 tokio::select! {
                     _ = stop.changed() => break,
-                    _ = tick.tick() => reconcile(&shared).await,
+                    _ = tick.tick() => {
+                        stop_at_limits(&shared);
+                        reconcile(&shared).await;
+                    }
                 }
             }
         })
@@ -1102,7 +1194,10 @@ async fn run_loops_sequential(shared: Arc<Shared>, mut stop: tokio::sync::watch:
             _ = settle_tick.tick() => { settle(&shared).await; }
             _ = shared.settlement.notified() => { settle(&shared).await; }
             _ = failover_tick.tick() => { let _ = failover(&shared).await; }
-            _ = reconcile_tick.tick() => { reconcile(&shared).await; }
+            _ = reconcile_tick.tick() => {
+                stop_at_limits(&shared);
+                reconcile(&shared).await;
+            }
         }
     }
 }
