@@ -94,6 +94,9 @@ pub fn hello_spec(net: &Net, steps: u32) -> PathBuf {
     path
 }
 
+/// Given the node's RPC and websocket URLs, the ones the service should use instead.
+pub type Through<'a> = dyn Fn(&str, &str) -> (String, String) + 'a;
+
 /// A supplier with a registered, staked 1-GPU CPU worker and its daemon's files.
 pub struct Supplier {
     pub name: String,
@@ -121,10 +124,7 @@ impl Market {
 
     /// [`Market::start`] with `service_extra` lines added to the service's config and, if
     /// given, the service reaching the node through `through(rpc_url, ws_url)` (a proxy).
-    pub fn start_with(
-        service_extra: &str,
-        through: Option<&dyn Fn(&str, &str) -> (String, String)>,
-    ) -> Market {
+    pub fn start_with(service_extra: &str, through: Option<&Through<'_>>) -> Market {
         let docker = engine();
         let mut net = Net::start();
         let (operator, _) = net.wallet("operator.json", "10", "0");
@@ -144,7 +144,7 @@ impl Market {
             "orchestrator.json",
             free_port(),
             &format!(
-                "heartbeat_ms = 200\ngrace_ms = 1500\nreceipt_every_s = 1\nsettle_every_s = 1\nchallenge_target_ms = 0\nchallenge_rows = 8\nstop_grace_ms = 1000\n{service_extra}"
+                "heartbeat_ms = 200\ngrace_ms = 1500\nreceipt_every_s = 1\nsettle_every_s = 1\nfee_budget_lamports_per_gpu_hour = 0\nchallenge_target_ms = 0\nchallenge_rows = 8\nstop_grace_ms = 1000\n{service_extra}"
             ),
         );
         if let Some(through) = through {

@@ -12,7 +12,9 @@
 //! grace_ms = 1500
 //! restart_grace_ms = 35000          # after a restart: time for workers to find the service again
 //! receipt_every_s = 10
-//! settle_every_s = 30
+//! settle_every_s = 30               # how often settlement looks at what is owed
+//! fee_budget_lamports_per_gpu_hour = 1000   # a worker is settled once its fees fit this (0: every look)
+//! runway_floor_s = 600              # settle an order's leases once its escrow lasts less
 //! placement_every_ms = 1000
 //! resync_every_s = 60               # list the market again even while the websocket is live
 //! challenge_every_s = 900           # an idle worker proves its GPU class again this often
@@ -69,6 +71,15 @@ pub struct Config {
     /// accounts closed by others, which no notification reports).
     #[serde(default = "defaults::resync_every_s")]
     pub resync_every_s: u64,
+    /// Transaction fees a settlement may cost per GPU-hour it pays for: a worker is settled
+    /// (one signature over all its leases) once it has served enough, sooner when a lease
+    /// ends, when an order's escrow runs low, or before the market's receipt age; 0 settles
+    /// everything owed at every look (a test network).
+    #[serde(default = "defaults::fee_budget_lamports_per_gpu_hour")]
+    pub fee_budget_lamports_per_gpu_hour: u64,
+    /// An order's leases are settled once its escrow lasts less than this at their spend.
+    #[serde(default = "defaults::runway_floor_s")]
+    pub runway_floor_s: u64,
     /// An idle worker is challenged again after this long (and once when it connects).
     #[serde(default = "defaults::challenge_every_s")]
     pub challenge_every_s: u64,
@@ -130,6 +141,12 @@ mod defaults {
     }
     pub fn challenge_every_s() -> u64 {
         900
+    }
+    pub fn fee_budget_lamports_per_gpu_hour() -> u64 {
+        crate::settlement::Policy::DEFAULT_LAMPORTS_PER_GPU_HOUR
+    }
+    pub fn runway_floor_s() -> u64 {
+        600
     }
     pub fn spot_check_every_s() -> u64 {
         3_600

@@ -20,7 +20,7 @@ use gpumesh_protocol::wire::{
     self, ErrorCode, Heartbeat, LeaseAssignment, MAX_FRAME_BYTES, ToOrchestrator, ToWorker,
     WIRE_VERSION,
 };
-use gpumesh_protocol::{GpuClass, Key, SignedReceipt};
+use gpumesh_protocol::{GpuClass, Key, SignedReceipt, SignedWorkerReceipt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +65,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
         program_id: shared.program_id,
         market: receipt::key(&shared.addrs.market),
         heartbeat_ms: shared.cfg.heartbeat_ms,
+        worker_receipts: true,
     };
     if !send(&mut socket, &welcome).await {
         return;
@@ -502,6 +503,7 @@ async fn handle(
         }
         ToOrchestrator::Heartbeat(hb) => heartbeat(shared, worker, hb),
         ToOrchestrator::Receipt(r) => receipt_in(shared, worker, node_key, r).await,
+        ToOrchestrator::WorkerReceipt(r) => worker_receipt_in(shared, worker, node_key, r),
         ToOrchestrator::JobStarted { lease, unix_ms } => {
             let (order, failover_from) = {
                 let mut live = shared.live();
@@ -813,4 +815,60 @@ async fn receipt_in(
         }
     }
     Ok(())
+}
+
+/// A worker receipt: signed by this worker's node key for this deployment, every entry a lease
+/// instance it serves, each claim over a head its heartbeats showed. Kept (the newest per
+/// worker) for settlement, which pays all its leases for one signature; the lease receipts of
+/// the same round are what is stored and acknowledged, so a restart loses nothing.
+fn worker_receipt_in(
+    shared: &Shared,
+    worker: &Pubkey,
+    node_key: &Key,
+    r: SignedWorkerReceipt,
+) -> Result<(), Refusal> {
+    r.verify(Some(node_key))
+        .map_err(|e| (ErrorCode::BadReceipt, e.to_string()))?;
+    if r.program_id != shared.program_id || r.worker != receipt::key(worker) {
+        return Err((
+            ErrorCode::BadReceipt,
+            "the worker receipt is for another deployment or worker".into(),
+        ));
+    }
+    let mut live = shared.live();
+    for e in &r.entries {
+        let id = wire::LeaseId {
+            lease: e.lease,
+            nonce: e.lease_nonce,
+        };
+        let t = live
+            .leases
+            .get(&id)
+            .filter(|t| t.worker == *worker)
+            .ok_or_else(|| unknown(&id))?;
+        if t.heads.get(&e.served_seconds) != Some(&e.chain_head) {
+            return Err((
+                ErrorCode::BadReceipt,
+                format!(
+                    "the worker receipt claims {} s of lease {} over a head no heartbeat showed",
+                    e.served_seconds, e.lease
+                ),
+            ));
+        }
+    }
+    let newer = live
+        .worker_receipts
+        .get(worker)
+        .is_none_or(|old| entries_total(old) <= entries_total(&r));
+    if newer {
+        live.worker_receipts.insert(*worker, r);
+    }
+    Ok(())
+}
+
+fn entries_total(r: &SignedWorkerReceipt) -> u64 {
+    r.entries
+        .iter()
+        .map(|e| e.served_seconds)
+        .fold(0, u64::saturating_add)
 }

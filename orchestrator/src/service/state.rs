@@ -96,6 +96,8 @@ pub struct Tracked {
     pub last_beat: Instant,
     pub latest_receipt: Option<SignedReceipt>,
     pub settled_seconds: u64,
+    /// When this service last settled the lease (or took it on).
+    pub settled_at: Instant,
     pub job: JobPhase,
     pub result_hash: Option<[u8; 32]>,
     pub assigned_at: Instant,
@@ -143,6 +145,8 @@ pub struct Live {
     /// Orders whose job ended (exited, or stopped because the order can pay no more): never
     /// placed again, even in the moment between their lease's close and their completion.
     pub finished: std::collections::HashSet<Pubkey>,
+    /// Each connected worker's newest worker receipt (one signature over all its leases).
+    pub worker_receipts: HashMap<Pubkey, gpumesh_protocol::SignedWorkerReceipt>,
 }
 
 /// Everything the service's tasks share.

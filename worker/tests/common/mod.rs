@@ -482,6 +482,7 @@ async fn serve(
         program_id: names.program_id,
         market: names.market,
         heartbeat_ms: behaviour.heartbeat_ms,
+        worker_receipts: false,
     };
     if tx
         .send(Message::text(wire::encode(&welcome)))
@@ -766,6 +767,11 @@ fn handle(
         }
         ToOrchestrator::Hello { .. } => {
             s.problems.push("a second hello".into());
+            None
+        }
+        ToOrchestrator::WorkerReceipt(_) => {
+            s.problems
+                .push("a worker receipt, which this orchestrator's welcome did not ask for".into());
             None
         }
     }
