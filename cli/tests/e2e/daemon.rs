@@ -8,7 +8,11 @@
 //! - a worker killed mid-lease (SIGKILL): the buyer is paid the slash, the job runs again on the
 //!   other worker, each lease is paid for its own seconds only;
 //! - the orchestrator restarted mid-lease: the daemon finds it again, the lease goes on, no
-//!   second is lost or paid twice, and the worker is not counted as failed.
+//!   second is lost or paid twice, and the worker is not counted as failed;
+//! - an order at its limits: its duration per lease served, or its escrow spent: the job is
+//!   stopped in time for its last seconds to be paid;
+//! - a buyer who asks to close: the service stops the job, pays its last seconds and refunds
+//!   the rest at once, without the exit window.
 //!
 //! Every scenario ends with `gpumesh market audit` (each vault holds what the accounts owe) and
 //! checks that no container is left behind.
@@ -326,5 +330,49 @@ fn an_order_stops_its_job_when_its_term_is_served_or_its_escrow_spent() {
     eprintln!(
         "limits: the term's job stopped after {} s served, the escrow's after {} s",
         served[0], served[1]
+    );
+}
+
+#[test]
+fn a_buyer_who_asks_to_close_is_settled_and_refunded_by_the_service_at_once() {
+    let m = Market::start();
+    let alice = m.supplier("alice");
+    let daemon = m.daemon(&alice);
+    let before = m.net.tokens(&m.buyer_key);
+    let order = m.order(&hello_spec(&m.net, 60));
+    let lease = m.running(&order, None, 2, &[&daemon]);
+    let lease = (
+        lease["lease"].as_str().unwrap().to_string(),
+        lease["nonce"].as_u64().unwrap(),
+    );
+
+    // The buyer asks to close. The service stops the job, pays its last seconds with the
+    // lease's close and completes the order: the escrow is back well before the exit window
+    // (10 s on this market) would have let the buyer take it.
+    let asked = Instant::now();
+    let v = m.net.ok(&m.buyer, &["order", "cancel", "1"]);
+    assert_eq!(v["action"], "order close requested", "{v}");
+    let served = m.completed(&order, std::slice::from_ref(&lease), &[&daemon])[0];
+    let closed_after = asked.elapsed();
+    assert!(
+        closed_after < Duration::from_secs(10),
+        "closed {closed_after:?} after the request"
+    );
+    assert!(served >= 2, "{served} s served");
+    assert_eq!(
+        m.net.tokens(&m.buyer_key),
+        before - served * PRICE_PER_SECOND,
+        "every second served paid, the rest back"
+    );
+    let status = m.worker_status(&alice);
+    assert_eq!(status["active_leases"], 0, "{status}");
+    assert_eq!(status["record"]["failures"], 0, "{status}");
+    m.sound(std::slice::from_ref(&lease));
+    assert!(daemon.terminate().success());
+    let Market { service, .. } = m;
+    assert!(service.terminate().success());
+    eprintln!(
+        "close: the service settled and refunded {:.1} s after the buyer asked ({served} s paid)",
+        closed_after.as_secs_f64()
     );
 }

@@ -808,7 +808,7 @@ async fn receipt_in(
                 nonce: id.nonce,
                 served_seconds: r.served_seconds,
             });
-            t.latest_receipt = Some(r);
+            t.remember_receipt(r);
         }
         if let Some(s) = live.sessions.get(worker) {
             let _ = s.tx.try_send(ack);

@@ -95,6 +95,10 @@ pub struct Tracked {
     pub resumed: bool,
     pub last_beat: Instant,
     pub latest_receipt: Option<SignedReceipt>,
+    /// The newest receipts by the seconds they claim (at most [`RECEIPTS_KEPT`]): when the
+    /// program caps what a lease may be paid (its order's close request, a preemption, the
+    /// term), the newest one within the cap is what settles.
+    pub receipts: BTreeMap<u64, SignedReceipt>,
     pub settled_seconds: u64,
     /// When this service last settled the lease (or took it on).
     pub settled_at: Instant,
@@ -114,7 +118,34 @@ pub struct Tracked {
     pub limit_stop: Option<(Instant, &'static str)>,
 }
 
+/// Receipts kept per lease for a capped settlement (a minute's worth at one a second).
+pub const RECEIPTS_KEPT: usize = 64;
+
 impl Tracked {
+    /// Keeps `r` as the newest receipt and among the recent ones.
+    pub fn remember_receipt(&mut self, r: SignedReceipt) {
+        self.receipts.insert(r.served_seconds, r.clone());
+        while self.receipts.len() > RECEIPTS_KEPT {
+            let Some(first) = self.receipts.keys().next().copied() else {
+                break;
+            };
+            self.receipts.remove(&first);
+        }
+        self.latest_receipt = Some(r);
+    }
+
+    /// The newest receipt that pays something and claims no more than `cap` seconds (none: the
+    /// newest that pays).
+    pub fn payable(&self, cap: Option<u64>) -> Option<SignedReceipt> {
+        let cap = cap.unwrap_or(u64::MAX);
+        let newest = self
+            .latest_receipt
+            .as_ref()
+            .filter(|r| r.served_seconds <= cap)
+            .or_else(|| self.receipts.range(..=cap).next_back().map(|(_, r)| r))?;
+        (newest.served_seconds > self.settled_seconds).then(|| newest.clone())
+    }
+
     /// Seconds served as the newest heartbeat showed them.
     pub fn shown_seconds(&self) -> u64 {
         self.heads.keys().next_back().copied().unwrap_or(0)

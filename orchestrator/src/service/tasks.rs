@@ -7,13 +7,14 @@
 //! at start.
 
 use super::feed::FeedEvent;
+use super::follow::Mirror;
 use super::state::{ChainHandle, JobPhase, Shared, Tracked};
 use crate::actions::{ActionError, FailedOver, Spare};
 use crate::scheduler::{OrderId, RegionSet, Scheduler, SchedulerConfig};
 use crate::settlement::{LeaseBacklog, Policy, due};
 use crate::sync::MarketView;
 use gpumesh_client::ix::LeaseRef;
-use gpumesh_client::program::state::{CloseReason, Lease, Order};
+use gpumesh_client::program::state::{CloseReason, Lease, Order, OrderStatus};
 use gpumesh_client::{ChainExt, Pubkey, filters, receipt};
 use gpumesh_protocol::heartbeat::HeartbeatChain;
 use gpumesh_protocol::wire::{JobSpec, LeaseAssignment, LeaseId, StopReason, ToWorker};
@@ -56,6 +57,7 @@ fn tracked(
         resumed,
         last_beat: Instant::now(),
         latest_receipt: None,
+        receipts: BTreeMap::new(),
         settled_seconds: settled,
         settled_at: Instant::now(),
         job: JobPhase::Assigned,
@@ -87,7 +89,9 @@ pub async fn restore(shared: &Arc<Shared>) -> Result<usize, String> {
             lease.seconds_settled,
             true,
         );
-        t.latest_receipt = shared.store.latest_receipt(&t.id).await.ok().flatten();
+        if let Some(r) = shared.store.latest_receipt(&t.id).await.ok().flatten() {
+            t.remember_receipt(r);
+        }
         // Its worker has the restart grace to find the service again before it is down.
         t.retry_at = Some(Instant::now() + shared.cfg.restart_grace());
         restored.push(t);
@@ -329,8 +333,8 @@ fn start_job(
 /// Settles every lease's newest receipt that is ahead of what was settled, then ends the leases
 /// whose job exited (final receipt settled in the same transaction) and completes orders left
 /// with no lease.
-/// Stops the jobs of leases whose order can pay for no more than the stop takes (checked with
-/// the reconciliation, every two seconds): the lease's
+/// Stops the jobs of leases whose buyer asked to close the order, and of those whose order can
+/// pay for no more than the stop takes (checked with the reconciliation, every two seconds): the lease's
 /// term (the order's duration per lease) is served, or the order's escrow, less what its leases
 /// are owed, lasts no longer at their spend. The daemon stops the job, signs its last seconds
 /// and reports the exit; the lease then closes as completed on that receipt, the order with it
@@ -375,7 +379,11 @@ fn stop_at_limits(shared: &Shared) {
                 continue;
             };
             let shown = t.shown_seconds();
-            let why = if shown + margin >= order.terms.duration {
+            let why = if order.status == OrderStatus::Closing {
+                // Ended now, its last seconds are paid with the close; left to the buyer's
+                // exit, whatever was not settled would go unpaid.
+                Some("its buyer asked to close the order")
+            } else if shown + margin >= order.terms.duration {
                 Some("its order's duration is served")
             } else {
                 let (owed, spend) = owed.get(&t.order).copied().unwrap_or_default();
@@ -398,6 +406,28 @@ fn stop_at_limits(shared: &Shared) {
         tracing::info!(lease = %id.lease, served = shown, reason = why, "stopping a job: its order can pay no more");
         stop_job(shared, &worker, id);
     }
+}
+
+/// The most seconds the program pays `t` now: its order's duration per lease, and the seconds
+/// up to its buyer's close request or its preemption (none known: no cap).
+fn pay_cap(mirror: Option<&Mirror>, t: &Tracked) -> Option<u64> {
+    let m = mirror?;
+    let order = m.orders.get(&t.order)?;
+    let mut cap = order.terms.duration;
+    if let Some(l) = m
+        .leases
+        .get(&t.lease.lease)
+        .filter(|l| l.nonce == t.lease.nonce)
+    {
+        let until = |ts: i64| ts.saturating_sub(l.start_ts).max(0) as u64;
+        if order.status == OrderStatus::Closing {
+            cap = cap.min(until(order.close_requested_ts));
+        }
+        if l.preempt_at != 0 {
+            cap = cap.min(until(l.preempt_at));
+        }
+    }
+    Some(cap)
 }
 
 /// How long a job told to stop at its order's limit gets before it is told again.
@@ -541,10 +571,7 @@ fn due_now(shared: &Shared) -> (Vec<WorkerDue>, Vec<(LeaseRef, SignedReceipt)>) 
         let own: Vec<(LeaseRef, SignedReceipt)> = leases
             .iter()
             .filter(|t| t.job != JobPhase::Exited)
-            .filter_map(|t| {
-                let r = t.latest_receipt.as_ref()?;
-                (r.served_seconds > t.settled_seconds).then(|| (t.lease, r.clone()))
-            })
+            .filter_map(|t| Some((t.lease, t.payable(pay_cap(mirror.as_ref(), t))?)))
             .collect();
         let usable = signed.and_then(|r| {
             let mut named = Vec::with_capacity(r.entries.len());
@@ -553,7 +580,8 @@ fn due_now(shared: &Shared) -> (Vec<WorkerDue>, Vec<(LeaseRef, SignedReceipt)>) 
                 let t = leases
                     .iter()
                     .find(|t| t.id.lease == e.lease && t.id.nonce == e.lease_nonce)?;
-                if e.served_seconds < t.settled_seconds {
+                let cap = pay_cap(mirror.as_ref(), t).unwrap_or(u64::MAX);
+                if e.served_seconds < t.settled_seconds || e.served_seconds > cap {
                     return None;
                 }
                 pays |= e.served_seconds > t.settled_seconds;
@@ -692,6 +720,8 @@ async fn settle_lease_receipts(shared: &Arc<Shared>, due: Vec<(LeaseRef, SignedR
 async fn end_exited(shared: &Arc<Shared>) {
     let grace = shared.cfg.grace();
     let exited: Vec<(LeaseRef, Option<SignedReceipt>, Option<[u8; 32]>)> = {
+        // The copy's lock first, then the live state's.
+        let mirror = shared.mirror();
         let live = shared.live();
         live.leases
             .values()
@@ -704,10 +734,7 @@ async fn end_exited(shared: &Arc<Shared>) {
                 signed >= t.shown_seconds() || t.exited_at.is_none_or(|at| at.elapsed() >= grace)
             })
             .map(|t| {
-                let last = t
-                    .latest_receipt
-                    .clone()
-                    .filter(|r| r.served_seconds > t.settled_seconds);
+                let last = t.payable(pay_cap(mirror.as_ref(), t));
                 (t.lease, last, t.result_hash)
             })
             .collect()
