@@ -1,6 +1,7 @@
 //! The images of the repository's examples, built on this machine through the container engine's
 //! API (what `docker build` does, without a CLI or a registry). `examples/hello` needs only the
 //! host's busybox-static: the first job a new market runs, for `gpumesh up` and the tests.
+//! `examples/resume` (a small training loop that checkpoints and resumes) is built the same way.
 
 use crate::daemon::runtime::RuntimeError;
 use bollard::Docker;
@@ -12,6 +13,12 @@ pub const HELLO_IMAGE: &str = "localhost/gpumesh-hello:latest";
 
 const HELLO_CONTAINERFILE: &[u8] = include_bytes!("../../examples/hello/Containerfile");
 const HELLO_SCRIPT: &[u8] = include_bytes!("../../examples/hello/hello.sh");
+/// The resume example's image, as `examples/resume.toml` names it.
+pub const RESUME_IMAGE: &str = "localhost/gpumesh-resume:latest";
+
+const RESUME_CONTAINERFILE: &[u8] = include_bytes!("../../examples/resume/Containerfile");
+/// The resume example's training script (also runs on the host under `busybox sh`).
+pub const RESUME_SCRIPT: &[u8] = include_bytes!("../../examples/resume/train.sh");
 /// Where Debian's busybox-static puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -63,22 +70,44 @@ pub async fn engine(docker_host: Option<&str>) -> Result<Docker, RuntimeError> {
         .0)
 }
 
+fn busybox(image: &str) -> Result<Vec<u8>, RuntimeError> {
+    std::fs::read(Path::new(BUSYBOX)).map_err(|e| {
+        RuntimeError::Engine(format!(
+            "{BUSYBOX} cannot be read ({e}): the image {image} needs busybox-static (apt-get install busybox-static)"
+        ))
+    })
+}
+
 /// Builds the hello example's image unless the engine has it already.
 pub async fn ensure_hello(docker: &Docker) -> Result<(), RuntimeError> {
     if docker.inspect_image(HELLO_IMAGE).await.is_ok() {
         return Ok(());
     }
-    let busybox = std::fs::read(Path::new(BUSYBOX)).map_err(|e| {
-        RuntimeError::Engine(format!(
-            "{BUSYBOX} cannot be read ({e}): the hello image needs busybox-static (apt-get install busybox-static)"
-        ))
-    })?;
+    let busybox = busybox(HELLO_IMAGE)?;
     build_image(
         docker,
         HELLO_IMAGE,
         &[
             ("Containerfile", HELLO_CONTAINERFILE, 0o644),
             ("hello.sh", HELLO_SCRIPT, 0o755),
+            ("busybox", &busybox, 0o755),
+        ],
+    )
+    .await
+}
+
+/// Builds the resume example's image unless the engine has it already.
+pub async fn ensure_resume(docker: &Docker) -> Result<(), RuntimeError> {
+    if docker.inspect_image(RESUME_IMAGE).await.is_ok() {
+        return Ok(());
+    }
+    let busybox = busybox(RESUME_IMAGE)?;
+    build_image(
+        docker,
+        RESUME_IMAGE,
+        &[
+            ("Containerfile", RESUME_CONTAINERFILE, 0o644),
+            ("train.sh", RESUME_SCRIPT, 0o755),
             ("busybox", &busybox, 0o755),
         ],
     )

@@ -16,8 +16,11 @@
 //! - `daemon`: the real service and real `gpumesh worker run` daemons (jobs in containers) carry
 //!   orders to completion with nothing played by hand, through a killed worker and a restarted
 //!   orchestrator, each ending with `gpumesh market audit`.
+//! - `checkpoint`: a job that checkpoints resumes from its last good checkpoint on another
+//!   worker after its worker is killed; a corrupted checkpoint is skipped; ten kills measured.
 //! - `up`: `gpumesh up` as a process, a buyer's order through it to completion, a clean stop.
 
+mod checkpoint;
 mod conventions;
 mod daemon;
 mod flows;

@@ -517,6 +517,81 @@ pub struct OrderInfo {
     pub job_spec_uploaded: bool,
     pub leases: Vec<LeaseSummary>,
     pub jobs: Vec<JobInfo>,
+    pub checkpoints: CheckpointsInfo,
+}
+
+/// An order's checkpoints: whether its job spec asks for them, the latest the job can resume
+/// from (with its age), and what is kept for it in the results store.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct CheckpointsInfo {
+    /// The job spec has a `[checkpoint]` section (the buyer turns checkpoints off by leaving it
+    /// out).
+    pub enabled: bool,
+    /// Seconds between the daemon's snapshots, as the spec asks.
+    pub interval_s: Option<u32>,
+    /// The newest checkpoint a new worker would restore.
+    pub latest: Option<CheckpointInfo>,
+    /// Checkpoints kept for the order and their bytes: what its storage costs.
+    pub stored: u64,
+    pub stored_bytes: u64,
+    /// Every checkpoint recorded, newest first, with the skipped ones and why.
+    pub all: Vec<CheckpointInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckpointInfo {
+    /// Content hash (hex) it is stored under.
+    pub hash: String,
+    pub size: u64,
+    pub files: u64,
+    /// When it was taken (Unix ms) and how long ago, seconds.
+    pub unix_ms: u64,
+    pub age_s: u64,
+    pub worker: String,
+    pub lease: String,
+    pub nonce: u64,
+    /// `stored`, or `skipped` (missing or failing its hash check on restore: never offered
+    /// again), with the reason.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// The checkpoints part of an order's page.
+async fn checkpoints_info(
+    shared: &Shared,
+    order: &str,
+    spec: Option<&str>,
+) -> Result<CheckpointsInfo, ApiError> {
+    let spec = spec.and_then(|t| gpumesh_protocol::wire::JobSpec::from_toml(t).ok());
+    let records = shared.store.checkpoints_of(order).await.map_err(internal)?;
+    let now = crate::service::history::now_ms();
+    let all: Vec<CheckpointInfo> = records
+        .into_iter()
+        .map(|r| CheckpointInfo {
+            hash: gpumesh_protocol::hex(&r.checkpoint.hash),
+            size: r.checkpoint.size,
+            files: r.checkpoint.files,
+            unix_ms: r.checkpoint.unix_ms,
+            age_s: now.saturating_sub(r.checkpoint.unix_ms) / 1000,
+            worker: r.worker,
+            lease: r.checkpoint.lease.lease.to_string(),
+            nonce: r.checkpoint.lease.nonce,
+            status: r.status,
+            reason: r.reason,
+        })
+        .collect();
+    let kept = all.iter().filter(|c| c.status == "stored");
+    let (stored, stored_bytes) =
+        kept.fold((0, 0u64), |(n, b), c| (n + 1, b.saturating_add(c.size)));
+    let latest = all.iter().find(|c| c.status == "stored").cloned();
+    Ok(CheckpointsInfo {
+        enabled: spec.as_ref().is_some_and(|s| s.checkpoint.is_some()),
+        interval_s: spec.and_then(|s| s.checkpoint.map(|c| c.interval_s)),
+        latest,
+        stored,
+        stored_bytes,
+        all,
+    })
 }
 
 /// An order: its state on chain, the leases this service runs for it (seconds served, claimed
@@ -567,7 +642,9 @@ pub async fn order(
     let spend = u128::from(o.gpus_assigned) * u128::from(o.terms.max_price_per_gpu_second);
     let runway = u128::from(o.escrow_remaining).checked_div(spend);
     let jobs = shared.store.jobs_of(&order).await.map_err(internal)?;
-    let job_spec_uploaded = shared.store.spec(&order).await.map_err(internal)?.is_some();
+    let spec = shared.store.spec(&order).await.map_err(internal)?;
+    let job_spec_uploaded = spec.is_some();
+    let checkpoints = checkpoints_info(&shared, &order, spec.as_deref()).await?;
     Ok(Json(OrderInfo {
         order: order.clone(),
         buyer: o.buyer.to_string(),
@@ -584,6 +661,7 @@ pub async fn order(
         job_spec_uploaded,
         leases,
         jobs: jobs.into_iter().map(JobInfo::from).collect(),
+        checkpoints,
     }))
 }
 
@@ -609,7 +687,15 @@ async fn closed_order(shared: &Shared, order: String) -> Result<OrderInfo, ApiEr
         .and_then(|(_, body)| {
             serde_json::from_str::<crate::service::history::OrderSample>(&body).ok()
         });
-    Ok(closed_info(order, buyer.unwrap_or_default(), jobs, last))
+    let spec = shared.store.spec(&order).await.map_err(internal)?;
+    let checkpoints = checkpoints_info(shared, &order, spec.as_deref()).await?;
+    Ok(closed_info(
+        order,
+        buyer.unwrap_or_default(),
+        jobs,
+        last,
+        checkpoints,
+    ))
 }
 
 fn closed_info(
@@ -617,6 +703,7 @@ fn closed_info(
     buyer: String,
     jobs: Vec<crate::service::store::JobRecord>,
     last: Option<crate::service::history::OrderSample>,
+    checkpoints: CheckpointsInfo,
 ) -> OrderInfo {
     OrderInfo {
         order,
@@ -635,6 +722,7 @@ fn closed_info(
         job_spec_uploaded: true,
         leases: vec![],
         jobs: jobs.into_iter().map(JobInfo::from).collect(),
+        checkpoints,
     }
 }
 

@@ -132,6 +132,12 @@ pub async fn run(
     let addrs = MarketAddresses::of(&market);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let store = store::Store::open(&cfg.store).await?;
+    let mut live = Live::default();
+    for c in store.restorable_checkpoints().await? {
+        if let Ok(order) = c.order.parse::<Pubkey>() {
+            live.add_checkpoint(order, c.checkpoint);
+        }
+    }
     let shared = Arc::new(Shared {
         program_id: receipt::key(&gpumesh_client::program::ID),
         orchestrator: Arc::new(Orchestrator::new(addrs, parts.keypair)),
@@ -139,7 +145,7 @@ pub async fn run(
         chain,
         failover_chain,
         store,
-        live: Mutex::new(Live::default()),
+        live: Mutex::new(live),
         mirror: Mutex::new(None),
         placement: Notify::new(),
         settlement: Notify::new(),

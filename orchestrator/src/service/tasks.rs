@@ -292,6 +292,7 @@ fn start_job(
         receipt_every_s: shared.cfg.receipt_every_s,
         spec_file: Some(spec_text.to_string()),
         chain: None,
+        restore: live.restore_for(&lease.order),
     };
     let worker = lease.worker;
     shared.feed.send(FeedEvent::LeaseStarted {

@@ -209,6 +209,7 @@ pub fn assignment(
         receipt_every_s,
         spec_file: Some(spec.into()),
         chain: None,
+        restore: vec![],
     }
 }
 
