@@ -15,6 +15,8 @@ results=${GPUMESH_RESULTS:-/results}
 mkdir -p "$ckpt" "$results"
 
 step=0 w=0 b=0
+# Stopped (the lease ended): leave at once; the last checkpoint is what a successor resumes from.
+trap 'echo "stopped at step $step"; exit 143' TERM INT
 if [ -f "$ckpt/state" ]; then
     read -r step w b < "$ckpt/state"
     echo "resuming at step $step from checkpoint ${GPUMESH_RESUME_HASH:-?} taken at ${GPUMESH_RESUME_UNIX_MS:-?} ms"

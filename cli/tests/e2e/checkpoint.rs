@@ -241,8 +241,12 @@ fn a_killed_workers_training_resumes_from_its_last_good_checkpoint() {
     std::fs::write(&state, bytes).unwrap();
 
     // The job resumes on the spare from the checkpoint before the corrupted one.
-    let (second_lease, text, first_step) =
-        resumed(&m, &order, &[first_lease.clone()], &[&spare_daemon]);
+    let (second_lease, text, first_step) = resumed(
+        &m,
+        &order,
+        std::slice::from_ref(&first_lease),
+        &[&spare_daemon],
+    );
     let to_first_step = first_step - killed;
     assert_eq!(resumed_at(&text), Some(previous_step), "{text}");
     assert!(
@@ -336,14 +340,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Ten kills of whichever worker runs the job; three workers, each killed one restarted so it
-/// can take the job later. Prints p50/p99 of kill → first resumed step and the steps lost per
-/// kill (the steps the dead job had shown past the checkpoint its successor restored).
+/// Ten kills of whichever worker runs the job, each at a different point of the checkpoint
+/// interval; three workers, each killed one restarted so it can take the job later. Prints
+/// p50/p99 of kill → first resumed step and the steps lost per kill (the steps the dead job had
+/// shown past the checkpoint its successor restored). `CHECKPOINT_EVERY_STEPS` sets the interval.
 #[test]
 #[ignore = "a measurement: run with --ignored --nocapture"]
 fn resume_after_ten_kills_measured() {
     let kills = 10;
-    let (steps, every) = (1_000, 5);
+    // Steps between checkpoints: 5 by default, or CHECKPOINT_EVERY_STEPS.
+    let every: u32 = std::env::var("CHECKPOINT_EVERY_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let steps = 1_000;
     let m = Market::start();
     block_on(ensure_resume(&m.docker)).expect("building examples/resume");
     let store = m.net.path("shared-results");
@@ -369,6 +379,11 @@ fn resume_after_ten_kills_measured() {
             .cloned()
             .unwrap_or_else(|| panic!("no running lease before kill {kill}: {page}"));
         let lease = lease_of(&running);
+        // Kills land at spread points of the checkpoint interval (0, 0.7, 0.4, 0.1, ... of it).
+        let into = f64::from((kill * 7) % 10) / 10.0;
+        std::thread::sleep(Duration::from_secs_f64(
+            into * f64::from(every) * STEP_SECONDS,
+        ));
         let i = suppliers
             .iter()
             .position(|s| running["worker"] == s.worker.as_str())
@@ -391,7 +406,9 @@ fn resume_after_ten_kills_measured() {
             kill + 1,
             (first_step - killed).as_secs_f64()
         );
-        // Back, so that it can take the job after a later kill (it reaps its old container).
+        // Back, so that it can take the job after a later kill (it reaps its old container),
+        // its stake topped up after the offline slash.
+        m.net.ok(&suppliers[i].wallet, &["worker", "stake", "100"]);
         daemons[i] = Some(m.daemon(&suppliers[i]));
         // A checkpoint of the new lease before the next kill.
         let stored = m.order_page(&order)["checkpoints"]["stored"]
@@ -431,6 +448,11 @@ fn resume_after_ten_kills_measured() {
     // Every kill lost less than two checkpoint intervals of steps (the one in progress, and at
     // most one whose snapshot had not been reported when the worker died).
     assert!(lost.iter().all(|l| *l < 2 * every + 2), "{lost:?}");
+    assert!(
+        sorted[sorted.len() - 1] < 15.0,
+        "a resumed job's first step came {:.1} s after a kill",
+        sorted[sorted.len() - 1]
+    );
 
     // The job runs to its end: the same model as an uninterrupted run, the books hold.
     let key = Pubkey::from_str(&order).unwrap();

@@ -765,6 +765,10 @@ fn handle(
             s.answers.push(m);
             None
         }
+        // Checkpoints are the end-to-end tests' (cli/tests/e2e/checkpoint.rs).
+        ToOrchestrator::Checkpoint(_)
+        | ToOrchestrator::CheckpointRestored { .. }
+        | ToOrchestrator::CheckpointSkipped { .. } => None,
         ToOrchestrator::Hello { .. } => {
             s.problems.push("a second hello".into());
             None
