@@ -16,3 +16,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (order_key, hash)
 );
 CREATE INDEX IF NOT EXISTS checkpoints_by_order ON checkpoints (order_key, unix_ms);
+-- Orders whose buyer turned checkpoints off (signed request): no snapshot is taken or recorded
+-- and a new lease starts from nothing. Absent: as the job spec says.
+CREATE TABLE IF NOT EXISTS checkpoint_settings (
+    order_key TEXT PRIMARY KEY,
+    enabled BIGINT NOT NULL,
+    unix_ms BIGINT NOT NULL
+);

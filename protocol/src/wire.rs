@@ -353,6 +353,14 @@ pub struct LeaseAssignment {
     /// reports each it skipped. Empty: the job starts from nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restore: Vec<CheckpointRef>,
+    /// The buyer turned the order's checkpoints off: the daemon takes none (whatever the spec
+    /// says) and restores none.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub checkpoints_off: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The last link of a lease's heartbeat chain that one side holds.
@@ -425,6 +433,12 @@ pub enum ToWorker {
         reason: StopReason,
         /// How long the job gets after SIGTERM before it is killed.
         grace_ms: u32,
+    },
+    /// The buyer turned the lease's order's checkpoints on or off: the job's snapshots stop
+    /// (or go on as its spec says).
+    Checkpoints {
+        lease: LeaseId,
+        enabled: bool,
     },
     /// The receipt is stored: the worker may forget receipts up to these seconds.
     ReceiptAck {

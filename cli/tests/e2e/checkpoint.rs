@@ -7,6 +7,8 @@
 //!   restores the one before, the job resumes from that step, the final model is the same bytes
 //!   as an uninterrupted run's, the resumed lease is paid only for the steps left (the time
 //!   before the checkpoint is not paid twice), and `gpumesh market audit` holds;
+//! - the buyer turns checkpoints off (a signed `gpumesh order checkpoints ID off`): no more are
+//!   stored, and after a kill the job starts over on the other worker;
 //! - ten kills in a row (ignored by default, a measurement): the time from each kill to the
 //!   resumed job's first step, p50 and p99, and the work lost per kill against the checkpoint
 //!   interval, printed with the CPU model and the parameters (`--ignored --nocapture`).
@@ -325,6 +327,83 @@ fn a_killed_workers_training_resumes_from_its_last_good_checkpoint() {
         served[0],
         served[1]
     );
+}
+
+#[test]
+fn a_buyer_turns_checkpoints_off_and_a_moved_job_starts_over() {
+    let m = Market::start();
+    block_on(ensure_resume(&m.docker)).expect("building examples/resume");
+    let store = m.net.path("shared-results");
+    let alice = supplier(&m, "alice", &store);
+    let bob = supplier(&m, "bob", &store);
+    let a = m.daemon(&alice);
+    let b = m.daemon(&bob);
+    let order = m.order(&resume_spec(&m.net, 40, 5));
+    let key = Pubkey::from_str(&order).unwrap();
+    let id = m
+        .net
+        .chain
+        .fetch::<gpumesh_client::program::state::Order>(&key)
+        .unwrap()
+        .order_id;
+    checkpoints(&m, &order, 1, &[&a, &b]);
+
+    // Off, by the buyer's signed request: the page says so, and no checkpoint is stored after.
+    let off = m.net.ok(
+        &m.buyer,
+        &[
+            "order",
+            "checkpoints",
+            &id.to_string(),
+            "off",
+            "--orchestrator",
+            &m.service.url,
+        ],
+    );
+    assert_eq!(off["checkpoints"]["turned_off"], true, "{off}");
+    assert_eq!(off["checkpoints"]["enabled"], false, "{off}");
+    let stored = off["checkpoints"]["stored"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // three checkpoints' worth of steps
+    let page = m.order_page(&order);
+    assert_eq!(page["checkpoints"]["stored"], stored, "{page}");
+    assert_eq!(page["checkpoints"]["turned_off"], true, "{page}");
+
+    // The worker dies: the job starts over on the other, restoring nothing.
+    let first = m.running(&order, None, 0, &[&a, &b]);
+    let first_lease = lease_of(&first);
+    let (dead, dead_daemon, spare_daemon) = if first["worker"] == alice.worker.as_str() {
+        (&alice, a, b)
+    } else {
+        (&bob, b, a)
+    };
+    drop(dead_daemon);
+    let (second_lease, text, _) = resumed(
+        &m,
+        &order,
+        std::slice::from_ref(&first_lease),
+        &[&spare_daemon],
+    );
+    assert!(text.contains("starting from step 0"), "{text}");
+    assert!(!text.contains("resuming at step"), "{text}");
+
+    let leases = [first_lease, second_lease];
+    m.completed(&order, &leases, &[&spare_daemon]);
+    let back = m.daemon(dead);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while container_left(&m.docker, &leases[0].0, leases[0].1) {
+        m.fail_after(
+            deadline,
+            "the dead lease's container was never reaped",
+            &Value::Null,
+            &[&back],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    m.sound(&leases);
+    assert!(back.terminate().success());
+    assert!(spare_daemon.terminate().success());
+    let Market { service, .. } = m;
+    assert!(service.terminate().success());
 }
 
 fn cpu_model() -> String {

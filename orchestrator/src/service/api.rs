@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use gpumesh_client::program::state::{Lease, Market, Order, Worker};
 use gpumesh_client::{ChainExt, Pubkey, receipt};
 use gpumesh_protocol::hex;
-use gpumesh_protocol::jobspec::{LOGS_SIGNATURE_WINDOW_MS, logs_message, upload_message};
+use gpumesh_protocol::jobspec::{
+    LOGS_SIGNATURE_WINDOW_MS, checkpoints_message, logs_message, upload_message,
+};
 use gpumesh_protocol::wire::{HardwareReport, JobSpec, LeaseId, Telemetry};
 use gpumesh_protocol::{GpuClass, Key, Signature};
 use serde::{Deserialize, Serialize};
@@ -524,9 +526,12 @@ pub struct OrderInfo {
 /// from (with its age), and what is kept for it in the results store.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct CheckpointsInfo {
-    /// The job spec has a `[checkpoint]` section (the buyer turns checkpoints off by leaving it
-    /// out).
+    /// Checkpoints are taken and restored: the job spec has a `[checkpoint]` section and the
+    /// buyer has not turned them off.
     pub enabled: bool,
+    /// The buyer turned them off (`PUT /v1/orders/{order}/checkpoints`, `gpumesh order
+    /// checkpoints ID off`).
+    pub turned_off: bool,
     /// Seconds between the daemon's snapshots, as the spec asks.
     pub interval_s: Option<u32>,
     /// The newest checkpoint a new worker would restore.
@@ -556,6 +561,80 @@ pub struct CheckpointInfo {
     pub reason: Option<String>,
 }
 
+/// The buyer's switch for an order's checkpoints.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CheckpointsSwitch {
+    pub enabled: bool,
+}
+
+/// Turns an order's checkpoints off (no snapshot is taken or recorded any more, and a new lease
+/// starts from nothing) or on again (as the job spec says). Only for the order's buyer: its
+/// wallet's signature over `checkpoints_message(order, enabled, unix_ms)`.
+#[utoipa::path(
+    put,
+    path = "/v1/orders/{order}/checkpoints",
+    params(
+        ("order" = String, Path, description = "The order's address"),
+        ("x-gpumesh-signature" = String, Header, description = "The buyer's signature over checkpoints_message(order, enabled, unix_ms), base58"),
+        ("x-gpumesh-unix-ms" = u64, Header, description = "When it was signed (within 300 s of the service's clock)")
+    ),
+    request_body = CheckpointsSwitch,
+    responses(
+        (status = 200, body = CheckpointsInfo),
+        (status = 401, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody)
+    )
+)]
+pub async fn put_checkpoints(
+    State(shared): State<Arc<Shared>>,
+    Path(order): Path<String>,
+    headers: HeaderMap,
+    Json(switch): Json<CheckpointsSwitch>,
+) -> Result<Json<CheckpointsInfo>, ApiError> {
+    let k = key(&order)?;
+    let unix_ms = header_ms(&headers)?;
+    fresh(unix_ms)?;
+    let signature = signature_header(&headers)?;
+    let buyer = buyer_of(&shared, k).await?;
+    verify_buyer(
+        signature,
+        &buyer,
+        &checkpoints_message(&k.to_bytes(), switch.enabled, unix_ms),
+    )?;
+    shared
+        .store
+        .set_checkpoints(&order, switch.enabled, unix_ms)
+        .await
+        .map_err(internal)?;
+    let leases: Vec<(Pubkey, LeaseId)> = {
+        let mut live = shared.live();
+        if switch.enabled {
+            live.checkpoints_off.remove(&k);
+        } else {
+            live.checkpoints_off.insert(k);
+        }
+        live.leases
+            .values()
+            .filter(|t| t.order == k)
+            .map(|t| (t.worker, t.id))
+            .collect()
+    };
+    for (worker, lease) in leases {
+        shared.send_to(
+            &worker,
+            gpumesh_protocol::wire::ToWorker::Checkpoints {
+                lease,
+                enabled: switch.enabled,
+            },
+        );
+    }
+    tracing::info!(%order, enabled = switch.enabled, "the buyer switched the order's checkpoints");
+    let spec = shared.store.spec(&order).await.map_err(internal)?;
+    Ok(Json(
+        checkpoints_info(&shared, &order, spec.as_deref()).await?,
+    ))
+}
+
 /// The checkpoints part of an order's page.
 async fn checkpoints_info(
     shared: &Shared,
@@ -564,6 +643,9 @@ async fn checkpoints_info(
 ) -> Result<CheckpointsInfo, ApiError> {
     let spec = spec.and_then(|t| gpumesh_protocol::wire::JobSpec::from_toml(t).ok());
     let records = shared.store.checkpoints_of(order).await.map_err(internal)?;
+    let turned_off = order
+        .parse::<Pubkey>()
+        .is_ok_and(|k| shared.live().checkpoints_off.contains(&k));
     let now = crate::service::history::now_ms();
     let all: Vec<CheckpointInfo> = records
         .into_iter()
@@ -585,7 +667,8 @@ async fn checkpoints_info(
         kept.fold((0, 0u64), |(n, b), c| (n + 1, b.saturating_add(c.size)));
     let latest = all.iter().find(|c| c.status == "stored").cloned();
     Ok(CheckpointsInfo {
-        enabled: spec.as_ref().is_some_and(|s| s.checkpoint.is_some()),
+        enabled: !turned_off && spec.as_ref().is_some_and(|s| s.checkpoint.is_some()),
+        turned_off,
         interval_s: spec.and_then(|s| s.checkpoint.map(|c| c.interval_s)),
         latest,
         stored,
@@ -1059,6 +1142,7 @@ pub async fn feed(
         lease,
         logs,
         put_spec,
+        put_checkpoints,
         feed,
         metrics
     ),

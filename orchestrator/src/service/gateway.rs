@@ -418,12 +418,13 @@ async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment>
             .map(|(id, order, gpus, indices, chain)| {
                 // Only a lease the worker does not know yet is started (from its checkpoint).
                 let restore = live.restore_for(&order);
-                (id, order, gpus, indices, chain, restore)
+                let off = live.checkpoints_off.contains(&order);
+                (id, order, gpus, indices, chain, (restore, off))
             })
             .collect()
     };
     let mut out = vec![];
-    for (id, order, gpus, gpu_indices, chain, restore) in leases {
+    for (id, order, gpus, gpu_indices, chain, (restore, checkpoints_off)) in leases {
         if let Ok(Some(spec_text)) = shared.store.spec(&order.to_string()).await
             && let Ok(spec) = wire::JobSpec::from_toml(&spec_text)
         {
@@ -438,6 +439,7 @@ async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment>
                 spec_file: Some(spec_text),
                 chain,
                 restore,
+                checkpoints_off,
             });
         }
     }
@@ -611,6 +613,12 @@ async fn checkpoint_in(
     c: wire::CheckpointRef,
 ) -> Result<(), Refusal> {
     let order = order_of(shared, worker, &c.lease)?;
+    if shared.live().checkpoints_off.contains(&order) {
+        return Err((
+            ErrorCode::Malformed,
+            format!("order {order}'s buyer turned checkpoints off; the checkpoint is not recorded"),
+        ));
+    }
     let spec = shared
         .store
         .spec(&order.to_string())

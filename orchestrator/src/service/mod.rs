@@ -138,6 +138,11 @@ pub async fn run(
             live.add_checkpoint(order, c.checkpoint);
         }
     }
+    for order in store.checkpoints_off().await? {
+        if let Ok(order) = order.parse::<Pubkey>() {
+            live.checkpoints_off.insert(order);
+        }
+    }
     let shared = Arc::new(Shared {
         program_id: receipt::key(&gpumesh_client::program::ID),
         orchestrator: Arc::new(Orchestrator::new(addrs, parts.keypair)),
@@ -168,6 +173,7 @@ pub async fn run(
         .route("/v1/orders/{order}", get(api::order))
         .route("/v1/orders/{order}/logs", get(api::logs))
         .route("/v1/orders/{order}/spec", put(api::put_spec))
+        .route("/v1/orders/{order}/checkpoints", put(api::put_checkpoints))
         .route("/v1/leases/{lease}", get(api::lease))
         .route("/v1/feed", get(api::feed))
         .route("/v1/openapi.json", get(api::openapi))

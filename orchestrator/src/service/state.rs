@@ -141,6 +141,8 @@ pub struct Live {
     pub verified: std::collections::HashSet<Pubkey>,
     /// Each order's restorable checkpoints, newest first (the store has them all).
     pub checkpoints: HashMap<Pubkey, Vec<CheckpointRef>>,
+    /// Orders whose buyer turned checkpoints off.
+    pub checkpoints_off: std::collections::HashSet<Pubkey>,
 }
 
 impl Live {
@@ -167,6 +169,9 @@ impl Live {
     /// What a new lease of `order` restores: the newest checkpoints, the ones before as
     /// fallbacks.
     pub fn restore_for(&self, order: &Pubkey) -> Vec<CheckpointRef> {
+        if self.checkpoints_off.contains(order) {
+            return vec![];
+        }
         self.checkpoints
             .get(order)
             .map(|l| l.iter().take(RESTORE_CANDIDATES).copied().collect())

@@ -58,7 +58,12 @@ pub enum JobEvent {
 /// A request to the job task.
 #[derive(Debug)]
 pub enum Control {
-    Stop { grace: Duration, why: String },
+    Stop {
+        grace: Duration,
+        why: String,
+    },
+    /// Take checkpoints (as the spec says) or not (the buyer turned them off).
+    Checkpoints(bool),
 }
 
 pub struct JobHandle {
@@ -105,9 +110,13 @@ pub fn plan(
             short(&assignment.spec_hash)
         ));
     }
-    let spec = JobSpec::from_toml(file).map_err(|e| e.to_string())?;
+    let mut spec = JobSpec::from_toml(file).map_err(|e| e.to_string())?;
     if spec != assignment.spec {
         return Err("the assignment's spec is not the spec file's".into());
+    }
+    if assignment.checkpoints_off {
+        // The buyer turned them off: no snapshot, no restore, no checkpoint directory.
+        spec.checkpoint = None;
     }
     if usize::from(assignment.gpus) != assignment.gpu_indices.len() {
         return Err(format!(
@@ -335,7 +344,7 @@ async fn supervise(
     let mut killed = false;
     // Checkpoints: every interval, and when the job asks (a request file it touches, looked for
     // a few times a second).
-    let checkpoint_every = plan
+    let mut checkpoint_every = plan
         .spec
         .checkpoint
         .as_ref()
@@ -360,11 +369,23 @@ async fn supervise(
                         last_checkpoint = (Instant::now(), snapshot(&ctx, &plan, last_checkpoint.1).await);
                     }
                 }
-                Some(Control::Stop { grace, why }) = control.recv(), if stopping.is_none() => {
-                    killer.signal(Signal::Term).await;
-                    kill_at.as_mut().reset(tokio::time::Instant::now() + grace);
-                    stopping = Some(why);
-                }
+                Some(c) = control.recv(), if stopping.is_none() => match c {
+                    Control::Stop { grace, why } => {
+                        killer.signal(Signal::Term).await;
+                        kill_at.as_mut().reset(tokio::time::Instant::now() + grace);
+                        stopping = Some(why);
+                    }
+                    Control::Checkpoints(on) => {
+                        checkpoint_every = plan
+                            .spec
+                            .checkpoint
+                            .as_ref()
+                            .filter(|_| on)
+                            .map(|c| Duration::from_secs(c.interval_s.into()));
+                        let state = if on { "on" } else { "off: no more snapshots" };
+                        note(&ctx.hub, lease, &format!("the buyer turned checkpoints {state}"));
+                    }
+                },
                 _ = &mut overdue, if max_duration.is_some() && stopping.is_none() => {
                     killer.signal(Signal::Term).await;
                     kill_at.as_mut().reset(tokio::time::Instant::now() + ctx.default_grace);
@@ -680,6 +701,7 @@ mod tests {
             spec_file: Some(file.into()),
             chain: None,
             restore: vec![],
+            checkpoints_off: false,
         }
     }
 

@@ -701,6 +701,11 @@ impl Daemon {
                 }
                 self.maybe_end(lease).await?;
             }
+            ToWorker::Checkpoints { lease, enabled } => {
+                if let Some(handle) = self.leases.get(&lease).and_then(|st| st.handle.as_ref()) {
+                    let _ = handle.control.send(Control::Checkpoints(enabled));
+                }
+            }
             ToWorker::ReceiptAck {
                 lease,
                 served_seconds,

@@ -551,6 +551,7 @@ mod tests {
             spec_file: Some("image = \"x\"\n".into()),
             chain: None,
             restore: vec![],
+            checkpoints_off: false,
         }
     }
 

@@ -210,6 +210,7 @@ pub fn assignment(
         spec_file: Some(spec.into()),
         chain: None,
         restore: vec![],
+        checkpoints_off: false,
     }
 }
 

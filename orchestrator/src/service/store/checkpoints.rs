@@ -107,6 +107,35 @@ impl Store {
         rows.iter().map(record).collect()
     }
 
+    /// Records the buyer's choice to turn an order's checkpoints on or off.
+    pub async fn set_checkpoints(
+        &self,
+        order: &str,
+        enabled: bool,
+        unix_ms: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoint_settings (order_key, enabled, unix_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (order_key) DO UPDATE SET enabled = excluded.enabled, unix_ms = excluded.unix_ms",
+        )
+        .bind(order)
+        .bind(i64::from(enabled))
+        .bind(i(unix_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Orders whose buyer turned checkpoints off.
+    pub async fn checkpoints_off(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT order_key FROM checkpoint_settings WHERE enabled = 0")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
+    }
+
     /// Every order's restorable checkpoints, newest first (for a service starting up).
     pub async fn restorable_checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
         let rows = sqlx::query(&format!(
