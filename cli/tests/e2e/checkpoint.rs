@@ -212,6 +212,11 @@ fn a_killed_workers_training_resumes_from_its_last_good_checkpoint() {
     // Six checkpoints stored (half the run), then the machine dies.
     let page = checkpoints(&m, &order, 6, &[&a, &b]);
     assert_eq!(page["checkpoints"]["enabled"], true, "{page}");
+    // The buyer sees the latest's age, what is kept and what keeping it costs (free here).
+    let c = &page["checkpoints"];
+    assert!(c["latest"]["age_s"].is_u64(), "{page}");
+    assert!(c["stored_bytes"].as_u64().is_some_and(|b| b > 0), "{page}");
+    assert_eq!(c["storage_cost_per_hour"], "0", "{page}");
     let first = m.running(&order, None, 0, &[&a, &b]);
     let first_lease = lease_of(&first);
     let (dead, dead_daemon, spare, spare_daemon) = if first["worker"] == alice.worker.as_str() {

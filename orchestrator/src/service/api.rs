@@ -536,9 +536,14 @@ pub struct CheckpointsInfo {
     pub interval_s: Option<u32>,
     /// The newest checkpoint a new worker would restore.
     pub latest: Option<CheckpointInfo>,
-    /// Checkpoints kept for the order and their bytes: what its storage costs.
+    /// Checkpoints kept for the order and their bytes.
     pub stored: u64,
     pub stored_bytes: u64,
+    /// What keeping them costs, base units per hour at the store's price (the service's
+    /// `checkpoint_storage_price_per_gib_hour`, also given here; rounded up; not settled on
+    /// chain).
+    pub storage_cost_per_hour: String,
+    pub storage_price_per_gib_hour: String,
     /// Every checkpoint recorded, newest first, with the skipped ones and why.
     pub all: Vec<CheckpointInfo>,
 }
@@ -666,7 +671,11 @@ async fn checkpoints_info(
     let (stored, stored_bytes) =
         kept.fold((0, 0u64), |(n, b), c| (n + 1, b.saturating_add(c.size)));
     let latest = all.iter().find(|c| c.status == "stored").cloned();
+    let price = shared.cfg.checkpoint_storage_price_per_gib_hour;
+    let cost = (u128::from(stored_bytes) * u128::from(price)).div_ceil(1 << 30);
     Ok(CheckpointsInfo {
+        storage_cost_per_hour: cost.to_string(),
+        storage_price_per_gib_hour: price.to_string(),
         enabled: !turned_off && spec.as_ref().is_some_and(|s| s.checkpoint.is_some()),
         turned_off,
         interval_s: spec.and_then(|s| s.checkpoint.map(|c| c.interval_s)),

@@ -217,7 +217,8 @@ export function mount(root, route, ctx) {
 
   function renderCheckpoints(c) {
     if (!c || !c.enabled) {
-      fill(checkpointsEl, h('p', { class: 'sub' }, 'Off: the job spec has no [checkpoint] section, so a job moved to another worker starts over.'));
+      const why = c && c.turned_off ? 'the buyer turned them off' : 'the job spec has no [checkpoint] section';
+      fill(checkpointsEl, h('p', { class: 'sub', dataset: { field: 'checkpoints-off' } }, `Off: ${why}, so a job moved to another worker starts over.`));
       return;
     }
     const mib = (b) => `${(b / 1048576).toFixed(2)} MiB`;
@@ -226,7 +227,7 @@ export function mount(root, route, ctx) {
         ` taken ${duration(c.latest.age_s)} ago (${mib(c.latest.size)}, ${c.latest.files} files); a new worker resumes from it.`)
       : h('p', {}, 'No checkpoint yet: a job moved now starts over.');
     fill(checkpointsEl,
-      h('p', { dataset: { field: 'checkpoint-storage', raw: c.stored_bytes } }, `Every ${duration(c.interval_s)} and when the job asks. Kept: ${c.stored} checkpoint${c.stored === 1 ? '' : 's'}, ${mib(c.stored_bytes)} of storage.`),
+      h('p', { dataset: { field: 'checkpoint-storage', raw: c.stored_bytes } }, `Every ${duration(c.interval_s)} and when the job asks. Kept: ${c.stored} checkpoint${c.stored === 1 ? '' : 's'}, ${mib(c.stored_bytes)} of storage, ${tokens(c.storage_cost_per_hour, dec)} per hour at the store's price.`),
       latest,
       table([
         { label: 'Hash', cell: (k) => h('span', { class: 'mono', title: k.hash }, short(k.hash)) },
