@@ -25,15 +25,20 @@ if answers; then
     exit 0
 fi
 
+# slirp4netns, ip, unshare and nsenter: the network-partition test runs a daemon in a network
+# namespace of its own.
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || [ ! -x /bin/busybox ] \
-    || ! command -v curl >/dev/null; then
+    || ! command -v curl >/dev/null || ! command -v slirp4netns >/dev/null \
+    || ! command -v ip >/dev/null || ! command -v nsenter >/dev/null \
+    || ! command -v unshare >/dev/null; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "podman-service: podman, runc, busybox-static and curl are needed; run as root or install them: apt-get install -y podman runc busybox-static curl" >&2
+        echo "podman-service: podman, runc, busybox-static, curl, slirp4netns, iproute2 and util-linux are needed; run as root or install them: apt-get install -y podman runc busybox-static curl slirp4netns iproute2 util-linux" >&2
         exit 1
     fi
-    echo "podman-service: installing podman, runc, busybox-static, curl" >&2
+    echo "podman-service: installing podman, runc, busybox-static, curl, slirp4netns, iproute2, util-linux" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc busybox-static curl >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc busybox-static curl \
+        slirp4netns iproute2 util-linux >&2
 fi
 
 cat >"$dir/containers.conf" <<'EOF'

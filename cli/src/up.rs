@@ -430,10 +430,12 @@ pub fn run(env: &Env, args: &UpArgs) -> Result<(), CliError> {
         elapsed(start)
     ));
 
-    // The orchestrator service's configuration, kept beside the store.
+    // The orchestrator service's configuration, kept beside the store. A local network's
+    // fees cost nothing real: settle what is owed every second (no fee budget), so the console
+    // and `order watch` show the money moving.
     let api_url = format!("http://127.0.0.1:{api_port}");
     let service_toml = format!(
-        "rpc_url = \"{}\"\nws_url = \"{}\"\nmarket = \"{}\"\nkeypair = \"{}\"\nlisten = \"127.0.0.1:{api_port}\"\nstore = \"sqlite://{}?mode=rwc\"\nplacement_every_ms = 200\nheartbeat_ms = 500\nreceipt_every_s = 1\nsettle_every_s = 1\nchallenge_target_ms = 0\nchallenge_rows = 8\n",
+        "rpc_url = \"{}\"\nws_url = \"{}\"\nmarket = \"{}\"\nkeypair = \"{}\"\nlisten = \"127.0.0.1:{api_port}\"\nstore = \"sqlite://{}?mode=rwc\"\nplacement_every_ms = 200\nheartbeat_ms = 500\nreceipt_every_s = 1\nsettle_every_s = 1\nfee_budget_lamports_per_gpu_hour = 0\nchallenge_target_ms = 0\nchallenge_rows = 8\n",
         node.rpc_url(),
         node.ws_url(),
         addrs.market,

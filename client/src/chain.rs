@@ -58,6 +58,21 @@ pub trait Chain {
         signers: &[&Keypair],
     ) -> Result<Outcome, ChainError>;
 
+    /// Sends several independent transactions (each all or nothing, none relying on another's
+    /// effects), one result per transaction in order. A backend that can keeps them in flight
+    /// together and confirms them as a group; this default sends them one after the other.
+    fn send_all(
+        &mut self,
+        transactions: &[Vec<Instruction>],
+        payer: &Keypair,
+        signers: &[&Keypair],
+    ) -> Vec<Result<Outcome, ChainError>> {
+        transactions
+            .iter()
+            .map(|ixs| self.send(ixs, payer, signers))
+            .collect()
+    }
+
     fn account(&self, key: &Pubkey) -> Result<Option<RawAccount>, ChainError>;
 
     /// Accounts owned by `program` whose data passes every filter, in no particular order.

@@ -345,13 +345,17 @@ fn may_have_been_sent(err: &ClientError) -> bool {
     }
 }
 
-impl Chain for RpcChain {
-    fn send(
-        &mut self,
+impl RpcChain {
+    /// Signs `instructions` with `blockhash` and sends them (preflight first). Returns the
+    /// signature once the transaction may have left this machine; an error means it was not
+    /// sent.
+    fn sign_and_send(
+        &self,
         instructions: &[Instruction],
         payer: &Keypair,
         signers: &[&Keypair],
-    ) -> Result<Outcome, ChainError> {
+        blockhash: solana_hash::Hash,
+    ) -> Result<Signature, ChainError> {
         let mut all: Vec<&Keypair> = vec![payer];
         all.extend(
             signers
@@ -359,11 +363,6 @@ impl Chain for RpcChain {
                 .copied()
                 .filter(|k| k.pubkey() != payer.pubkey()),
         );
-        // Nothing has left this machine until sendTransaction: a failure up to here is "not sent".
-        let (blockhash, last_valid_block_height) = self
-            .client
-            .get_latest_blockhash_with_commitment(self.commitment())
-            .map_err(|e| self.rpc_error(e))?;
         let tx = Transaction::new_signed_with_payer(
             instructions,
             Some(&payer.pubkey()),
@@ -391,16 +390,74 @@ impl Chain for RpcChain {
         {
             return Err(self.send_error(e));
         }
+        Ok(signature)
+    }
+
+    /// Waits for a sent transaction's outcome and reads its events.
+    fn outcome_of(
+        &self,
+        signature: &Signature,
+        last_valid_block_height: u64,
+    ) -> Result<Outcome, ChainError> {
         // Sent, or perhaps sent: from here on only the signature's status tells.
-        self.settle_outcome(&signature, Some(last_valid_block_height))?;
+        self.settle_outcome(signature, Some(last_valid_block_height))?;
         // It landed. Its logs carry the events; a node that stops answering now does not undo
         // the transaction, so they are read on a best-effort basis.
-        let logs = self.logs_of(&signature).unwrap_or_default();
+        let logs = self.logs_of(signature).unwrap_or_default();
         Ok(Outcome {
             signature: signature.to_string(),
             events: parse_logs(&logs),
             logs,
         })
+    }
+}
+
+impl Chain for RpcChain {
+    fn send(
+        &mut self,
+        instructions: &[Instruction],
+        payer: &Keypair,
+        signers: &[&Keypair],
+    ) -> Result<Outcome, ChainError> {
+        // Nothing has left this machine until sendTransaction: a failure up to here is "not sent".
+        let (blockhash, last_valid_block_height) = self
+            .client
+            .get_latest_blockhash_with_commitment(self.commitment())
+            .map_err(|e| self.rpc_error(e))?;
+        let signature = self.sign_and_send(instructions, payer, signers, blockhash)?;
+        self.outcome_of(&signature, last_valid_block_height)
+    }
+
+    /// Pipelined: one blockhash, every transaction sent before any is waited for, then each
+    /// outcome looked up (by then most have landed together, so the lookups cost one round trip
+    /// each). A transaction that may have been sent is never reported "not sent", as with
+    /// [`Chain::send`].
+    fn send_all(
+        &mut self,
+        transactions: &[Vec<Instruction>],
+        payer: &Keypair,
+        signers: &[&Keypair],
+    ) -> Vec<Result<Outcome, ChainError>> {
+        let (blockhash, last_valid_block_height) = match self
+            .client
+            .get_latest_blockhash_with_commitment(self.commitment())
+        {
+            Ok(latest) => latest,
+            Err(e) => {
+                let why = self.rpc_error(e).to_string();
+                return transactions
+                    .iter()
+                    .map(|_| Err(ChainError::Rpc(why.clone())))
+                    .collect();
+            }
+        };
+        let sent: Vec<Result<Signature, ChainError>> = transactions
+            .iter()
+            .map(|ixs| self.sign_and_send(ixs, payer, signers, blockhash))
+            .collect();
+        sent.into_iter()
+            .map(|s| s.and_then(|sig| self.outcome_of(&sig, last_valid_block_height)))
+            .collect()
     }
 
     fn account(&self, key: &Pubkey) -> Result<Option<RawAccount>, ChainError> {

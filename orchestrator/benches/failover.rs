@@ -103,6 +103,9 @@ fn config(net: &Net, variant: Variant) -> Config {
         challenge_every_s: 3_600,
         challenge_target_ms: 0,
         challenge_rows: 8,
+        spot_check_every_s: 3_600,
+        fee_budget_lamports_per_gpu_hour: 0,
+        runway_floor_s: 600,
         confirm_poll_ms: match variant {
             Variant::Sequential => 250,
             Variant::OneTransaction => defaults.confirm_poll_ms,

@@ -177,18 +177,56 @@ impl Orchestrator {
             .collect())
     }
 
-    /// [`Self::settle`], with the range of `receipts` each transaction carried.
+    /// [`Self::settle`], with the range of `receipts` each transaction carried. The
+    /// transactions are in flight together ([`Chain::send_all`]); each carries other leases, so
+    /// none depends on another. Any failure is returned (the first): the batches that landed are
+    /// on chain, and settling again is safe, since a cumulative receipt never pays twice.
     pub fn settle_batches(
         &self,
         chain: &mut dyn Chain,
         receipts: &[(LeaseRef, SignedReceipt)],
     ) -> Result<Vec<(Outcome, std::ops::Range<usize>)>, ActionError> {
+        let batches = self.pack_receipts(chain, receipts)?;
+        let transactions: Vec<Vec<Instruction>> = batches
+            .iter()
+            .map(|r| ix::settle(&self.market, &self.pubkey(), &receipts[r.clone()]).to_vec())
+            .collect();
+        let results = chain.send_all(&transactions, &self.key, &[]);
+        let mut outcomes = Vec::with_capacity(results.len());
+        for (result, range) in results.into_iter().zip(batches) {
+            outcomes.push((result?, range));
+        }
+        Ok(outcomes)
+    }
+
+    /// [`Self::settle_batches`] one transaction after another, each confirmed before the next
+    /// is sent (how the service settled before): the settlement benchmark's baseline.
+    pub fn settle_batches_sequentially(
+        &self,
+        chain: &mut dyn Chain,
+        receipts: &[(LeaseRef, SignedReceipt)],
+    ) -> Result<Vec<(Outcome, std::ops::Range<usize>)>, ActionError> {
+        let mut outcomes = vec![];
+        for range in self.pack_receipts(chain, receipts)? {
+            let ixs = ix::settle(&self.market, &self.pubkey(), &receipts[range.clone()]);
+            outcomes.push((self.send(chain, &ixs)?, range));
+        }
+        Ok(outcomes)
+    }
+
+    /// Checks every receipt off chain, then packs them in order into as few settlement
+    /// transactions as fit the packet and the market's batch limit.
+    fn pack_receipts(
+        &self,
+        chain: &mut dyn Chain,
+        receipts: &[(LeaseRef, SignedReceipt)],
+    ) -> Result<Vec<std::ops::Range<usize>>, ActionError> {
         for (lease, r) in receipts {
             self.check_receipt(chain, lease, r)?;
         }
         let market: Market = Self::fetch(chain, "market", &self.market.market)?;
         let most = usize::from(market.params.max_receipts_per_settle.max(1));
-        let mut outcomes = vec![];
+        let mut batches = vec![];
         let mut start = 0;
         while start < receipts.len() {
             let mut end = start + 1;
@@ -202,11 +240,10 @@ impl Orchestrator {
             {
                 end += 1;
             }
-            let ixs = ix::settle(&self.market, &self.pubkey(), &receipts[start..end]);
-            outcomes.push((self.send(chain, &ixs)?, start..end));
+            batches.push(start..end);
             start = end;
         }
-        Ok(outcomes)
+        Ok(batches)
     }
 
     /// Settles worker receipts (one signature per worker over all its leases), each checked off

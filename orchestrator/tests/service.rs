@@ -819,11 +819,35 @@ async fn bad_input_gets_a_clear_error_and_moves_nothing() {
         [0; 32],
     );
     ws.send(Message::Text(
-        wire::encode(&ToOrchestrator::Receipt(honest_but_unknown)).into(),
+        wire::encode(&ToOrchestrator::Receipt(honest_but_unknown.clone())).into(),
     ))
     .await
     .unwrap();
     assert_eq!(next_error(&mut ws).await, Some(ErrorCode::UnknownLease));
+    // The same unknown lease again and again (what a daemon back from a partition sends for a
+    // lease that ended meanwhile): told once, not held against the connection, which stays
+    // open past the error budget: the next frame back answers the next bad message.
+    for _ in 0..24 {
+        ws.send(Message::Text(
+            wire::encode(&ToOrchestrator::Receipt(honest_but_unknown.clone())).into(),
+        ))
+        .await
+        .unwrap();
+    }
+    let forged_again = gpumesh_protocol::SignedReceipt::sign(
+        &receipt::signing_key(&stranger),
+        program,
+        receipt::key(&worker),
+        0,
+        101,
+        [0; 32],
+    );
+    ws.send(Message::Text(
+        wire::encode(&ToOrchestrator::Receipt(forged_again)).into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_error(&mut ws).await, Some(ErrorCode::BadReceipt));
 
     // Spec uploads: unsigned, signed by someone else, and a spec the order does not carry.
     let (status, body) = http(

@@ -28,7 +28,8 @@ pub use jobspec::job_spec_hash;
 pub use keys::{Key, Signature};
 pub use merkle::{Digest, MerkleTree};
 pub use receipt::{
-    ReceiptEntry, ReceiptError, SignedReceipt, SignedWorkerReceipt, WorkerReceiptError,
+    MAX_RECEIPT_LEASES, ReceiptEntry, ReceiptError, SignedReceipt, SignedWorkerReceipt,
+    WorkerReceiptError,
 };
 pub use region::{Region, RegionError, RegionSet};
 pub use results::{ResultsError, ResultsHasher};

@@ -101,6 +101,9 @@ impl SignedReceipt {
     }
 }
 
+/// The most leases one [`SignedWorkerReceipt`] covers.
+pub const MAX_RECEIPT_LEASES: usize = gpumesh_layout::worker_receipt::MAX_LEASES;
+
 /// One lease's claim inside a [`SignedWorkerReceipt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptEntry {

@@ -79,6 +79,16 @@ impl LeaseService {
         })
     }
 
+    /// This lease's claim in a worker receipt: what [`Self::receipt`] would sign.
+    pub fn entry(&self) -> crate::receipt::ReceiptEntry {
+        crate::receipt::ReceiptEntry {
+            lease: self.lease,
+            lease_nonce: self.lease_nonce,
+            served_seconds: self.chain.served_seconds(),
+            chain_head: self.chain.head(),
+        }
+    }
+
     /// A receipt for everything served so far, signed with the worker's node key.
     pub fn receipt(&self, node_key: &SigningKey) -> SignedReceipt {
         SignedReceipt::sign(

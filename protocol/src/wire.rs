@@ -22,7 +22,7 @@
 use crate::challenge::{Challenge, Commitment, OpenRequest, Opening};
 use crate::gpu::GpuClass;
 use crate::keys::{Key, Signature};
-use crate::receipt::SignedReceipt;
+use crate::receipt::{SignedReceipt, SignedWorkerReceipt};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -421,6 +421,11 @@ pub enum ToWorker {
         program_id: Key,
         market: Key,
         heartbeat_ms: u32,
+        /// The service settles worker receipts: with each round of lease receipts, send one
+        /// [`ToOrchestrator::WorkerReceipt`] over all the leases served (one signature pays
+        /// them all on chain). Absent from an older service: send none.
+        #[serde(default)]
+        worker_receipts: bool,
     },
     Ready {
         worker: Key,
@@ -511,6 +516,9 @@ pub enum ToOrchestrator {
         reason: String,
     },
     Receipt(SignedReceipt),
+    /// The same claims as the round's lease receipts, under one signature over all the leases
+    /// (only to a service whose Welcome asked for it); no acknowledgement of its own.
+    WorkerReceipt(SignedWorkerReceipt),
     Commitment(Commitment),
     Opening(Opening),
     Error {

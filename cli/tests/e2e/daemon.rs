@@ -254,3 +254,77 @@ fn a_restarted_orchestrator_loses_no_second_and_pays_none_twice() {
         reconnected.as_secs_f64()
     );
 }
+
+#[test]
+fn an_order_stops_its_job_when_its_term_is_served_or_its_escrow_spent() {
+    let m = Market::start();
+    let alice = m.supplier("alice");
+    let bob = m.supplier("bob");
+    let a = m.daemon(&alice);
+    let b = m.daemon(&bob);
+    let before = m.net.tokens(&m.buyer_key);
+    // Both jobs would run a minute. One order's leases may serve 14 s; the other's escrow
+    // covers 14 s (14,000 base units at 1,000 a second).
+    let spec = hello_spec(&m.net, 60);
+    let term = m.order_for(&spec, "14", "10");
+    let escrow = m.order_for(&spec, "600", "0.014");
+    let started = Instant::now();
+
+    let mut leases = vec![];
+    let mut served = vec![];
+    for order in [&term, &escrow] {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let job = loop {
+            let page = m.order_page(order);
+            if let Some(j) = page["jobs"].as_array().and_then(|j| {
+                j.iter()
+                    .find(|j| {
+                        j["status"]
+                            .as_str()
+                            .is_some_and(|s| s.contains("lease ended"))
+                    })
+                    .cloned()
+            }) {
+                break j;
+            }
+            m.fail_after(deadline, "the job was never stopped", &page, &[&a, &b]);
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let lease = (
+            job["lease"].as_str().unwrap().to_string(),
+            job["nonce"].as_u64().unwrap(),
+        );
+        let s = m.completed(order, std::slice::from_ref(&lease), &[&a, &b])[0];
+        assert!((5..=14).contains(&s), "{s} s served: {job}");
+        leases.push(lease);
+        served.push(s);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(45),
+        "both stopped well before the job's minute: {took:?}"
+    );
+    let histories: Vec<Value> = leases
+        .iter()
+        .map(|(l, n)| m.service.get(&format!("/v1/leases/{l}?nonce={n}")).unwrap())
+        .collect();
+    assert_eq!(
+        m.net.tokens(&m.buyer_key),
+        before - (served[0] + served[1]) * PRICE_PER_SECOND,
+        "each order pays its seconds, within its term and its escrow, and gets the rest back: {served:?} {histories:?}"
+    );
+    for s in [&alice, &bob] {
+        let status = m.worker_status(s);
+        assert_eq!(status["active_leases"], 0, "{status}");
+        assert_eq!(status["record"]["failures"], 0, "{status}");
+    }
+    m.sound(&leases);
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    let Market { service, .. } = m;
+    assert!(service.terminate().success());
+    eprintln!(
+        "limits: the term's job stopped after {} s served, the escrow's after {} s",
+        served[0], served[1]
+    );
+}

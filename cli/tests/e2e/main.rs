@@ -16,6 +16,10 @@
 //! - `daemon`: the real service and real `gpumesh worker run` daemons (jobs in containers) carry
 //!   orders to completion with nothing played by hand, through a killed worker and a restarted
 //!   orchestrator, each ending with `gpumesh market audit`.
+//! - `failures`: the same real processes through an RPC node stalled for 10 s, a worker cut off
+//!   in its own network namespace, a worker that cheats its compute challenge mid-lease, and a
+//!   buyer who leaves while the orchestrator is frozen.
+//! - `market`: the fixture `daemon` and `failures` share (chain, service, suppliers, buyer).
 //! - `checkpoint`: a job that checkpoints resumes from its last good checkpoint on another
 //!   worker after its worker is killed; a corrupted checkpoint is skipped; ten kills measured.
 //! - `up`: `gpumesh up` as a process, a buyer's order through it to completion, a clean stop.
@@ -23,6 +27,7 @@
 mod checkpoint;
 mod conventions;
 mod daemon;
+mod failures;
 mod flows;
 mod market;
 mod net;

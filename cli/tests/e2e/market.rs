@@ -4,7 +4,7 @@
 //! funded buyer who only types `gpumesh` commands.
 
 use crate::net::Net;
-use crate::procs::{Proc, Service, free_port, write_config_with};
+use crate::procs::{Namespace, Proc, Service, free_port, write_config_with};
 use gpumesh_client::chain::ChainExt;
 use gpumesh_client::program::state::Order;
 use gpumesh_client::{Keypair, Pubkey, cluster};
@@ -53,6 +53,10 @@ pub fn container_left(docker: &bollard::Docker, lease: &str, nonce: u64) -> bool
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => false,
+            // Podman's transient `stopped` state, which the client cannot decode: it is there.
+            Err(e) if e.to_string().contains("`stopped`") => true,
+            // Podman while it removes the container: gone.
+            Err(e) if e.to_string().contains("no such container") => false,
             Err(e) => panic!("inspecting {name}: {e}"),
         }
     })
@@ -90,6 +94,9 @@ pub fn hello_spec(net: &Net, steps: u32) -> PathBuf {
     path
 }
 
+/// Given the node's RPC and websocket URLs, the ones the service should use instead.
+pub type Through<'a> = dyn Fn(&str, &str) -> (String, String) + 'a;
+
 /// A supplier with a registered, staked 1-GPU CPU worker and its daemon's files.
 pub struct Supplier {
     pub name: String,
@@ -112,6 +119,12 @@ pub struct Market {
 
 impl Market {
     pub fn start() -> Market {
+        Market::start_with("", None)
+    }
+
+    /// [`Market::start`] with `service_extra` lines added to the service's config and, if
+    /// given, the service reaching the node through `through(rpc_url, ws_url)` (a proxy).
+    pub fn start_with(service_extra: &str, through: Option<&Through<'_>>) -> Market {
         let docker = engine();
         let mut net = Net::start();
         let (operator, _) = net.wallet("operator.json", "10", "0");
@@ -130,8 +143,24 @@ impl Market {
             &market,
             "orchestrator.json",
             free_port(),
-            "heartbeat_ms = 200\ngrace_ms = 1500\nreceipt_every_s = 1\nsettle_every_s = 1\nchallenge_target_ms = 0\nchallenge_rows = 8\nstop_grace_ms = 1000\n",
+            &format!(
+                "heartbeat_ms = 200\ngrace_ms = 1500\nreceipt_every_s = 1\nsettle_every_s = 1\nfee_budget_lamports_per_gpu_hour = 0\nchallenge_target_ms = 0\nchallenge_rows = 8\nstop_grace_ms = 1000\n{service_extra}"
+            ),
         );
+        if let Some(through) = through {
+            let (rpc, ws) = through(&net.url, &net.ws_url);
+            let text = std::fs::read_to_string(&config)
+                .unwrap()
+                .replace(
+                    &format!("rpc_url = \"{}\"", net.url),
+                    &format!("rpc_url = \"{rpc}\""),
+                )
+                .replace(
+                    &format!("ws_url = \"{}\"", net.ws_url),
+                    &format!("ws_url = \"{ws}\""),
+                );
+            std::fs::write(&config, text).unwrap();
+        }
         let service = Service::start(&net, &config);
         Market {
             net,
@@ -145,6 +174,12 @@ impl Market {
 
     /// `name` registers a 1-GPU CPU worker in eu-west at 3.6/h and stakes for it.
     pub fn supplier(&self, name: &str) -> Supplier {
+        self.supplier_staking(name, "100")
+    }
+
+    /// [`Market::supplier`] staking `stake` tokens (the market's minimum is 100 per GPU: a
+    /// worker slashed below it takes no lease until it stakes again).
+    pub fn supplier_staking(&self, name: &str, stake: &str) -> Supplier {
         let net = &self.net;
         let (wallet, owner) = net.wallet(&format!("{name}.json"), "10", "1000");
         let node = Keypair::new();
@@ -169,7 +204,7 @@ impl Market {
                 node_key.to_str().unwrap(),
             ],
         );
-        net.ok(&wallet, &["worker", "stake", "100"]);
+        net.ok(&wallet, &["worker", "stake", stake]);
         let worker = net.addrs().worker(&owner).to_string();
         let config = net.path(&format!("{name}-worker.toml"));
         std::fs::write(
@@ -193,15 +228,28 @@ impl Market {
 
     /// `gpumesh worker run` for `s`, once the service lists it as connected.
     pub fn daemon(&self, s: &Supplier) -> Proc {
-        let mut daemon = Proc::spawn(
+        self.daemon_in(s, None)
+    }
+
+    /// [`Market::daemon`], run inside `ns` when given (it reaches the service through the
+    /// namespace's link to the host).
+    pub fn daemon_in(&self, s: &Supplier, ns: Option<&Namespace>) -> Proc {
+        let prefix = ns.map(Namespace::prefix).unwrap_or_default();
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        let url = match ns {
+            Some(_) => self.service.url.replace("127.0.0.1", "10.0.2.2"),
+            None => self.service.url.clone(),
+        };
+        let mut daemon = Proc::spawn_in(
             &self.net,
             &format!("{}'s worker daemon", s.name),
+            &prefix,
             &[
                 "worker",
                 "run",
                 s.config.to_str().unwrap(),
                 "--orchestrator",
-                &self.service.url,
+                &url,
                 "--node-key",
                 s.node_key.to_str().unwrap(),
                 "--worker",
@@ -210,6 +258,12 @@ impl Market {
             &[],
             self.net.path(&format!("{}-daemon.log", s.name)),
         );
+        self.wait_connected(s, &mut daemon);
+        daemon
+    }
+
+    /// Waits until the service lists `s` as connected (panics with the logs after a minute).
+    pub fn wait_connected(&self, s: &Supplier, daemon: &mut Proc) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.connected(&s.worker) {
             daemon.check_alive();
@@ -222,7 +276,6 @@ impl Market {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        daemon
     }
 
     pub fn connected(&self, worker: &str) -> bool {
@@ -235,6 +288,11 @@ impl Market {
 
     /// The buyer's order for `spec` (1 x cpu in eu-west, 10 tokens), its spec uploaded.
     pub fn order(&self, spec: &Path) -> String {
+        self.order_for(spec, "600", "10")
+    }
+
+    /// [`Market::order`] with its duration per lease (seconds) and its deposit (tokens).
+    pub fn order_for(&self, spec: &Path, duration: &str, deposit: &str) -> String {
         let v = self.net.ok(
             &self.buyer,
             &[
@@ -247,9 +305,9 @@ impl Market {
                 "--max-price",
                 "3.6/h",
                 "--duration",
-                "600",
+                duration,
                 "--deposit",
-                "10",
+                deposit,
                 "--spec",
                 spec.to_str().unwrap(),
             ],
@@ -328,10 +386,16 @@ impl Market {
         leases
             .iter()
             .map(|(lease, nonce)| {
-                let history = self
+                // A lease caught before anything was stored for it (no receipt, no job) is
+                // unknown to the service's history: nothing settled.
+                let history = match self
                     .service
                     .get(&format!("/v1/leases/{lease}?nonce={nonce}"))
-                    .unwrap();
+                {
+                    Ok(h) => h,
+                    Err(e) if e.starts_with("404") => return 0,
+                    Err(e) => panic!("lease {lease}: {e}"),
+                };
                 let settled = history["settlements"].as_array().unwrap();
                 for s in settled {
                     assert!(s["signature"].as_str().is_some_and(|s| s.len() > 60), "{s}");

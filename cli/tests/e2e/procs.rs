@@ -31,7 +31,28 @@ impl Proc {
         envs: &[(&str, &str)],
         log: PathBuf,
     ) -> Proc {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("gpumesh"));
+        Proc::spawn_in(net, what, &[], args, envs, log)
+    }
+
+    /// [`Proc::spawn`] through `prefix`, a command that runs the binary given after it (e.g.
+    /// `nsenter` into a network namespace).
+    pub fn spawn_in(
+        net: &Net,
+        what: &str,
+        prefix: &[&str],
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Proc {
+        let bin = assert_cmd::cargo::cargo_bin("gpumesh");
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -63,6 +84,12 @@ impl Proc {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!("{} exited ({status}):\n{}", self.what, self.log_text());
         }
+    }
+
+    /// Sends `signal` (e.g. STOP and CONT to freeze and thaw the process).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, signal).unwrap();
     }
 
     /// SIGTERM, then the exit status.
@@ -219,4 +246,113 @@ pub fn write_config_with(
     )
     .unwrap();
     path
+}
+
+/// A network namespace of its own (a user namespace owns it, so no privilege is needed) with
+/// `slirp4netns` as its only link to the host: the host's loopback is 10.0.2.2 inside. Cutting
+/// the link (`ip link set tap0 down` inside) is a real partition: established connections go
+/// silent, nothing is reset.
+pub struct Namespace {
+    holder: Child,
+    slirp: Child,
+    pid: String,
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.slirp.kill();
+        let _ = self.slirp.wait();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn tool(name: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()));
+    assert!(
+        found,
+        "{name} is not installed: the network-partition test needs util-linux (unshare, nsenter), iproute2 (ip) and slirp4netns, which .ci/run installs"
+    );
+    Command::new(name)
+}
+
+impl Namespace {
+    pub fn new() -> Namespace {
+        let holder = tool("unshare")
+            .args(["--user", "--map-root-user", "--net", "sleep", "infinity"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = holder.id().to_string();
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .as_ref()
+            == Some(&ours)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "unshare never made a network namespace"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let slirp = tool("slirp4netns")
+            .args(["--configure", "--mtu=65520", &pid, "tap0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ns = Namespace { holder, slirp, pid };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = ns
+                .command("ip")
+                .args(["-o", "-4", "addr", "show", "tap0"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("10.0.2.100") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "slirp4netns never configured tap0"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ns
+    }
+
+    /// The prefix that runs a program inside.
+    pub fn prefix(&self) -> Vec<String> {
+        [
+            "nsenter",
+            "-t",
+            &self.pid,
+            "-U",
+            "-n",
+            "--preserve-credentials",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let prefix = self.prefix();
+        let mut c = tool(&prefix[0]);
+        c.args(&prefix[1..]).arg(program);
+        c
+    }
+
+    /// Brings the link to the host down (a partition) or up again.
+    pub fn link(&self, up: bool) {
+        let status = self
+            .command("ip")
+            .args(["link", "set", "tap0", if up { "up" } else { "down" }])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip link set tap0: {status}");
+    }
 }

@@ -200,3 +200,102 @@ fn forward(upstream: &str, path: &str, body: &str) -> Option<Vec<u8>> {
     head.extend_from_slice(&body);
     Some(head)
 }
+
+/// A TCP proxy in front of the node's RPC and websocket ports that can stall: while paused it
+/// moves no byte in either direction and opens no new upstream connection (what a client sees
+/// of a node under `kill -STOP`: connections accepted by the kernel, nothing answered); resumed,
+/// everything held goes through. One instance per upstream port.
+pub struct Stall {
+    pub addr: String,
+    paused: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Stall {
+    /// Listens on a free port and forwards to `upstream` (`host:port`).
+    pub fn start(upstream: &str) -> Stall {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let upstream = upstream.to_string();
+        let paused = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (paused.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                if p.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let Ok(server) = TcpStream::connect(&upstream) else {
+                            continue;
+                        };
+                        let _ = client.set_nonblocking(false);
+                        for (from, to) in [
+                            (client.try_clone(), server.try_clone()),
+                            (server.try_clone(), client.try_clone()),
+                        ] {
+                            let (Ok(from), Ok(to)) = (from, to) else {
+                                continue;
+                            };
+                            let (p, s) = (p.clone(), s.clone());
+                            std::thread::spawn(move || pump(from, to, &p, &s));
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Stall { addr, paused, stop }
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either closes, holding every byte while `paused`.
+fn pump(mut from: TcpStream, mut to: TcpStream, paused: &AtomicBool, stop: &AtomicBool) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while paused.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                // Bytes read just as the pause began are held until it ends.
+                while paused.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}

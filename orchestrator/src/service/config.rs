@@ -12,10 +12,13 @@
 //! grace_ms = 1500
 //! restart_grace_ms = 35000          # after a restart: time for workers to find the service again
 //! receipt_every_s = 10
-//! settle_every_s = 30
+//! settle_every_s = 30               # how often settlement looks at what is owed
+//! fee_budget_lamports_per_gpu_hour = 1000   # a worker is settled once its fees fit this (0: every look)
+//! runway_floor_s = 600              # settle an order's leases once its escrow lasts less
 //! placement_every_ms = 1000
 //! resync_every_s = 60               # list the market again even while the websocket is live
 //! challenge_every_s = 900           # an idle worker proves its GPU class again this often
+//! spot_check_every_s = 3600         # a serving worker is spot-checked this often (0: never)
 //! challenge_target_ms = 250         # the challenge's work at the class's datasheet rate
 //! challenge_rows = 16               # rows opened and recomputed per challenge
 //! confirm_poll_ms = 25              # between status lookups of a sent transaction
@@ -68,9 +71,24 @@ pub struct Config {
     /// accounts closed by others, which no notification reports).
     #[serde(default = "defaults::resync_every_s")]
     pub resync_every_s: u64,
+    /// Transaction fees a settlement may cost per GPU-hour it pays for: a worker is settled
+    /// (one signature over all its leases) once it has served enough, sooner when a lease
+    /// ends, when an order's escrow runs low, or before the market's receipt age; 0 settles
+    /// everything owed at every look (a test network).
+    #[serde(default = "defaults::fee_budget_lamports_per_gpu_hour")]
+    pub fee_budget_lamports_per_gpu_hour: u64,
+    /// An order's leases are settled once its escrow lasts less than this at their spend.
+    #[serde(default = "defaults::runway_floor_s")]
+    pub runway_floor_s: u64,
     /// An idle worker is challenged again after this long (and once when it connects).
     #[serde(default = "defaults::challenge_every_s")]
     pub challenge_every_s: u64,
+    /// A worker serving leases is challenged again after this long (0: never while it serves).
+    /// A round costs its buyers about `challenge_target_ms` of the GPUs; a worker that fails
+    /// one is slashed for fraud on each lease it serves, every buyer is paid a share, and the
+    /// orders are placed again.
+    #[serde(default = "defaults::spot_check_every_s")]
+    pub spot_check_every_s: u64,
     /// A challenge's size keeps the claimed class busy about this long at its datasheet rate.
     #[serde(default = "defaults::challenge_target_ms")]
     pub challenge_target_ms: u64,
@@ -91,9 +109,10 @@ pub struct Config {
     pub checkpoint_storage_price_per_gib_hour: u64,
     /// Fails over as the service did before one-transaction replacement: the lease closes
     /// alone, then the next placement round assigns a spare, with failover checked every 100 ms
-    /// in the same task as placement and settlement. Only the failover benchmark's baseline
-    /// sets it; it is not read from the file.
-    #[serde(skip)]
+    /// in the same task as placement and settlement. Kept as the failover benchmarks' baseline
+    /// (the simulated one sets it in code, the one with real daemons in the file); slower in
+    /// every way, never a setting for a market.
+    #[serde(default)]
     pub sequential_failover: bool,
 }
 
@@ -127,6 +146,15 @@ mod defaults {
     }
     pub fn challenge_every_s() -> u64 {
         900
+    }
+    pub fn fee_budget_lamports_per_gpu_hour() -> u64 {
+        crate::settlement::Policy::DEFAULT_LAMPORTS_PER_GPU_HOUR
+    }
+    pub fn runway_floor_s() -> u64 {
+        600
+    }
+    pub fn spot_check_every_s() -> u64 {
+        3_600
     }
     pub fn challenge_target_ms() -> u64 {
         250

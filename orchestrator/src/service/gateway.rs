@@ -20,7 +20,8 @@ use gpumesh_protocol::wire::{
     self, ErrorCode, Heartbeat, LeaseAssignment, MAX_FRAME_BYTES, ToOrchestrator, ToWorker,
     WIRE_VERSION,
 };
-use gpumesh_protocol::{GpuClass, Key, SignedReceipt};
+use gpumesh_protocol::{GpuClass, Key, SignedReceipt, SignedWorkerReceipt};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -29,6 +30,8 @@ use tokio::sync::mpsc;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Error frames a connection may earn before it is closed.
 const MAX_ERRORS: u32 = 16;
+/// Distinct ended leases a connection may still name before further ones count as errors.
+const MAX_UNKNOWN_LEASES: usize = 64;
 /// Messages queued for one worker before it counts as stuck.
 const QUEUE: usize = 256;
 /// A worker's telemetry goes to the feed at most this often.
@@ -62,6 +65,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
         program_id: shared.program_id,
         market: receipt::key(&shared.addrs.market),
         heartbeat_ms: shared.cfg.heartbeat_ms,
+        worker_receipts: true,
     };
     if !send(&mut socket, &welcome).await {
         return;
@@ -218,9 +222,18 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
     if let Some(s) = shared.live().sessions.get_mut(&worker) {
         s.verified = verified;
     }
-    let every = Duration::from_secs(shared.cfg.challenge_every_s);
+    // Idle, a worker is challenged every `challenge_every_s`; serving, it is spot-checked every
+    // `spot_check_every_s` (never when that is 0). The timer wakes at the shorter of the two and
+    // looks at what the worker is doing then.
+    let idle_every = Duration::from_secs(shared.cfg.challenge_every_s);
+    let serving_every = match shared.cfg.spot_check_every_s {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    let wake_every = serving_every.map_or(idle_every, |s| s.min(idle_every));
+    let mut last_round = tokio::time::Instant::now();
     let mut next_challenge =
-        tokio::time::Instant::now() + if verified { every } else { Duration::ZERO };
+        tokio::time::Instant::now() + if verified { wake_every } else { Duration::ZERO };
     let mut round: Option<Round> = None;
     if !send(
         &mut socket,
@@ -243,6 +256,10 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
     tracing::info!(%worker, "worker connected");
 
     let mut errors = 0u32;
+    // Set when the worker failed a compute challenge: what is queued for it (the jobs of the
+    // leases its slash closed, to stop) goes out before the connection closes.
+    let mut caught = false;
+    let mut told_unknown: HashSet<String> = HashSet::new();
     let mut ping = tokio::time::interval(Duration::from_secs(2));
     let mut ping_id = 0u64;
     let mut ping_sent: Option<(u64, Instant)> = None;
@@ -255,13 +272,22 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 }
             }
             _ = tokio::time::sleep_until(next_challenge), if round.is_none() => {
-                next_challenge = tokio::time::Instant::now() + every;
-                let idle = !shared.live().leases.values().any(|t| t.worker == worker);
-                if !idle {
+                let now = tokio::time::Instant::now();
+                next_challenge = now + wake_every;
+                let serving = shared.live().leases.values().any(|t| t.worker == worker);
+                let due = match (serving, serving_every) {
+                    (false, _) => idle_every,
+                    (true, Some(every)) => every,
+                    (true, None) => continue,
+                };
+                let passed = shared.live().sessions.get(&worker).is_some_and(|s| s.verified);
+                if passed && now < last_round + due {
+                    next_challenge = next_challenge.min(last_round + due);
                     continue;
                 }
+                last_round = now;
                 let rtt = shared.live().sessions.get(&worker).and_then(|s| s.rtt_us).map(|us| Duration::from_micros(u64::from(us)));
-                match Round::start(&shared, &worker, class, rtt) {
+                match Round::start(&shared, &worker, class, rtt, serving) {
                     Ok((r, message)) => {
                         set_challenging(&shared, &worker, true);
                         round = Some(r);
@@ -276,6 +302,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 if let Some(r) = round.take()
                     && !finish_round(&shared, &worker, r.expired()).await
                 {
+                    caught = true;
                     break;
                 }
             }
@@ -308,6 +335,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                             }
                             Err(verdict) => {
                                 if !finish_round(&shared, &worker, verdict).await {
+                                    caught = true;
                                     break;
                                 }
                                 Ok(())
@@ -318,6 +346,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                     Ok(ToOrchestrator::Opening(o)) => match round.take() {
                         Some(r) => {
                             if !finish_round(&shared, &worker, r.opening(o).await).await {
+                                caught = true;
                                 break;
                             }
                             Ok(())
@@ -338,7 +367,16 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 };
                 if let Err((code, message)) = result {
                     shared.metrics.protocol_errors.inc();
-                    errors += 1;
+                    if code == ErrorCode::UnknownLease && told_unknown.len() < MAX_UNKNOWN_LEASES {
+                        // Messages for a lease that ended while they were on their way (a
+                        // daemon back from a partition sends what it queued): told once per
+                        // lease, and not held against the connection.
+                        if !told_unknown.insert(message.clone()) {
+                            continue;
+                        }
+                    } else {
+                        errors += 1;
+                    }
                     tracing::debug!(%worker, ?code, %message, "refused a worker message");
                     if !send(&mut socket, &ToWorker::Error { code, message }).await || errors > MAX_ERRORS {
                         break;
@@ -346,6 +384,21 @@ pub async fn serve(shared: Arc<Shared>, mut socket: WebSocket) {
                 }
             }
         }
+    }
+    if caught {
+        while let Ok(message) = rx.try_recv() {
+            if !send(&mut socket, &message).await {
+                break;
+            }
+        }
+        let _ = send(
+            &mut socket,
+            &ToWorker::Error {
+                code: ErrorCode::Jailed,
+                message: "this worker failed a compute challenge: it was slashed for fraud and jailed; its leases ended".into(),
+            },
+        )
+        .await;
     }
     drop_session(&shared, &worker, session_id);
     tracing::info!(%worker, "worker disconnected");
@@ -460,6 +513,7 @@ async fn handle(
         }
         ToOrchestrator::Heartbeat(hb) => heartbeat(shared, worker, hb),
         ToOrchestrator::Receipt(r) => receipt_in(shared, worker, node_key, r).await,
+        ToOrchestrator::WorkerReceipt(r) => worker_receipt_in(shared, worker, node_key, r),
         ToOrchestrator::JobStarted { lease, unix_ms } => {
             let (order, failover_from) = {
                 let mut live = shared.live();
@@ -864,4 +918,60 @@ async fn receipt_in(
         }
     }
     Ok(())
+}
+
+/// A worker receipt: signed by this worker's node key for this deployment, every entry a lease
+/// instance it serves, each claim over a head its heartbeats showed. Kept (the newest per
+/// worker) for settlement, which pays all its leases for one signature; the lease receipts of
+/// the same round are what is stored and acknowledged, so a restart loses nothing.
+fn worker_receipt_in(
+    shared: &Shared,
+    worker: &Pubkey,
+    node_key: &Key,
+    r: SignedWorkerReceipt,
+) -> Result<(), Refusal> {
+    r.verify(Some(node_key))
+        .map_err(|e| (ErrorCode::BadReceipt, e.to_string()))?;
+    if r.program_id != shared.program_id || r.worker != receipt::key(worker) {
+        return Err((
+            ErrorCode::BadReceipt,
+            "the worker receipt is for another deployment or worker".into(),
+        ));
+    }
+    let mut live = shared.live();
+    for e in &r.entries {
+        let id = wire::LeaseId {
+            lease: e.lease,
+            nonce: e.lease_nonce,
+        };
+        let t = live
+            .leases
+            .get(&id)
+            .filter(|t| t.worker == *worker)
+            .ok_or_else(|| unknown(&id))?;
+        if t.heads.get(&e.served_seconds) != Some(&e.chain_head) {
+            return Err((
+                ErrorCode::BadReceipt,
+                format!(
+                    "the worker receipt claims {} s of lease {} over a head no heartbeat showed",
+                    e.served_seconds, e.lease
+                ),
+            ));
+        }
+    }
+    let newer = live
+        .worker_receipts
+        .get(worker)
+        .is_none_or(|old| entries_total(old) <= entries_total(&r));
+    if newer {
+        live.worker_receipts.insert(*worker, r);
+    }
+    Ok(())
+}
+
+fn entries_total(r: &SignedWorkerReceipt) -> u64 {
+    r.entries
+        .iter()
+        .map(|e| e.served_seconds)
+        .fold(0, u64::saturating_add)
 }

@@ -98,6 +98,8 @@ pub struct Tracked {
     pub last_beat: Instant,
     pub latest_receipt: Option<SignedReceipt>,
     pub settled_seconds: u64,
+    /// When this service last settled the lease (or took it on).
+    pub settled_at: Instant,
     pub job: JobPhase,
     pub result_hash: Option<[u8; 32]>,
     pub assigned_at: Instant,
@@ -109,6 +111,9 @@ pub struct Tracked {
     /// Not declared down before this moment: a failover of this lease failed, or the service
     /// restarted and its worker has the restart grace to reconnect.
     pub retry_at: Option<Instant>,
+    /// When the job was last told to stop because its order can pay no more (term served or
+    /// escrow spent), and why.
+    pub limit_stop: Option<(Instant, &'static str)>,
 }
 
 impl Tracked {
@@ -143,6 +148,11 @@ pub struct Live {
     pub checkpoints: HashMap<Pubkey, Vec<CheckpointRef>>,
     /// Orders whose buyer turned checkpoints off.
     pub checkpoints_off: std::collections::HashSet<Pubkey>,
+    /// Orders whose job ended (exited, or stopped because the order can pay no more): never
+    /// placed again, even in the moment between their lease's close and their completion.
+    pub finished: std::collections::HashSet<Pubkey>,
+    /// Each connected worker's newest worker receipt (one signature over all its leases).
+    pub worker_receipts: HashMap<Pubkey, gpumesh_protocol::SignedWorkerReceipt>,
 }
 
 impl Live {

@@ -10,13 +10,14 @@ use super::feed::FeedEvent;
 use super::state::{ChainHandle, JobPhase, Shared, Tracked};
 use crate::actions::{ActionError, FailedOver, Spare};
 use crate::scheduler::{OrderId, RegionSet, Scheduler, SchedulerConfig};
+use crate::settlement::{LeaseBacklog, Policy, due};
 use crate::sync::MarketView;
 use gpumesh_client::ix::LeaseRef;
 use gpumesh_client::program::state::{CloseReason, Lease, Order};
 use gpumesh_client::{ChainExt, Pubkey, filters, receipt};
-use gpumesh_protocol::SignedReceipt;
 use gpumesh_protocol::heartbeat::HeartbeatChain;
 use gpumesh_protocol::wire::{JobSpec, LeaseAssignment, LeaseId, StopReason, ToWorker};
+use gpumesh_protocol::{SignedReceipt, SignedWorkerReceipt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,12 +57,14 @@ fn tracked(
         last_beat: Instant::now(),
         latest_receipt: None,
         settled_seconds: settled,
+        settled_at: Instant::now(),
         job: JobPhase::Assigned,
         result_hash: None,
         assigned_at: Instant::now(),
         failover_from: None,
         exited_at: None,
         retry_at: None,
+        limit_stop: None,
     }
 }
 
@@ -132,8 +135,21 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
     let connected = available_workers(shared, &HashSet::new());
     let mut specs: HashMap<Pubkey, (String, JobSpec)> = HashMap::new();
     let mut waiting = HashMap::new();
+    let finished = {
+        // Forget finished orders once the followed copy no longer has them (completed). The
+        // copy's lock is taken first and alone, as everywhere.
+        let known: Option<HashSet<Pubkey>> = shared
+            .mirror()
+            .as_ref()
+            .map(|m| m.orders.keys().copied().collect());
+        let mut live = shared.live();
+        if let Some(known) = known {
+            live.finished.retain(|o| known.contains(o));
+        }
+        live.finished.clone()
+    };
     for (i, (key, _)) in view.orders.iter().enumerate() {
-        if view.order(i).is_none() {
+        if view.order(i).is_none() || finished.contains(key) {
             continue;
         }
         match shared.store.spec(&key.to_string()).await {
@@ -315,117 +331,361 @@ fn start_job(
 /// Settles every lease's newest receipt that is ahead of what was settled, then ends the leases
 /// whose job exited (final receipt settled in the same transaction) and completes orders left
 /// with no lease.
+/// Stops the jobs of leases whose order can pay for no more than the stop takes (checked with
+/// the reconciliation, every two seconds): the lease's
+/// term (the order's duration per lease) is served, or the order's escrow, less what its leases
+/// are owed, lasts no longer at their spend. The daemon stops the job, signs its last seconds
+/// and reports the exit; the lease then closes as completed on that receipt, the order with it
+/// once it has no lease left. Stopping early by the stop's own length keeps the last receipt
+/// within the term (the program refuses more) and paid in full. Told again every few seconds
+/// until the exit comes (a reconnecting daemon resumes its leases).
+fn stop_at_limits(shared: &Shared) {
+    // The stop's grace, the last receipt's way back, and this check's own period.
+    let margin =
+        u64::from(shared.cfg.stop_grace_ms).div_ceil(1_000) + 2 + RECONCILE_EVERY.as_secs();
+    let mut stops: Vec<(Pubkey, LeaseId, &'static str, u64)> = vec![];
+    {
+        let mirror = shared.mirror();
+        let Some(m) = mirror.as_ref() else { return };
+        let mut live = shared.live();
+        // What each order's live leases are owed beyond what was settled, and their spend.
+        let mut owed: HashMap<Pubkey, (u128, u128)> = HashMap::new();
+        for t in live.leases.values() {
+            let Some(l) = m
+                .leases
+                .get(&t.lease.lease)
+                .filter(|l| l.nonce == t.lease.nonce)
+            else {
+                continue;
+            };
+            let rate = u128::from(l.price_per_gpu_second) * u128::from(l.gpus);
+            let unsettled = t.shown_seconds().saturating_sub(t.settled_seconds);
+            let e = owed.entry(t.order).or_default();
+            e.0 += rate * u128::from(unsettled);
+            if t.job != JobPhase::Exited {
+                e.1 += rate;
+            }
+        }
+        for t in live.leases.values_mut() {
+            if t.job == JobPhase::Exited
+                || t.limit_stop
+                    .is_some_and(|(at, _)| at.elapsed() < LIMIT_STOP_AGAIN)
+            {
+                continue;
+            }
+            let Some(order) = m.orders.get(&t.order) else {
+                continue;
+            };
+            let shown = t.shown_seconds();
+            let why = if shown + margin >= order.terms.duration {
+                Some("its order's duration is served")
+            } else {
+                let (owed, spend) = owed.get(&t.order).copied().unwrap_or_default();
+                let left = u128::from(order.escrow_remaining).saturating_sub(owed);
+                (spend > 0 && left / spend <= u128::from(margin))
+                    .then_some("its order's escrow is spent")
+            };
+            if let Some(why) = why {
+                t.limit_stop = Some((Instant::now(), why));
+                stops.push((t.worker, t.id, why, shown));
+            }
+        }
+        for (_, id, _, _) in &stops {
+            if let Some(order) = live.leases.get(id).map(|t| t.order) {
+                live.finished.insert(order);
+            }
+        }
+    }
+    for (worker, id, why, shown) in stops {
+        tracing::info!(lease = %id.lease, served = shown, reason = why, "stopping a job: its order can pay no more");
+        stop_job(shared, &worker, id);
+    }
+}
+
+/// How long a job told to stop at its order's limit gets before it is told again.
+const LIMIT_STOP_AGAIN: Duration = Duration::from_secs(5);
+
 pub async fn settle(shared: &Arc<Shared>) -> usize {
-    let due: Vec<(LeaseRef, SignedReceipt)> = {
-        let live = shared.live();
-        live.leases
-            .values()
+    let (by_worker, mut per_lease) = due_now(shared);
+    shared
+        .metrics
+        .settlement_backlog
+        .set((by_worker.len() + per_lease.len()) as i64);
+    let mut settled = 0;
+    if !by_worker.is_empty() {
+        let orchestrator = shared.orchestrator.clone();
+        let batch: Vec<(SignedWorkerReceipt, Vec<LeaseRef>)> = by_worker
+            .iter()
+            .map(|(r, leases, _)| (r.clone(), leases.clone()))
+            .collect();
+        let result = shared
+            .chain
+            .call(move |c| orchestrator.settle_worker_receipts(c, &batch))
+            .await;
+        match result {
+            Ok(batches) => {
+                shared.metrics.settlements.inc_by(batches.len() as u64);
+                for (outcome, range) in batches {
+                    for (r, leases, _) in &by_worker[range] {
+                        for (e, lease) in r.entries.iter().zip(leases) {
+                            if record_settled(shared, lease, e.served_seconds, &outcome.signature)
+                                .await
+                            {
+                                settled += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // The leases' own receipts instead (one signature each): a lease that ended
+                // since the worker signed, a stale claim, an RPC failure.
+                tracing::warn!(%e, "settling worker receipts failed; settling their lease receipts");
+                shared.metrics.failed_transactions.inc();
+                for (_, _, fallback) in by_worker {
+                    per_lease.extend(fallback);
+                }
+            }
+        }
+    }
+    if !per_lease.is_empty() {
+        settled += settle_lease_receipts(shared, per_lease).await;
+    }
+    end_exited(shared).await;
+    settled
+}
+
+/// A worker's newest worker receipt, the leases its entries name (in order), and the lease
+/// receipts to settle instead should it fail.
+type WorkerDue = (
+    SignedWorkerReceipt,
+    Vec<LeaseRef>,
+    Vec<(LeaseRef, SignedReceipt)>,
+);
+
+/// Who is due now, by the settlement policy ([`crate::settlement`]): per worker, its leases'
+/// unsettled seconds, the time since each was settled, its orders' escrow runway and whether a
+/// lease is ending. A due worker is settled with its newest worker receipt when that names
+/// exactly live leases of it and claims no less than was settled; otherwise (an older daemon,
+/// a lease that ended since) with its leases' own receipts. With no fee budget, everything
+/// owed is due.
+fn due_now(shared: &Shared) -> (Vec<WorkerDue>, Vec<(LeaseRef, SignedReceipt)>) {
+    let budget = shared.cfg.fee_budget_lamports_per_gpu_hour;
+    // The copy's lock first, then the live state's (the order everywhere).
+    let mirror = shared.mirror();
+    let live = shared.live();
+    let params = mirror.as_ref().map(|m| m.market.params).unwrap_or_default();
+    let policy = Policy::for_market(&params, budget.max(1), shared.cfg.runway_floor_s);
+    // Each order's escrow and spend per second over its live leases.
+    let mut spend: HashMap<Pubkey, u128> = HashMap::new();
+    let rate = |t: &Tracked| -> u128 {
+        mirror
+            .as_ref()
+            .and_then(|m| m.leases.get(&t.lease.lease))
+            .filter(|l| l.nonce == t.lease.nonce)
+            .map_or(0, |l| {
+                u128::from(l.price_per_gpu_second) * u128::from(l.gpus)
+            })
+    };
+    let mut workers: HashMap<Pubkey, Vec<&Tracked>> = HashMap::new();
+    for t in live.leases.values() {
+        if t.job != JobPhase::Exited {
+            *spend.entry(t.order).or_default() += rate(t);
+        }
+        workers.entry(t.worker).or_default().push(t);
+    }
+    let mut by_worker = vec![];
+    let mut per_lease = vec![];
+    for (worker, leases) in workers {
+        let signed = live.worker_receipts.get(&worker);
+        let claim = |t: &Tracked| -> u64 {
+            let own = t.latest_receipt.as_ref().map_or(0, |r| r.served_seconds);
+            let in_worker = signed
+                .and_then(|r| {
+                    r.entries
+                        .iter()
+                        .find(|e| e.lease == t.id.lease && e.lease_nonce == t.id.nonce)
+                })
+                .map_or(0, |e| e.served_seconds);
+            own.max(in_worker)
+        };
+        let backlog: Vec<LeaseBacklog> = leases
+            .iter()
+            // An exited job's lease closes with its final receipt (`end_exited`).
+            .filter(|t| t.job != JobPhase::Exited)
+            .map(|t| {
+                let runway = mirror.as_ref().and_then(|m| {
+                    let order = m.orders.get(&t.order)?;
+                    let spend = spend.get(&t.order).copied().filter(|s| *s > 0)?;
+                    Some(
+                        (u128::from(order.escrow_remaining) / spend).min(u128::from(u64::MAX))
+                            as u64,
+                    )
+                });
+                LeaseBacklog {
+                    gpus: t.gpus,
+                    unsettled_seconds: claim(t).saturating_sub(t.settled_seconds),
+                    since_settled_s: t.settled_at.elapsed().as_secs(),
+                    order_runway_s: runway,
+                    ending: t.limit_stop.is_some(),
+                }
+            })
+            .collect();
+        let owed = backlog.iter().any(|l| l.unsettled_seconds > 0);
+        let is_due = if budget == 0 {
+            owed
+        } else {
+            due(&policy, &backlog).is_some()
+        };
+        if !is_due {
+            continue;
+        }
+        let own: Vec<(LeaseRef, SignedReceipt)> = leases
+            .iter()
             .filter(|t| t.job != JobPhase::Exited)
             .filter_map(|t| {
                 let r = t.latest_receipt.as_ref()?;
                 (r.served_seconds > t.settled_seconds).then(|| (t.lease, r.clone()))
             })
-            .collect()
-    };
-    shared.metrics.settlement_backlog.set(due.len() as i64);
-    let mut settled = 0;
-    if !due.is_empty() {
-        let orchestrator = shared.orchestrator.clone();
-        let batch = due.clone();
-        let result = shared
-            .chain
-            .call(move |c| orchestrator.settle_batches(c, &batch))
-            .await;
-        // Each settled receipt with the transaction that settled it ("" when only the chain's
-        // state shows it was).
-        let done: Vec<(LeaseRef, SignedReceipt, String)> = match result {
-            Ok(batches) => {
-                shared.metrics.settlements.inc_by(batches.len() as u64);
-                batches
-                    .into_iter()
-                    .flat_map(|(outcome, range)| {
-                        due[range]
-                            .iter()
-                            .map(move |(l, r)| (*l, r.clone(), outcome.signature.clone()))
-                    })
-                    .collect()
+            .collect();
+        let usable = signed.and_then(|r| {
+            let mut named = Vec::with_capacity(r.entries.len());
+            let mut pays = false;
+            for e in &r.entries {
+                let t = leases
+                    .iter()
+                    .find(|t| t.id.lease == e.lease && t.id.nonce == e.lease_nonce)?;
+                if e.served_seconds < t.settled_seconds {
+                    return None;
+                }
+                pays |= e.served_seconds > t.settled_seconds;
+                named.push(t.lease);
             }
-            Err(e) => {
-                // One bad receipt must not hold the others back: settle them one by one. A
-                // batch before the failing one may have landed: the chain says which did, and
-                // a cumulative receipt is never sent to be paid twice.
-                tracing::warn!(%e, "a settlement batch failed; settling one by one");
-                shared.metrics.failed_transactions.inc();
-                let mut ok = vec![];
-                for item in due {
-                    let orchestrator = shared.orchestrator.clone();
-                    let one = item.clone();
-                    match shared
-                        .chain
-                        .call(move |c| orchestrator.settle_batches(c, &[one]))
-                        .await
-                    {
-                        Ok(batches) => {
-                            shared.metrics.settlements.inc();
-                            let signature = batches
-                                .first()
-                                .map(|(o, _)| o.signature.clone())
-                                .unwrap_or_default();
-                            ok.push((item.0, item.1, signature));
-                        }
-                        Err(e) => {
-                            let (lease, r) = (item.0, item.1.clone());
-                            let on_chain = shared
-                                .chain
-                                .call(move |c| c.fetch_opt::<Lease>(&lease.lease))
-                                .await;
-                            match on_chain {
-                                Ok(Some(l))
-                                    if l.nonce == r.lease_nonce
-                                        && l.seconds_settled >= r.served_seconds =>
-                                {
-                                    ok.push((item.0, item.1, String::new()));
-                                }
-                                _ => {
-                                    shared.metrics.failed_transactions.inc();
-                                    tracing::warn!(%e, lease = %item.0.lease, "receipt not settled");
-                                }
+            pays.then(|| (r.clone(), named))
+        });
+        match usable {
+            Some((r, named)) => by_worker.push((r, named, own)),
+            None => per_lease.extend(own),
+        }
+    }
+    (by_worker, per_lease)
+}
+
+/// Records that `lease` is settled up to `served` (by the transaction `signature`; empty when
+/// only the chain's state shows it): the store, the live lease, the feed. Returns whether it
+/// moved the lease forward.
+async fn record_settled(shared: &Shared, lease: &LeaseRef, served: u64, signature: &str) -> bool {
+    let id = lease_id(lease);
+    let ahead = shared
+        .live()
+        .leases
+        .get(&id)
+        .is_none_or(|t| served > t.settled_seconds);
+    if !ahead {
+        return false;
+    }
+    let stored = if signature.is_empty() {
+        shared.store.mark_settled(&id, served).await
+    } else {
+        shared
+            .store
+            .record_settlement(&id, served, signature, unix_ms())
+            .await
+    };
+    if let Err(e) = stored {
+        tracing::warn!(%e, "cannot record a settlement");
+    }
+    if let Some(t) = shared.live().leases.get_mut(&id) {
+        t.settled_seconds = t.settled_seconds.max(served);
+        t.settled_at = Instant::now();
+    }
+    shared.feed.send(FeedEvent::Settled {
+        order: lease.order.to_string(),
+        worker: lease.worker.to_string(),
+        lease: lease.lease.to_string(),
+        nonce: lease.nonce,
+        served_seconds: served,
+        signature: signature.to_string(),
+    });
+    true
+}
+
+/// Settles lease receipts (one signature each), in batches all in flight together; should a
+/// batch fail, one by one, each checked against the chain (a batch may have landed).
+async fn settle_lease_receipts(shared: &Arc<Shared>, due: Vec<(LeaseRef, SignedReceipt)>) -> usize {
+    let orchestrator = shared.orchestrator.clone();
+    let batch = due.clone();
+    let result = shared
+        .chain
+        .call(move |c| orchestrator.settle_batches(c, &batch))
+        .await;
+    // Each settled receipt with the transaction that settled it ("" when only the chain's
+    // state shows it was).
+    let done: Vec<(LeaseRef, SignedReceipt, String)> = match result {
+        Ok(batches) => {
+            shared.metrics.settlements.inc_by(batches.len() as u64);
+            batches
+                .into_iter()
+                .flat_map(|(outcome, range)| {
+                    due[range]
+                        .iter()
+                        .map(move |(l, r)| (*l, r.clone(), outcome.signature.clone()))
+                })
+                .collect()
+        }
+        Err(e) => {
+            // One bad receipt must not hold the others back: settle them one by one. A batch
+            // before the failing one may have landed: the chain says which did, and a
+            // cumulative receipt is never sent to be paid twice.
+            tracing::warn!(%e, "a settlement batch failed; settling one by one");
+            shared.metrics.failed_transactions.inc();
+            let mut ok = vec![];
+            for item in due {
+                let orchestrator = shared.orchestrator.clone();
+                let one = item.clone();
+                match shared
+                    .chain
+                    .call(move |c| orchestrator.settle_batches(c, &[one]))
+                    .await
+                {
+                    Ok(batches) => {
+                        shared.metrics.settlements.inc();
+                        let signature = batches
+                            .first()
+                            .map(|(o, _)| o.signature.clone())
+                            .unwrap_or_default();
+                        ok.push((item.0, item.1, signature));
+                    }
+                    Err(e) => {
+                        let (lease, r) = (item.0, item.1.clone());
+                        let on_chain = shared
+                            .chain
+                            .call(move |c| c.fetch_opt::<Lease>(&lease.lease))
+                            .await;
+                        match on_chain {
+                            Ok(Some(l))
+                                if l.nonce == r.lease_nonce
+                                    && l.seconds_settled >= r.served_seconds =>
+                            {
+                                ok.push((item.0, item.1, String::new()));
+                            }
+                            _ => {
+                                shared.metrics.failed_transactions.inc();
+                                tracing::warn!(%e, lease = %item.0.lease, "receipt not settled");
                             }
                         }
                     }
                 }
-                ok
             }
-        };
-        let now_ms = unix_ms();
-        for (lease, r, signature) in &done {
-            let id = lease_id(lease);
-            let stored = if signature.is_empty() {
-                shared.store.mark_settled(&id, r.served_seconds).await
-            } else {
-                shared
-                    .store
-                    .record_settlement(&id, r.served_seconds, signature, now_ms)
-                    .await
-            };
-            if let Err(e) = stored {
-                tracing::warn!(%e, "cannot record a settlement");
-            }
-            if let Some(t) = shared.live().leases.get_mut(&id) {
-                t.settled_seconds = t.settled_seconds.max(r.served_seconds);
-            }
-            shared.feed.send(FeedEvent::Settled {
-                order: lease.order.to_string(),
-                worker: lease.worker.to_string(),
-                lease: lease.lease.to_string(),
-                nonce: lease.nonce,
-                served_seconds: r.served_seconds,
-                signature: signature.clone(),
-            });
+            ok
+        }
+    };
+    let mut settled = 0;
+    for (lease, r, signature) in &done {
+        if record_settled(shared, lease, r.served_seconds, signature).await {
             settled += 1;
         }
     }
-    end_exited(shared).await;
     settled
 }
 
@@ -455,6 +715,7 @@ async fn end_exited(shared: &Arc<Shared>) {
             .collect()
     };
     for (lease, last, result_hash) in exited {
+        shared.live().finished.insert(lease.order);
         let orchestrator = shared.orchestrator.clone();
         let final_receipt = last.clone();
         let result = shared
@@ -1071,7 +1332,10 @@ pub async fn run_loops(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<b
             loop {
                 tokio::select! {
                     _ = stop.changed() => break,
-                    _ = tick.tick() => reconcile(&shared).await,
+                    _ = tick.tick() => {
+                        stop_at_limits(&shared);
+                        reconcile(&shared).await;
+                    }
                 }
             }
         })
@@ -1104,7 +1368,10 @@ async fn run_loops_sequential(shared: Arc<Shared>, mut stop: tokio::sync::watch:
             _ = settle_tick.tick() => { settle(&shared).await; }
             _ = shared.settlement.notified() => { settle(&shared).await; }
             _ = failover_tick.tick() => { let _ = failover(&shared).await; }
-            _ = reconcile_tick.tick() => { reconcile(&shared).await; }
+            _ = reconcile_tick.tick() => {
+                stop_at_limits(&shared);
+                reconcile(&shared).await;
+            }
         }
     }
 }

@@ -169,6 +169,9 @@ impl Net {
             challenge_every_s: 3_600,
             challenge_target_ms: 0,
             challenge_rows: 8,
+            spot_check_every_s: 3_600,
+            fee_budget_lamports_per_gpu_hour: 0,
+            runway_floor_s: 600,
             stop_grace_ms: 1_000,
             confirm_poll_ms: 25,
             checkpoint_storage_price_per_gib_hour: 0,
@@ -673,6 +676,7 @@ async fn run_session(
         nonce,
         program_id,
         heartbeat_ms,
+        worker_receipts,
         ..
     }) = wire::decode::<ToWorker>(&text)
     else {
@@ -793,6 +797,18 @@ async fn run_session(
             }
             _ = receipt_tick.tick() => {
                 let mut out = vec![];
+                // As the daemon does: the round's claims under one signature too.
+                let entries: Vec<gpumesh_protocol::ReceiptEntry> = jobs
+                    .values()
+                    .filter(|job| !job.exited && job.service.seq() > 0)
+                    .map(|job| job.service.entry())
+                    .collect();
+                if worker_receipts
+                    && !entries.is_empty()
+                    && let Ok(r) = gpumesh_protocol::SignedWorkerReceipt::sign(&signing, program_id, key, entries)
+                {
+                    out.push(ToOrchestrator::WorkerReceipt(r));
+                }
                 for (id, job) in jobs.iter_mut() {
                     if job.exited || job.service.seq() == 0 { continue; }
                     out.push(ToOrchestrator::Receipt(job.service.receipt(&signing)));

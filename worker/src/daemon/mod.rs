@@ -33,7 +33,7 @@ use gpumesh_protocol::wire::{
     ErrorCode, Heartbeat, LeaseAssignment, LeaseBeat, LeaseId, StopReason, Telemetry,
     ToOrchestrator, ToWorker,
 };
-use gpumesh_protocol::{Key, LeaseService};
+use gpumesh_protocol::{Key, LeaseService, MAX_RECEIPT_LEASES, ReceiptEntry, SignedWorkerReceipt};
 use hardware::{HardwareError, Machine, TelemetrySampler};
 use jobs::{Control, JobContext, JobEvent, JobHandle, JobStart};
 use logs::LogHub;
@@ -178,7 +178,23 @@ impl LeaseState {
 /// Starts the daemon and runs it until `shutdown` completes. Container jobs keep running when
 /// it stops and are picked up by the next start; command jobs are stopped with it.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let daemon = Daemon::start(config).await?;
+    let detect_config = config.clone();
+    let (machine, backend) = tokio::task::spawn_blocking(move || hardware::detect(&detect_config))
+        .await
+        .map_err(|e| DaemonError::Setup(format!("hardware detection panicked: {e}")))??;
+    run_detected(config, machine, backend, shutdown).await
+}
+
+/// [`run`] on a machine already detected and checked ([`hardware::detect`]), with `backend`
+/// answering the service's compute challenges. The end-to-end tests use it to run a worker
+/// whose backend skips the work, as a supplier's modified build would.
+pub async fn run_detected(
+    config: Config,
+    machine: Machine,
+    backend: Box<dyn ComputeBackend>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let daemon = Daemon::start(config, machine, backend).await?;
     daemon.serve(shutdown).await
 }
 
@@ -199,12 +215,11 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(config: Config) -> Result<Self, DaemonError> {
-        let detect_config = config.clone();
-        let (machine, backend) =
-            tokio::task::spawn_blocking(move || hardware::detect(&detect_config))
-                .await
-                .map_err(|e| DaemonError::Setup(format!("hardware detection panicked: {e}")))??;
+    async fn start(
+        config: Config,
+        machine: Machine,
+        backend: Box<dyn ComputeBackend>,
+    ) -> Result<Self, DaemonError> {
         tracing::info!(
             class = %machine.report.class,
             backend = %machine.report.backend,
@@ -1120,6 +1135,7 @@ impl Daemon {
     async fn receipts(&mut self, s: &mut Session) -> Result<(), Fail> {
         let now = Instant::now();
         let mut ended = Vec::new();
+        let mut signed_any = false;
         for (id, st) in self.leases.iter_mut().filter(|(_, st)| st.active()) {
             let served = st.service.served_seconds();
             let every = Duration::from_secs(st.stored.assignment.receipt_every_s.max(1).into());
@@ -1131,6 +1147,7 @@ impl Daemon {
                 self.store.save_receipt(&receipt, seq, &st.stored).await?;
                 s.send(&ToOrchestrator::Receipt(receipt)).await?;
                 st.last_receipt_at = now;
+                signed_any = true;
             }
             if st.final_due && st.stored.exit.is_some() && st.stored.last_receipt_seconds >= served
             {
@@ -1138,8 +1155,35 @@ impl Daemon {
                 ended.push(*id);
             }
         }
+        if signed_any && s.worker_receipts {
+            self.worker_receipts(s).await?;
+        }
         for id in ended {
             self.maybe_end(id).await?;
+        }
+        Ok(())
+    }
+
+    /// One signature over what every active lease has served (the claims its lease receipts
+    /// make), for a service that settles worker receipts: one Ed25519 verification on chain
+    /// pays all of them. Split by the format's limit on leases per receipt.
+    async fn worker_receipts(&mut self, s: &mut Session) -> Result<(), Fail> {
+        let entries: Vec<ReceiptEntry> = self
+            .leases
+            .values()
+            .filter(|st| st.active() && st.service.served_seconds() > 0)
+            .map(|st| st.service.entry())
+            .collect();
+        for chunk in entries.chunks(MAX_RECEIPT_LEASES) {
+            match SignedWorkerReceipt::sign(
+                &self.config.node_key,
+                self.config.program_id,
+                self.config.worker,
+                chunk.to_vec(),
+            ) {
+                Ok(r) => s.send(&ToOrchestrator::WorkerReceipt(r)).await?,
+                Err(e) => tracing::warn!(%e, "cannot sign a worker receipt"),
+            }
         }
         Ok(())
     }

@@ -71,6 +71,8 @@ pub struct Session {
     stream: SplitStream<Ws>,
     pub heartbeat: Duration,
     pub market: Key,
+    /// The service settles worker receipts (its Welcome said so).
+    pub worker_receipts: bool,
     /// Heartbeats sent on this connection.
     pub heartbeats: u64,
     /// The last round trip measured, µs.
@@ -137,13 +139,14 @@ pub async fn connect(
     let (mut sink, mut stream) = ws.split();
     let welcome: ToWorker = wire::decode(&next_text(&mut stream).await?)
         .map_err(|e| SessionError::Protocol(e.to_string()))?;
-    let (nonce, program_id, market, heartbeat_ms) = match welcome {
+    let (nonce, program_id, market, heartbeat_ms, worker_receipts) = match welcome {
         ToWorker::Welcome {
             version,
             nonce,
             program_id,
             market,
             heartbeat_ms,
+            worker_receipts,
         } => {
             if version != WIRE_VERSION {
                 let _ = sink
@@ -154,7 +157,7 @@ pub async fn connect(
                     .await;
                 return Err(SessionError::Version { theirs: version });
             }
-            (nonce, program_id, market, heartbeat_ms)
+            (nonce, program_id, market, heartbeat_ms, worker_receipts)
         }
         ToWorker::Error { code, message } => return Err(SessionError::Refused { code, message }),
         other => {
@@ -213,6 +216,7 @@ pub async fn connect(
             stream,
             heartbeat,
             market,
+            worker_receipts,
             heartbeats: 0,
             rtt_us: None,
             ping_sent: None,

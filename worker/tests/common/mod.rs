@@ -484,6 +484,7 @@ async fn serve(
         program_id: names.program_id,
         market: names.market,
         heartbeat_ms: behaviour.heartbeat_ms,
+        worker_receipts: false,
     };
     if tx
         .send(Message::text(wire::encode(&welcome)))
@@ -772,6 +773,11 @@ fn handle(
         | ToOrchestrator::CheckpointSkipped { .. } => None,
         ToOrchestrator::Hello { .. } => {
             s.problems.push("a second hello".into());
+            None
+        }
+        ToOrchestrator::WorkerReceipt(_) => {
+            s.problems
+                .push("a worker receipt, which this orchestrator's welcome did not ask for".into());
             None
         }
     }
