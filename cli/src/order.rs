@@ -103,6 +103,21 @@ pub enum OrderCommand {
         #[command(flatten)]
         signed: Signed,
     },
+    /// Turn an order's checkpoints off (no more snapshots are stored, and a job moved to another
+    /// worker starts over) or on again (as its job spec says), in a request signed by the
+    /// buyer's wallet.
+    Checkpoints {
+        /// The order's id (`gpumesh order list` shows them).
+        id: u64,
+        #[arg(value_enum)]
+        switch: Switch,
+        /// The orchestrator service's URL [default on the local chain: the one `gpumesh up`
+        /// runs].
+        #[arg(long, env = "GPUMESH_ORCHESTRATOR", value_name = "URL")]
+        orchestrator: Option<String>,
+        #[command(flatten)]
+        signed: Signed,
+    },
     /// List a buyer's orders in this market.
     List {
         /// The buyer's address [default: --keypair's].
@@ -111,6 +126,12 @@ pub enum OrderCommand {
         #[command(flatten)]
         signed: Signed,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -212,6 +233,17 @@ pub fn run(env: &Env, cmd: &OrderCommand) -> Result<(), CliError> {
             orchestrator,
             signed,
         } => crate::watch::logs(&mut connect(signed)?, *id, *follow, orchestrator.as_deref()),
+        OrderCommand::Checkpoints {
+            id,
+            switch,
+            orchestrator,
+            signed,
+        } => checkpoints(
+            &mut connect(signed)?,
+            *id,
+            *switch == Switch::On,
+            orchestrator.as_deref(),
+        ),
     }
 }
 
@@ -240,6 +272,66 @@ fn upload_spec(
     ctx.print(
         json!({"order": key.to_string(), "id": id, "uploaded": true, "orchestrator": orchestrator}),
         || format!("order {id}: job spec uploaded to {orchestrator}; the job starts when a worker is placed"),
+    );
+    Ok(())
+}
+
+/// Turns an order's checkpoints on or off with the buyer's signature over
+/// `gpumesh_protocol::jobspec::checkpoints_message`.
+fn checkpoints(
+    ctx: &mut Ctx,
+    id: u64,
+    enabled: bool,
+    orchestrator: Option<&str>,
+) -> Result<(), CliError> {
+    let buyer = ctx.wallet()?;
+    let m = ctx.market()?;
+    let orchestrator = crate::watch::orchestrator_url(ctx, orchestrator)?;
+    let (key, _) = my_order(ctx, &m, &buyer.pubkey(), id)?;
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let message = gpumesh_protocol::jobspec::checkpoints_message(&key.to_bytes(), enabled, unix_ms);
+    let signature = gpumesh_client::Signer::sign_message(&buyer, &message);
+    let url = format!(
+        "{}/v1/orders/{key}/checkpoints",
+        orchestrator.trim_end_matches('/')
+    );
+    let response = reqwest::blocking::Client::new()
+        .put(&url)
+        .header("x-gpumesh-signature", signature.to_string())
+        .header("x-gpumesh-unix-ms", unix_ms.to_string())
+        .header("content-type", "application/json")
+        .body(json!({ "enabled": enabled }).to_string())
+        .send()
+        .map_err(|e| {
+            CliError::Input(format!(
+                "the orchestrator at {orchestrator} did not answer ({e}): check --orchestrator and that `gpumesh up` or `gpumesh orchestrator run` is up"
+            ))
+        })?;
+    let status = response.status();
+    let body = response.text().unwrap_or_default();
+    if !status.is_success() {
+        return Err(CliError::Input(format!(
+            "the orchestrator refused to turn order {id}'s checkpoints {} ({status}): {body}",
+            if enabled { "on" } else { "off" }
+        )));
+    }
+    let info: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    ctx.print(
+        json!({"order": key.to_string(), "id": id, "checkpoints": info}),
+        || {
+            let kept = format!(
+                "{} checkpoint(s), {} bytes kept",
+                info["stored"].as_u64().unwrap_or(0),
+                info["stored_bytes"].as_u64().unwrap_or(0)
+            );
+            if enabled {
+                format!("order {id}: checkpoints on (as its job spec says); {kept}")
+            } else {
+                format!("order {id}: checkpoints off: no more snapshots, a moved job starts over; {kept}")
+            }
+        },
     );
     Ok(())
 }

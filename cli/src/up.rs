@@ -297,6 +297,9 @@ pub fn run(env: &Env, args: &UpArgs) -> Result<(), CliError> {
         gpumesh_worker::examples::ensure_hello(&docker)
             .await
             .map_err(|e| CliError::Input(format!("building the hello example's image: {e}")))?;
+        gpumesh_worker::examples::ensure_resume(&docker)
+            .await
+            .map_err(|e| CliError::Input(format!("building the resume example's image: {e}")))?;
         Ok::<_, CliError>((docker, had))
     });
     let (docker, had_image) = docker?;
@@ -413,7 +416,9 @@ pub fn run(env: &Env, args: &UpArgs) -> Result<(), CliError> {
             "# Written by `gpumesh up`: a CPU worker for this machine's test market.\nstate = \"{}\"\nwork_dir = \"{}\"\n[hardware]\nbackend = \"cpu\"\n[floor]\n# The market's floor is 1 GB/s; a CPU's measurement dips under it on a busy machine.\nmin_vram_mib = 256\nmin_bandwidth_gbps = 0.25\n[claim]\nclass = \"cpu\"\ngpus = 1\nvram_mib = 256\nbandwidth_gbps = 1\n[runtime]\npull_images = false\n[results]\nstore = \"local\"\ndir = \"{}\"\n",
             wdir.join("state.db").display(),
             wdir.join("work").display(),
-            wdir.join("results").display(),
+            // One store for all of this machine's workers, as machines would share an object
+            // store: a job that checkpoints resumes on another worker from it.
+            dir.join("results").display(),
         );
         std::fs::write(&p.config_path, worker_toml).map_err(|e| {
             CliError::Input(format!("cannot write {}: {e}", p.config_path.display()))

@@ -1,7 +1,8 @@
 //! The store's contract, run on both backends it supports: SQLite (a file) and PostgreSQL (a
 //! fresh database on the server `scripts/postgres.sh` starts). Receipts are kept once, the
 //! newest unsettled one per lease instance is what settlement sees, specs, jobs and log tails
-//! read back as written, and a store opened again holds all of it.
+//! read back as written, checkpoints come back newest first and a skipped one stays skipped, and
+//! a store opened again holds all of it.
 
 mod postgres;
 
@@ -9,7 +10,7 @@ use ed25519_dalek::SigningKey;
 use gpumesh_orchestrator::service::store::{JobRecord, LOG_TAIL_CHUNKS, Store};
 use gpumesh_protocol::SignedReceipt;
 use gpumesh_protocol::keys::Key;
-use gpumesh_protocol::wire::LeaseId;
+use gpumesh_protocol::wire::{CheckpointRef, LeaseId};
 
 fn receipt(node: &SigningKey, lease: &LeaseId, served: u64) -> SignedReceipt {
     SignedReceipt::sign(
@@ -188,6 +189,68 @@ async fn contract(url: &str) {
     );
     assert!(store.logs(&b).await.unwrap().is_empty());
 
+    // Checkpoints: newest first per order, reported twice is one row, a skipped one keeps its
+    // reason and is no longer restorable.
+    let ckpt = |n: u8, unix_ms: u64| CheckpointRef {
+        hash: [n; 32],
+        size: 100 * u64::from(n),
+        files: 2,
+        unix_ms,
+        lease: a,
+    };
+    for c in [
+        ckpt(1, 1_000),
+        ckpt(2, 2_000),
+        ckpt(3, 3_000),
+        ckpt(2, 2_000),
+    ] {
+        store
+            .put_checkpoint("order-1", "worker-1", &c)
+            .await
+            .unwrap();
+    }
+    store
+        .put_checkpoint("order-2", "worker-2", &ckpt(9, 500))
+        .await
+        .unwrap();
+    let of = store.checkpoints_of("order-1").await.unwrap();
+    assert_eq!(
+        of.iter().map(|c| c.checkpoint.hash[0]).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    assert_eq!(of[0].checkpoint, ckpt(3, 3_000));
+    assert_eq!(
+        (of[0].worker.as_str(), of[0].status.as_str()),
+        ("worker-1", "stored")
+    );
+    store
+        .skip_checkpoint("order-1", &[3; 32], "fails its hash check")
+        .await
+        .unwrap();
+    // Reported again after it was skipped: it stays skipped.
+    store
+        .put_checkpoint("order-1", "worker-1", &ckpt(3, 3_000))
+        .await
+        .unwrap();
+    let of = store.checkpoints_of("order-1").await.unwrap();
+    assert_eq!(of[0].status, "skipped");
+    assert_eq!(of[0].reason.as_deref(), Some("fails its hash check"));
+    let restorable: Vec<(String, u8)> = store
+        .restorable_checkpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.order, c.checkpoint.hash[0]))
+        .collect();
+    assert_eq!(
+        restorable,
+        vec![
+            ("order-1".to_string(), 2),
+            ("order-1".to_string(), 1),
+            ("order-2".to_string(), 9)
+        ]
+    );
+
     // Opened again (a restarted service): everything is there, and migrating twice is a no-op.
     drop(store);
     let store = Store::open(url).await.unwrap();
@@ -196,6 +259,7 @@ async fn contract(url: &str) {
     assert_eq!(store.jobs_of("order-1").await.unwrap().len(), 2);
     assert_eq!(store.logs(&a).await.unwrap().len() as i64, LOG_TAIL_CHUNKS);
     assert!(store.spec("order-1").await.unwrap().is_some());
+    assert_eq!(store.checkpoints_of("order-1").await.unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -46,6 +46,21 @@ pub fn logs_message(order: &[u8; 32], unix_ms: u64) -> Vec<u8> {
     m
 }
 
+/// Domain of [`checkpoints_message`].
+pub const CHECKPOINTS_DOMAIN: &[u8; 24] = b"gpumesh/checkpoints/v1\0\0";
+
+/// The bytes a buyer's wallet signs to turn an order's checkpoints on or off: domain ‖ order
+/// account ‖ 1 (on) or 0 (off) ‖ the request's Unix time in ms (little-endian). The service
+/// accepts it from the order's buyer within [`LOGS_SIGNATURE_WINDOW_MS`] of its own clock.
+pub fn checkpoints_message(order: &[u8; 32], enabled: bool, unix_ms: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(24 + 32 + 1 + 8);
+    m.extend_from_slice(CHECKPOINTS_DOMAIN);
+    m.extend_from_slice(order);
+    m.push(u8::from(enabled));
+    m.extend_from_slice(&unix_ms.to_le_bytes());
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +84,8 @@ mod tests {
         assert_ne!(logs, logs_message(&order, 1_001));
         assert_ne!(logs, logs_message(&[8; 32], 1_000));
         assert_ne!(logs[..24], upload_message(&order, b"x")[..24]);
+        let off = checkpoints_message(&order, false, 1_000);
+        assert_ne!(off, checkpoints_message(&order, true, 1_000));
+        assert_ne!(off[..24], logs[..24]);
     }
 }

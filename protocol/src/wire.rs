@@ -197,10 +197,64 @@ pub struct JobSpec {
     pub millicpus: u32,
     #[serde(default)]
     pub memory_mib: u64,
+    /// Snapshots of a directory the job keeps its state in, so that a job moved to another
+    /// worker resumes from the latest one instead of starting over (absent: no checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointSpec>,
 }
 
 fn one() -> u16 {
     1
+}
+
+/// Where a job keeps its state and how often the daemon snapshots it (`[checkpoint]` in a spec
+/// file). The daemon takes a snapshot every `interval_s` seconds and whenever the job touches
+/// [`CHECKPOINT_REQUEST_FILE`] under `/scratch`; it hashes the directory (the same content
+/// address as results, `gpumesh_protocol::results`), stores it in the results store, and only
+/// then reports it ([`ToOrchestrator::Checkpoint`]). A job moved to another worker finds the
+/// latest good snapshot restored into the directory before it starts, and is told so by
+/// [`ENV_RESUME_HASH`] and [`ENV_RESUME_UNIX_MS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// The state directory, relative to `/scratch` (e.g. `ckpt` is `/scratch/ckpt`).
+    pub dir: String,
+    /// Seconds between snapshots (a snapshot whose content did not change is not stored again).
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval_s: u32,
+}
+
+fn default_checkpoint_interval() -> u32 {
+    60
+}
+
+/// Shortest and longest checkpoint interval a spec may ask for, seconds.
+pub const CHECKPOINT_INTERVAL_S: std::ops::RangeInclusive<u32> = 1..=86_400;
+/// A file under `/scratch` the job touches to ask for a snapshot now (the daemon removes it
+/// when it takes the snapshot).
+pub const CHECKPOINT_REQUEST_FILE: &str = ".gpumesh-checkpoint";
+/// The job's checkpoint directory inside its container (`/scratch/<dir>`).
+pub const ENV_CHECKPOINT_DIR: &str = "GPUMESH_CHECKPOINT_DIR";
+/// Set when the job resumes: the restored checkpoint's content hash (hex).
+pub const ENV_RESUME_HASH: &str = "GPUMESH_RESUME_HASH";
+/// Set when the job resumes: when the restored checkpoint was taken (Unix ms).
+pub const ENV_RESUME_UNIX_MS: &str = "GPUMESH_RESUME_UNIX_MS";
+/// Checkpoints an assignment offers to restore, newest first: the newest, and the ones before
+/// it in case it fails its hash check.
+pub const RESTORE_CANDIDATES: usize = 4;
+
+/// A stored checkpoint: its content hash, what it holds, when and where it was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRef {
+    /// Content address of the directory (see [`crate::results`]).
+    pub hash: [u8; 32],
+    /// Bytes and files in it.
+    pub size: u64,
+    pub files: u64,
+    /// When the daemon took it (Unix ms).
+    pub unix_ms: u64,
+    /// The lease instance whose job wrote it.
+    pub lease: LeaseId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +269,19 @@ pub enum JobSpecError {
     BadResultPath(String),
     #[error("job spec: environment variable name {0:?} is not a valid name")]
     BadEnvName(String),
+    #[error("job spec: checkpoint dir {0:?} must be a relative path under /scratch without `..`")]
+    BadCheckpointDir(String),
+    #[error("job spec: checkpoint interval_s {0} is outside 1 to 86400 seconds")]
+    BadCheckpointInterval(u32),
+}
+
+/// A relative path of plain components (no `/` at the start, no `.` or `..`).
+fn plain_relative(path: &str) -> bool {
+    let p = std::path::Path::new(path);
+    !path.is_empty()
+        && !p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 impl JobSpec {
@@ -233,12 +300,16 @@ impl JobSpec {
             return Err(JobSpecError::NoGpus);
         }
         for path in &self.results {
-            let p = std::path::Path::new(path);
-            let bad = p.is_absolute()
-                || p.components()
-                    .any(|c| !matches!(c, std::path::Component::Normal(_)));
-            if bad || path.is_empty() {
+            if !plain_relative(path) {
                 return Err(JobSpecError::BadResultPath(path.clone()));
+            }
+        }
+        if let Some(c) = &self.checkpoint {
+            if !plain_relative(&c.dir) || c.dir == CHECKPOINT_REQUEST_FILE {
+                return Err(JobSpecError::BadCheckpointDir(c.dir.clone()));
+            }
+            if !CHECKPOINT_INTERVAL_S.contains(&c.interval_s) {
+                return Err(JobSpecError::BadCheckpointInterval(c.interval_s));
             }
         }
         for name in self.env.keys() {
@@ -277,6 +348,19 @@ pub struct LeaseAssignment {
     /// not report it), nothing is resent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainPosition>,
+    /// Checkpoints of the order to restore before the job starts, newest first (at most
+    /// [`RESTORE_CANDIDATES`]): the daemon restores the first that passes its hash check and
+    /// reports each it skipped. Empty: the job starts from nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<CheckpointRef>,
+    /// The buyer turned the order's checkpoints off: the daemon takes none (whatever the spec
+    /// says) and restores none.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub checkpoints_off: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The last link of a lease's heartbeat chain that one side holds.
@@ -355,6 +439,12 @@ pub enum ToWorker {
         /// How long the job gets after SIGTERM before it is killed.
         grace_ms: u32,
     },
+    /// The buyer turned the lease's order's checkpoints on or off: the job's snapshots stop
+    /// (or go on as its spec says).
+    Checkpoints {
+        lease: LeaseId,
+        enabled: bool,
+    },
     /// The receipt is stored: the worker may forget receipts up to these seconds.
     ReceiptAck {
         lease: LeaseId,
@@ -409,6 +499,21 @@ pub enum ToOrchestrator {
         status: String,
         /// Content hash of the results directory (BLAKE3 over its sorted files), if any.
         result_hash: Option<[u8; 32]>,
+    },
+    /// A snapshot of the job's checkpoint directory is stored (in the results store, under its
+    /// hash): the order may resume from it.
+    Checkpoint(CheckpointRef),
+    /// Before the job started, this checkpoint was restored into its directory.
+    CheckpointRestored {
+        lease: LeaseId,
+        hash: [u8; 32],
+    },
+    /// A checkpoint offered for restore was not restored: missing from the store, incomplete,
+    /// or its content does not hash to its address. It is never offered again.
+    CheckpointSkipped {
+        lease: LeaseId,
+        hash: [u8; 32],
+        reason: String,
     },
     Receipt(SignedReceipt),
     /// The same claims as the round's lease receipts, under one signature over all the leases
@@ -507,6 +612,16 @@ mod tests {
         )
         .expect("valid");
         assert_eq!((ok.gpus, ok.results.len()), (1, 1));
+        assert_eq!(ok.checkpoint, None, "a spec without [checkpoint] has none");
+        let ckpt =
+            JobSpec::from_toml("image = \"x\"\n[checkpoint]\ndir = \"ckpt\"\n").expect("valid");
+        assert_eq!(
+            ckpt.checkpoint,
+            Some(CheckpointSpec {
+                dir: "ckpt".into(),
+                interval_s: 60
+            })
+        );
         for (text, want) in [
             ("image = \"\"\n", "empty"),
             ("image = \"x\"\ngpus = 0\n", "at least one GPU"),
@@ -520,6 +635,18 @@ mod tests {
                 "not a valid name",
             ),
             ("image = \"x\"\nmounts = [\"/\"]\n", "unknown field"),
+            (
+                "image = \"x\"\n[checkpoint]\ndir = \"../etc\"\n",
+                "under /scratch",
+            ),
+            (
+                "image = \"x\"\n[checkpoint]\ndir = \"/ckpt\"\n",
+                "under /scratch",
+            ),
+            (
+                "image = \"x\"\n[checkpoint]\ndir = \"c\"\ninterval_s = 0\n",
+                "outside 1 to 86400",
+            ),
         ] {
             let err = JobSpec::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");

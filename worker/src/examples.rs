@@ -1,6 +1,7 @@
 //! The images of the repository's examples, built on this machine through the container engine's
 //! API (what `docker build` does, without a CLI or a registry). `examples/hello` needs only the
 //! host's busybox-static: the first job a new market runs, for `gpumesh up` and the tests.
+//! `examples/resume` (a small training loop that checkpoints and resumes) is built the same way.
 
 use crate::daemon::runtime::RuntimeError;
 use bollard::Docker;
@@ -12,6 +13,12 @@ pub const HELLO_IMAGE: &str = "localhost/gpumesh-hello:latest";
 
 const HELLO_CONTAINERFILE: &[u8] = include_bytes!("../../examples/hello/Containerfile");
 const HELLO_SCRIPT: &[u8] = include_bytes!("../../examples/hello/hello.sh");
+/// The resume example's image, as `examples/resume.toml` names it.
+pub const RESUME_IMAGE: &str = "localhost/gpumesh-resume:latest";
+
+const RESUME_CONTAINERFILE: &[u8] = include_bytes!("../../examples/resume/Containerfile");
+/// The resume example's training script (also runs on the host under `busybox sh`).
+pub const RESUME_SCRIPT: &[u8] = include_bytes!("../../examples/resume/train.sh");
 /// Where Debian's busybox-static puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -63,24 +70,72 @@ pub async fn engine(docker_host: Option<&str>) -> Result<Docker, RuntimeError> {
         .0)
 }
 
-/// Builds the hello example's image unless the engine has it already.
-pub async fn ensure_hello(docker: &Docker) -> Result<(), RuntimeError> {
-    if docker.inspect_image(HELLO_IMAGE).await.is_ok() {
+fn busybox(image: &str) -> Result<Vec<u8>, RuntimeError> {
+    std::fs::read(Path::new(BUSYBOX)).map_err(|e| {
+        RuntimeError::Engine(format!(
+            "{BUSYBOX} cannot be read ({e}): the image {image} needs busybox-static (apt-get install busybox-static)"
+        ))
+    })
+}
+
+/// The label an example's image carries: the hash of the files it was built from, so an image
+/// built from an older version of the example is built again.
+const SOURCE_LABEL: &str = "gpumesh.example.source";
+
+/// Builds `tag` from an example's files (busybox-static added) unless the engine has it built
+/// from these very files.
+async fn ensure_example(
+    docker: &Docker,
+    tag: &str,
+    containerfile: &[u8],
+    files: &[(&str, &[u8], u32)],
+) -> Result<(), RuntimeError> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(containerfile);
+    for (name, bytes, mode) in files {
+        hasher.update(name.as_bytes());
+        hasher.update(&mode.to_le_bytes());
+        hasher.update(blake3::hash(bytes).as_bytes());
+    }
+    let source = hasher.finalize().to_hex().to_string();
+    if let Ok(image) = docker.inspect_image(tag).await
+        && image
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get(SOURCE_LABEL).cloned())
+            .is_some_and(|l| l == source)
+    {
         return Ok(());
     }
-    let busybox = std::fs::read(Path::new(BUSYBOX)).map_err(|e| {
-        RuntimeError::Engine(format!(
-            "{BUSYBOX} cannot be read ({e}): the hello image needs busybox-static (apt-get install busybox-static)"
-        ))
-    })?;
-    build_image(
+    let busybox = busybox(tag)?;
+    let mut recipe = containerfile.to_vec();
+    recipe.extend_from_slice(format!("\nLABEL {SOURCE_LABEL}=\"{source}\"\n").as_bytes());
+    let mut context: Vec<(&str, &[u8], u32)> = vec![
+        ("Containerfile", &recipe, 0o644),
+        ("busybox", &busybox, 0o755),
+    ];
+    context.extend_from_slice(files);
+    build_image(docker, tag, &context).await
+}
+
+/// Builds the hello example's image unless the engine has it (from these files) already.
+pub async fn ensure_hello(docker: &Docker) -> Result<(), RuntimeError> {
+    ensure_example(
         docker,
         HELLO_IMAGE,
-        &[
-            ("Containerfile", HELLO_CONTAINERFILE, 0o644),
-            ("hello.sh", HELLO_SCRIPT, 0o755),
-            ("busybox", &busybox, 0o755),
-        ],
+        HELLO_CONTAINERFILE,
+        &[("hello.sh", HELLO_SCRIPT, 0o755)],
+    )
+    .await
+}
+
+/// Builds the resume example's image unless the engine has it (from these files) already.
+pub async fn ensure_resume(docker: &Docker) -> Result<(), RuntimeError> {
+    ensure_example(
+        docker,
+        RESUME_IMAGE,
+        RESUME_CONTAINERFILE,
+        &[("train.sh", RESUME_SCRIPT, 0o755)],
     )
     .await
 }

@@ -501,6 +501,8 @@ async fn a_leftover_container_of_the_same_lease_is_replaced() {
         results: dir.path().join("results"),
         millicpus: 0,
         memory_mib: 0,
+        restore: vec![],
+        resume: None,
     };
     std::fs::create_dir_all(&plan.scratch).expect("scratch");
     std::fs::create_dir_all(&plan.results).expect("results");

@@ -32,4 +32,12 @@ fn the_example_specs_parse() {
     let (_, jupyter) = example("jupyter.toml");
     assert_eq!(jupyter.ports, vec![8888]);
     assert_eq!(jupyter.results, vec!["work"]);
+    let (_, resume) = example("resume.toml");
+    assert_eq!(resume.image, gpumesh_worker::examples::RESUME_IMAGE);
+    let checkpoint = resume.checkpoint.expect("the resume example checkpoints");
+    assert_eq!(
+        (checkpoint.dir.as_str(), checkpoint.interval_s),
+        ("ckpt", 10)
+    );
+    assert_eq!(resume.results, vec!["model.txt"]);
 }

@@ -20,8 +20,11 @@
 //!   in its own network namespace, a worker that cheats its compute challenge mid-lease, and a
 //!   buyer who leaves while the orchestrator is frozen.
 //! - `market`: the fixture `daemon` and `failures` share (chain, service, suppliers, buyer).
+//! - `checkpoint`: a job that checkpoints resumes from its last good checkpoint on another
+//!   worker after its worker is killed; a corrupted checkpoint is skipped; ten kills measured.
 //! - `up`: `gpumesh up` as a process, a buyer's order through it to completion, a clean stop.
 
+mod checkpoint;
 mod conventions;
 mod daemon;
 mod failures;

@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use gpumesh_client::program::state::{Lease, Market, Order, Worker};
 use gpumesh_client::{ChainExt, Pubkey, receipt};
 use gpumesh_protocol::hex;
-use gpumesh_protocol::jobspec::{LOGS_SIGNATURE_WINDOW_MS, logs_message, upload_message};
+use gpumesh_protocol::jobspec::{
+    LOGS_SIGNATURE_WINDOW_MS, checkpoints_message, logs_message, upload_message,
+};
 use gpumesh_protocol::wire::{HardwareReport, JobSpec, LeaseId, Telemetry};
 use gpumesh_protocol::{GpuClass, Key, Signature};
 use serde::{Deserialize, Serialize};
@@ -517,6 +519,171 @@ pub struct OrderInfo {
     pub job_spec_uploaded: bool,
     pub leases: Vec<LeaseSummary>,
     pub jobs: Vec<JobInfo>,
+    pub checkpoints: CheckpointsInfo,
+}
+
+/// An order's checkpoints: whether its job spec asks for them, the latest the job can resume
+/// from (with its age), and what is kept for it in the results store.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct CheckpointsInfo {
+    /// Checkpoints are taken and restored: the job spec has a `[checkpoint]` section and the
+    /// buyer has not turned them off.
+    pub enabled: bool,
+    /// The buyer turned them off (`PUT /v1/orders/{order}/checkpoints`, `gpumesh order
+    /// checkpoints ID off`).
+    pub turned_off: bool,
+    /// Seconds between the daemon's snapshots, as the spec asks.
+    pub interval_s: Option<u32>,
+    /// The newest checkpoint a new worker would restore.
+    pub latest: Option<CheckpointInfo>,
+    /// Checkpoints kept for the order and their bytes.
+    pub stored: u64,
+    pub stored_bytes: u64,
+    /// What keeping them costs, base units per hour at the store's price (the service's
+    /// `checkpoint_storage_price_per_gib_hour`, also given here; rounded up; not settled on
+    /// chain).
+    pub storage_cost_per_hour: String,
+    pub storage_price_per_gib_hour: String,
+    /// Every checkpoint recorded, newest first, with the skipped ones and why.
+    pub all: Vec<CheckpointInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckpointInfo {
+    /// Content hash (hex) it is stored under.
+    pub hash: String,
+    pub size: u64,
+    pub files: u64,
+    /// When it was taken (Unix ms) and how long ago, seconds.
+    pub unix_ms: u64,
+    pub age_s: u64,
+    pub worker: String,
+    pub lease: String,
+    pub nonce: u64,
+    /// `stored`, or `skipped` (missing or failing its hash check on restore: never offered
+    /// again), with the reason.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// The buyer's switch for an order's checkpoints.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CheckpointsSwitch {
+    pub enabled: bool,
+}
+
+/// Turns an order's checkpoints off (no snapshot is taken or recorded any more, and a new lease
+/// starts from nothing) or on again (as the job spec says). Only for the order's buyer: its
+/// wallet's signature over `checkpoints_message(order, enabled, unix_ms)`.
+#[utoipa::path(
+    put,
+    path = "/v1/orders/{order}/checkpoints",
+    params(
+        ("order" = String, Path, description = "The order's address"),
+        ("x-gpumesh-signature" = String, Header, description = "The buyer's signature over checkpoints_message(order, enabled, unix_ms), base58"),
+        ("x-gpumesh-unix-ms" = u64, Header, description = "When it was signed (within 300 s of the service's clock)")
+    ),
+    request_body = CheckpointsSwitch,
+    responses(
+        (status = 200, body = CheckpointsInfo),
+        (status = 401, body = ApiErrorBody),
+        (status = 404, body = ApiErrorBody)
+    )
+)]
+pub async fn put_checkpoints(
+    State(shared): State<Arc<Shared>>,
+    Path(order): Path<String>,
+    headers: HeaderMap,
+    Json(switch): Json<CheckpointsSwitch>,
+) -> Result<Json<CheckpointsInfo>, ApiError> {
+    let k = key(&order)?;
+    let unix_ms = header_ms(&headers)?;
+    fresh(unix_ms)?;
+    let signature = signature_header(&headers)?;
+    let buyer = buyer_of(&shared, k).await?;
+    verify_buyer(
+        signature,
+        &buyer,
+        &checkpoints_message(&k.to_bytes(), switch.enabled, unix_ms),
+    )?;
+    shared
+        .store
+        .set_checkpoints(&order, switch.enabled, unix_ms)
+        .await
+        .map_err(internal)?;
+    let leases: Vec<(Pubkey, LeaseId)> = {
+        let mut live = shared.live();
+        if switch.enabled {
+            live.checkpoints_off.remove(&k);
+        } else {
+            live.checkpoints_off.insert(k);
+        }
+        live.leases
+            .values()
+            .filter(|t| t.order == k)
+            .map(|t| (t.worker, t.id))
+            .collect()
+    };
+    for (worker, lease) in leases {
+        shared.send_to(
+            &worker,
+            gpumesh_protocol::wire::ToWorker::Checkpoints {
+                lease,
+                enabled: switch.enabled,
+            },
+        );
+    }
+    tracing::info!(%order, enabled = switch.enabled, "the buyer switched the order's checkpoints");
+    let spec = shared.store.spec(&order).await.map_err(internal)?;
+    Ok(Json(
+        checkpoints_info(&shared, &order, spec.as_deref()).await?,
+    ))
+}
+
+/// The checkpoints part of an order's page.
+async fn checkpoints_info(
+    shared: &Shared,
+    order: &str,
+    spec: Option<&str>,
+) -> Result<CheckpointsInfo, ApiError> {
+    let spec = spec.and_then(|t| gpumesh_protocol::wire::JobSpec::from_toml(t).ok());
+    let records = shared.store.checkpoints_of(order).await.map_err(internal)?;
+    let turned_off = order
+        .parse::<Pubkey>()
+        .is_ok_and(|k| shared.live().checkpoints_off.contains(&k));
+    let now = crate::service::history::now_ms();
+    let all: Vec<CheckpointInfo> = records
+        .into_iter()
+        .map(|r| CheckpointInfo {
+            hash: gpumesh_protocol::hex(&r.checkpoint.hash),
+            size: r.checkpoint.size,
+            files: r.checkpoint.files,
+            unix_ms: r.checkpoint.unix_ms,
+            age_s: now.saturating_sub(r.checkpoint.unix_ms) / 1000,
+            worker: r.worker,
+            lease: r.checkpoint.lease.lease.to_string(),
+            nonce: r.checkpoint.lease.nonce,
+            status: r.status,
+            reason: r.reason,
+        })
+        .collect();
+    let kept = all.iter().filter(|c| c.status == "stored");
+    let (stored, stored_bytes) =
+        kept.fold((0, 0u64), |(n, b), c| (n + 1, b.saturating_add(c.size)));
+    let latest = all.iter().find(|c| c.status == "stored").cloned();
+    let price = shared.cfg.checkpoint_storage_price_per_gib_hour;
+    let cost = (u128::from(stored_bytes) * u128::from(price)).div_ceil(1 << 30);
+    Ok(CheckpointsInfo {
+        storage_cost_per_hour: cost.to_string(),
+        storage_price_per_gib_hour: price.to_string(),
+        enabled: !turned_off && spec.as_ref().is_some_and(|s| s.checkpoint.is_some()),
+        turned_off,
+        interval_s: spec.and_then(|s| s.checkpoint.map(|c| c.interval_s)),
+        latest,
+        stored,
+        stored_bytes,
+        all,
+    })
 }
 
 /// An order: its state on chain, the leases this service runs for it (seconds served, claimed
@@ -567,7 +734,9 @@ pub async fn order(
     let spend = u128::from(o.gpus_assigned) * u128::from(o.terms.max_price_per_gpu_second);
     let runway = u128::from(o.escrow_remaining).checked_div(spend);
     let jobs = shared.store.jobs_of(&order).await.map_err(internal)?;
-    let job_spec_uploaded = shared.store.spec(&order).await.map_err(internal)?.is_some();
+    let spec = shared.store.spec(&order).await.map_err(internal)?;
+    let job_spec_uploaded = spec.is_some();
+    let checkpoints = checkpoints_info(&shared, &order, spec.as_deref()).await?;
     Ok(Json(OrderInfo {
         order: order.clone(),
         buyer: o.buyer.to_string(),
@@ -584,6 +753,7 @@ pub async fn order(
         job_spec_uploaded,
         leases,
         jobs: jobs.into_iter().map(JobInfo::from).collect(),
+        checkpoints,
     }))
 }
 
@@ -609,7 +779,15 @@ async fn closed_order(shared: &Shared, order: String) -> Result<OrderInfo, ApiEr
         .and_then(|(_, body)| {
             serde_json::from_str::<crate::service::history::OrderSample>(&body).ok()
         });
-    Ok(closed_info(order, buyer.unwrap_or_default(), jobs, last))
+    let spec = shared.store.spec(&order).await.map_err(internal)?;
+    let checkpoints = checkpoints_info(shared, &order, spec.as_deref()).await?;
+    Ok(closed_info(
+        order,
+        buyer.unwrap_or_default(),
+        jobs,
+        last,
+        checkpoints,
+    ))
 }
 
 fn closed_info(
@@ -617,6 +795,7 @@ fn closed_info(
     buyer: String,
     jobs: Vec<crate::service::store::JobRecord>,
     last: Option<crate::service::history::OrderSample>,
+    checkpoints: CheckpointsInfo,
 ) -> OrderInfo {
     OrderInfo {
         order,
@@ -635,6 +814,7 @@ fn closed_info(
         job_spec_uploaded: true,
         leases: vec![],
         jobs: jobs.into_iter().map(JobInfo::from).collect(),
+        checkpoints,
     }
 }
 
@@ -971,6 +1151,7 @@ pub async fn feed(
         lease,
         logs,
         put_spec,
+        put_checkpoints,
         feed,
         metrics
     ),

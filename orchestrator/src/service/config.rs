@@ -102,6 +102,11 @@ pub struct Config {
     /// its next slot, and a failover's job restarts only once its transaction is confirmed.
     #[serde(default = "defaults::confirm_poll_ms")]
     pub confirm_poll_ms: u64,
+    /// What keeping checkpoints costs, in base units of the market's mint per GiB-hour, as the
+    /// results store's operator charges it: shown to buyers with each order's checkpoints (the
+    /// chain does not settle it). 0: free.
+    #[serde(default)]
+    pub checkpoint_storage_price_per_gib_hour: u64,
     /// Fails over as the service did before one-transaction replacement: the lease closes
     /// alone, then the next placement round assigns a spare, with failover checked every 100 ms
     /// in the same task as placement and settlement. Kept as the failover benchmarks' baseline

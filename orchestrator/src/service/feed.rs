@@ -109,6 +109,35 @@ pub enum FeedEvent {
         deadline_ms: u64,
         reason: Option<String>,
     },
+    /// A worker stored a checkpoint of the order's job (hash in hex, size in bytes).
+    Checkpoint {
+        order: String,
+        worker: String,
+        lease: String,
+        nonce: u64,
+        hash: String,
+        size: u64,
+        files: u64,
+        unix_ms: u64,
+    },
+    /// A job moved to a new worker resumed from this checkpoint.
+    CheckpointRestored {
+        order: String,
+        worker: String,
+        lease: String,
+        nonce: u64,
+        hash: String,
+    },
+    /// A checkpoint was not restored (missing, incomplete or failing its hash check) and will
+    /// not be offered again; the one before it is tried next.
+    CheckpointSkipped {
+        order: String,
+        worker: String,
+        lease: String,
+        nonce: u64,
+        hash: String,
+        reason: String,
+    },
     /// This subscriber fell behind and missed `missed` events.
     Lagged {
         missed: u64,
@@ -129,7 +158,10 @@ impl FeedEvent {
             | Settled { order, worker, .. }
             | WorkerDown { order, worker, .. }
             | LeaseEnded { order, worker, .. }
-            | Job { order, worker, .. } => (Some(order), Some(worker)),
+            | Job { order, worker, .. }
+            | Checkpoint { order, worker, .. }
+            | CheckpointRestored { order, worker, .. }
+            | CheckpointSkipped { order, worker, .. } => (Some(order), Some(worker)),
             OrderWaiting { order, .. } | OrderCompleted { order, .. } | JobLog { order, .. } => {
                 (Some(order), None)
             }

@@ -466,10 +466,18 @@ async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment>
                 });
                 (t.id, t.order, t.gpus, t.gpu_indices.clone(), chain)
             })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(id, order, gpus, indices, chain)| {
+                // Only a lease the worker does not know yet is started (from its checkpoint).
+                let restore = live.restore_for(&order);
+                let off = live.checkpoints_off.contains(&order);
+                (id, order, gpus, indices, chain, (restore, off))
+            })
             .collect()
     };
     let mut out = vec![];
-    for (id, order, gpus, gpu_indices, chain) in leases {
+    for (id, order, gpus, gpu_indices, chain, (restore, checkpoints_off)) in leases {
         if let Ok(Some(spec_text)) = shared.store.spec(&order.to_string()).await
             && let Ok(spec) = wire::JobSpec::from_toml(&spec_text)
         {
@@ -483,6 +491,8 @@ async fn resume_leases(shared: &Shared, worker: &Pubkey) -> Vec<LeaseAssignment>
                 receipt_every_s: shared.cfg.receipt_every_s,
                 spec_file: Some(spec_text),
                 chain,
+                restore,
+                checkpoints_off,
             });
         }
     }
@@ -591,6 +601,42 @@ async fn handle(
             shared.settlement.notify_one();
             Ok(())
         }
+        ToOrchestrator::Checkpoint(c) => checkpoint_in(shared, worker, c).await,
+        ToOrchestrator::CheckpointRestored { lease, hash } => {
+            let order = order_of(shared, worker, &lease)?;
+            tracing::info!(%worker, %order, hash = %gpumesh_protocol::hex(&hash), "job resumed from a checkpoint");
+            shared.feed.send(FeedEvent::CheckpointRestored {
+                order: order.to_string(),
+                worker: worker.to_string(),
+                lease: lease.lease.to_string(),
+                nonce: lease.nonce,
+                hash: gpumesh_protocol::hex(&hash),
+            });
+            Ok(())
+        }
+        ToOrchestrator::CheckpointSkipped {
+            lease,
+            hash,
+            reason,
+        } => {
+            let order = order_of(shared, worker, &lease)?;
+            tracing::warn!(%worker, %order, hash = %gpumesh_protocol::hex(&hash), %reason, "checkpoint skipped on restore; it will not be offered again");
+            shared.live().drop_checkpoint(&order, &hash);
+            shared
+                .store
+                .skip_checkpoint(&order.to_string(), &hash, &reason)
+                .await
+                .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+            shared.feed.send(FeedEvent::CheckpointSkipped {
+                order: order.to_string(),
+                worker: worker.to_string(),
+                lease: lease.lease.to_string(),
+                nonce: lease.nonce,
+                hash: gpumesh_protocol::hex(&hash),
+                reason,
+            });
+            Ok(())
+        }
         ToOrchestrator::Pong { .. } => Ok(()),
         ToOrchestrator::Commitment(_) | ToOrchestrator::Opening(_) => Err((
             ErrorCode::OutOfOrder,
@@ -601,6 +647,63 @@ async fn handle(
             Ok(())
         }
     }
+}
+
+/// The order of a lease this worker serves.
+fn order_of(shared: &Shared, worker: &Pubkey, lease: &wire::LeaseId) -> Result<Pubkey, Refusal> {
+    shared
+        .live()
+        .leases
+        .get(lease)
+        .filter(|t| t.worker == *worker)
+        .map(|t| t.order)
+        .ok_or_else(|| unknown(lease))
+}
+
+/// A stored checkpoint: recorded for its order (store first, then what new leases restore).
+async fn checkpoint_in(
+    shared: &Shared,
+    worker: &Pubkey,
+    c: wire::CheckpointRef,
+) -> Result<(), Refusal> {
+    let order = order_of(shared, worker, &c.lease)?;
+    if shared.live().checkpoints_off.contains(&order) {
+        return Err((
+            ErrorCode::Malformed,
+            format!("order {order}'s buyer turned checkpoints off; the checkpoint is not recorded"),
+        ));
+    }
+    let spec = shared
+        .store
+        .spec(&order.to_string())
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    let wanted = spec
+        .and_then(|text| wire::JobSpec::from_toml(&text).ok())
+        .is_some_and(|s| s.checkpoint.is_some());
+    if !wanted {
+        return Err((
+            ErrorCode::Malformed,
+            format!("order {order}'s job spec has no [checkpoint]; the checkpoint is not recorded"),
+        ));
+    }
+    shared
+        .store
+        .put_checkpoint(&order.to_string(), &worker.to_string(), &c)
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    shared.live().add_checkpoint(order, c);
+    shared.feed.send(FeedEvent::Checkpoint {
+        order: order.to_string(),
+        worker: worker.to_string(),
+        lease: c.lease.lease.to_string(),
+        nonce: c.lease.nonce,
+        hash: gpumesh_protocol::hex(&c.hash),
+        size: c.size,
+        files: c.files,
+        unix_ms: c.unix_ms,
+    });
+    Ok(())
 }
 
 fn unknown(lease: &wire::LeaseId) -> Refusal {

@@ -236,6 +236,8 @@ impl History {
             | FeedEvent::LeaseEnded { .. }
             | FeedEvent::Settled { .. }
             | FeedEvent::OrderCompleted { .. }
+            | FeedEvent::CheckpointRestored { .. }
+            | FeedEvent::CheckpointSkipped { .. }
             | FeedEvent::Challenge { .. } => {
                 let mut notable = lock(&self.notable);
                 if notable.len() == NOTABLE_KEPT {
@@ -249,6 +251,7 @@ impl History {
             FeedEvent::ReceiptStored { .. }
             | FeedEvent::OrderWaiting { .. }
             | FeedEvent::Job { .. }
+            | FeedEvent::Checkpoint { .. }
             | FeedEvent::JobLog { .. }
             | FeedEvent::Lagged { .. } => {}
         }

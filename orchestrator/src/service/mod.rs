@@ -132,6 +132,17 @@ pub async fn run(
     let addrs = MarketAddresses::of(&market);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let store = store::Store::open(&cfg.store).await?;
+    let mut live = Live::default();
+    for c in store.restorable_checkpoints().await? {
+        if let Ok(order) = c.order.parse::<Pubkey>() {
+            live.add_checkpoint(order, c.checkpoint);
+        }
+    }
+    for order in store.checkpoints_off().await? {
+        if let Ok(order) = order.parse::<Pubkey>() {
+            live.checkpoints_off.insert(order);
+        }
+    }
     let shared = Arc::new(Shared {
         program_id: receipt::key(&gpumesh_client::program::ID),
         orchestrator: Arc::new(Orchestrator::new(addrs, parts.keypair)),
@@ -139,7 +150,7 @@ pub async fn run(
         chain,
         failover_chain,
         store,
-        live: Mutex::new(Live::default()),
+        live: Mutex::new(live),
         mirror: Mutex::new(None),
         placement: Notify::new(),
         settlement: Notify::new(),
@@ -162,6 +173,7 @@ pub async fn run(
         .route("/v1/orders/{order}", get(api::order))
         .route("/v1/orders/{order}/logs", get(api::logs))
         .route("/v1/orders/{order}/spec", put(api::put_spec))
+        .route("/v1/orders/{order}/checkpoints", put(api::put_checkpoints))
         .route("/v1/leases/{lease}", get(api::lease))
         .route("/v1/feed", get(api::feed))
         .route("/v1/openapi.json", get(api::openapi))

@@ -13,7 +13,9 @@ use crate::actions::Orchestrator;
 use gpumesh_client::ix::LeaseRef;
 use gpumesh_client::{Chain, MarketAddresses, Pubkey};
 use gpumesh_protocol::heartbeat::HeartbeatChain;
-use gpumesh_protocol::wire::{HardwareReport, LeaseId, Telemetry, ToWorker};
+use gpumesh_protocol::wire::{
+    CheckpointRef, HardwareReport, LeaseId, RESTORE_CANDIDATES, Telemetry, ToWorker,
+};
 use gpumesh_protocol::{Key, SignedReceipt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -173,11 +175,49 @@ pub struct Live {
     pub next_session: u64,
     /// Workers that passed a compute challenge in this service's life.
     pub verified: std::collections::HashSet<Pubkey>,
+    /// Each order's restorable checkpoints, newest first (the store has them all).
+    pub checkpoints: HashMap<Pubkey, Vec<CheckpointRef>>,
+    /// Orders whose buyer turned checkpoints off.
+    pub checkpoints_off: std::collections::HashSet<Pubkey>,
     /// Orders whose job ended (exited, or stopped because the order can pay no more): never
     /// placed again, even in the moment between their lease's close and their completion.
     pub finished: std::collections::HashSet<Pubkey>,
     /// Each connected worker's newest worker receipt (one signature over all its leases).
     pub worker_receipts: HashMap<Pubkey, gpumesh_protocol::SignedWorkerReceipt>,
+}
+
+impl Live {
+    /// Records a stored checkpoint of `order` in its place (newest first).
+    pub fn add_checkpoint(&mut self, order: Pubkey, c: CheckpointRef) {
+        let list = self.checkpoints.entry(order).or_default();
+        if list.iter().any(|k| k.hash == c.hash) {
+            return;
+        }
+        let at = list
+            .iter()
+            .position(|k| k.unix_ms < c.unix_ms)
+            .unwrap_or(list.len());
+        list.insert(at, c);
+    }
+
+    /// Forgets a checkpoint a daemon could not restore.
+    pub fn drop_checkpoint(&mut self, order: &Pubkey, hash: &[u8; 32]) {
+        if let Some(list) = self.checkpoints.get_mut(order) {
+            list.retain(|k| k.hash != *hash);
+        }
+    }
+
+    /// What a new lease of `order` restores: the newest checkpoints, the ones before as
+    /// fallbacks.
+    pub fn restore_for(&self, order: &Pubkey) -> Vec<CheckpointRef> {
+        if self.checkpoints_off.contains(order) {
+            return vec![];
+        }
+        self.checkpoints
+            .get(order)
+            .map(|l| l.iter().take(RESTORE_CANDIDATES).copied().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Everything the service's tasks share.

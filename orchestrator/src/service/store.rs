@@ -1,12 +1,15 @@
 //! The service's store: what the chain does not hold and a restart must not lose. Signed
 //! receipts are written before they are acknowledged to the worker, so a receipt the worker may
-//! forget is on disk; job specs the buyers uploaded; job state and the tail of each job's logs.
+//! forget is on disk; job specs the buyers uploaded; job state and the tail of each job's logs;
+//! each order's checkpoints.
 //!
 //! sqlx's `Any` driver over SQLite (a file, the default: nothing to install) or PostgreSQL (by
 //! URL), with one set of migrations (`orchestrator/migrations`) whose SQL both accept.
 
+mod checkpoints;
 mod history;
 
+pub use checkpoints::CheckpointRecord;
 pub use history::LeaseTerms;
 
 use gpumesh_protocol::SignedReceipt;

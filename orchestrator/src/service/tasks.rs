@@ -312,6 +312,8 @@ fn start_job(
         receipt_every_s: shared.cfg.receipt_every_s,
         spec_file: Some(spec_text.to_string()),
         chain: None,
+        restore: live.restore_for(&lease.order),
+        checkpoints_off: live.checkpoints_off.contains(&lease.order),
     };
     let worker = lease.worker;
     shared.feed.send(FeedEvent::LeaseStarted {

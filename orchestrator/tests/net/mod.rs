@@ -174,6 +174,7 @@ impl Net {
             runway_floor_s: 600,
             stop_grace_ms: 1_000,
             confirm_poll_ms: 25,
+            checkpoint_storage_price_per_gib_hour: 0,
             sequential_failover: false,
         }
     }

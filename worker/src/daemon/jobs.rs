@@ -7,7 +7,7 @@
 use super::config::RuntimeKind;
 use super::hardware::Machine;
 use super::logs::LogHub;
-use super::results::{ResultStore, collect};
+use super::results::{ResultStore, collect, collect_dir};
 use super::runtime::{
     Adopted, ExitState, JobPlan, Runtime, RuntimeError, Signal, Started, unix_ms,
 };
@@ -15,7 +15,9 @@ use super::store::{ExitRecord, JobRef};
 use futures_util::StreamExt;
 use gpumesh_protocol::Key;
 use gpumesh_protocol::job_spec_hash;
-use gpumesh_protocol::wire::{JobSpec, LeaseAssignment, LeaseId, LogStream};
+use gpumesh_protocol::wire::{
+    CHECKPOINT_REQUEST_FILE, CheckpointRef, JobSpec, LeaseAssignment, LeaseId, LogStream,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,12 +45,25 @@ pub enum JobEvent {
     },
     /// Everything is done: results stored, container removed.
     Exited { lease: LeaseId, exit: ExitRecord },
+    /// A checkpoint of the job's state is stored.
+    Checkpoint(CheckpointRef),
+    /// Before the job started: the checkpoint restored (if any) and the ones skipped, why.
+    Restore {
+        lease: LeaseId,
+        restored: Option<[u8; 32]>,
+        skipped: Vec<([u8; 32], String)>,
+    },
 }
 
 /// A request to the job task.
 #[derive(Debug)]
 pub enum Control {
-    Stop { grace: Duration, why: String },
+    Stop {
+        grace: Duration,
+        why: String,
+    },
+    /// Take checkpoints (as the spec says) or not (the buyer turned them off).
+    Checkpoints(bool),
 }
 
 pub struct JobHandle {
@@ -95,9 +110,13 @@ pub fn plan(
             short(&assignment.spec_hash)
         ));
     }
-    let spec = JobSpec::from_toml(file).map_err(|e| e.to_string())?;
+    let mut spec = JobSpec::from_toml(file).map_err(|e| e.to_string())?;
     if spec != assignment.spec {
         return Err("the assignment's spec is not the spec file's".into());
+    }
+    if assignment.checkpoints_off {
+        // The buyer turned them off: no snapshot, no restore, no checkpoint directory.
+        spec.checkpoint = None;
     }
     if usize::from(assignment.gpus) != assignment.gpu_indices.len() {
         return Err(format!(
@@ -130,6 +149,7 @@ pub fn plan(
         return Err("this worker runs jobs as plain commands and the spec has no `command`".into());
     }
     let dir = lease_dir(work_dir, assignment.lease);
+    let spec_has_checkpoint = spec.checkpoint.is_some();
     Ok(JobPlan {
         lease: assignment.lease,
         worker,
@@ -140,6 +160,12 @@ pub fn plan(
         real_gpus: machine.has_gpus(),
         scratch: dir.join("scratch"),
         results: dir.join("results"),
+        restore: if spec_has_checkpoint {
+            assignment.restore.clone()
+        } else {
+            vec![]
+        },
+        resume: None,
     })
 }
 
@@ -154,7 +180,15 @@ pub fn lease_dir(work_dir: &Path, lease: LeaseId) -> PathBuf {
 
 fn prepare_dirs(plan: &JobPlan) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    for dir in [&plan.scratch, &plan.results] {
+    let checkpoint = plan.checkpoint_dir();
+    for dir in [
+        Some(&plan.scratch),
+        Some(&plan.results),
+        checkpoint.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
         std::fs::create_dir_all(dir)?;
         // The job may run as any user inside its container; the lease directory above is the
         // daemon's alone.
@@ -186,7 +220,7 @@ async fn supervise(
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let (plan, mut running, fresh) = match start {
-        JobStart::Fresh(plan) => {
+        JobStart::Fresh(mut plan) => {
             if let Err(e) = prepare_dirs(&plan) {
                 finish_without_run(
                     &ctx,
@@ -196,6 +230,7 @@ async fn supervise(
                 .await;
                 return;
             }
+            restore(&ctx, &mut plan).await;
             match ctx.runtime.start(&plan).await {
                 Ok((running, started)) => {
                     for line in &started.notes {
@@ -307,17 +342,50 @@ async fn supervise(
     let kill_at = tokio::time::sleep(Duration::from_secs(u32::MAX.into()));
     tokio::pin!(kill_at);
     let mut killed = false;
+    // Checkpoints: every interval, and when the job asks (a request file it touches, looked for
+    // a few times a second).
+    let mut checkpoint_every = plan
+        .spec
+        .checkpoint
+        .as_ref()
+        .map(|c| Duration::from_secs(c.interval_s.into()));
+    let mut checkpoint_poll = tokio::time::interval(CHECKPOINT_POLL);
+    checkpoint_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_checkpoint = (Instant::now(), plan.resume.map(|r| r.hash));
     let exit = {
         let wait = running.wait();
         tokio::pin!(wait);
         loop {
             tokio::select! {
                 r = &mut wait => break r,
-                Some(Control::Stop { grace, why }) = control.recv(), if stopping.is_none() => {
-                    killer.signal(Signal::Term).await;
-                    kill_at.as_mut().reset(tokio::time::Instant::now() + grace);
-                    stopping = Some(why);
+                _ = checkpoint_poll.tick(), if checkpoint_every.is_some() && stopping.is_none() => {
+                    let request = plan.scratch.join(CHECKPOINT_REQUEST_FILE);
+                    let asked = std::fs::symlink_metadata(&request).is_ok();
+                    let due = checkpoint_every.is_some_and(|every| last_checkpoint.0.elapsed() >= every);
+                    if asked || due {
+                        if asked {
+                            let _ = std::fs::remove_file(&request);
+                        }
+                        last_checkpoint = (Instant::now(), snapshot(&ctx, &plan, last_checkpoint.1).await);
+                    }
                 }
+                Some(c) = control.recv(), if stopping.is_none() => match c {
+                    Control::Stop { grace, why } => {
+                        killer.signal(Signal::Term).await;
+                        kill_at.as_mut().reset(tokio::time::Instant::now() + grace);
+                        stopping = Some(why);
+                    }
+                    Control::Checkpoints(on) => {
+                        checkpoint_every = plan
+                            .spec
+                            .checkpoint
+                            .as_ref()
+                            .filter(|_| on)
+                            .map(|c| Duration::from_secs(c.interval_s.into()));
+                        let state = if on { "on" } else { "off: no more snapshots" };
+                        note(&ctx.hub, lease, &format!("the buyer turned checkpoints {state}"));
+                    }
+                },
                 _ = &mut overdue, if max_duration.is_some() && stopping.is_none() => {
                     killer.signal(Signal::Term).await;
                     kill_at.as_mut().reset(tokio::time::Instant::now() + ctx.default_grace);
@@ -365,6 +433,115 @@ async fn supervise(
         status.push_str(&format!(" (memory limit {memory} MiB)"));
     }
     finish(&ctx, &plan, Some(&exit), status).await;
+}
+
+/// How often a job's checkpoint request file is looked for.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
+
+/// Before a fresh start: restores the newest checkpoint offered that passes its hash check into
+/// the job's checkpoint directory (the job is then told it resumes) and reports the ones
+/// skipped. Nothing restorable: the job starts from nothing.
+async fn restore(ctx: &JobContext, plan: &mut JobPlan) {
+    let Some(dir) = plan.checkpoint_dir() else {
+        return;
+    };
+    if plan.restore.is_empty() {
+        return;
+    }
+    let mut skipped = Vec::new();
+    let mut restored = None;
+    for candidate in plan.restore.clone() {
+        match ctx.results.get_checkpoint(candidate.hash, &dir).await {
+            Ok(got) => {
+                note(
+                    &ctx.hub,
+                    plan.lease,
+                    &format!(
+                        "resuming from checkpoint {} taken at {} ms by lease {} ({})",
+                        short(&candidate.hash),
+                        candidate.unix_ms,
+                        candidate.lease.lease,
+                        got.summary()
+                    ),
+                );
+                restored = Some(candidate);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(lease = %plan.lease.lease, "checkpoint skipped: {e}");
+                note(
+                    &ctx.hub,
+                    plan.lease,
+                    &format!("checkpoint {} skipped: {e}", short(&candidate.hash)),
+                );
+                skipped.push((candidate.hash, e.to_string()));
+            }
+        }
+    }
+    if restored.is_none() {
+        note(
+            &ctx.hub,
+            plan.lease,
+            "no checkpoint could be restored; the job starts from nothing",
+        );
+    }
+    // The directory must be there and writable for the job, restored or not.
+    if let Err(e) = prepare_dirs(plan) {
+        tracing::warn!(lease = %plan.lease.lease, "preparing the checkpoint directory: {e}");
+    }
+    plan.resume = restored;
+    let _ = ctx.events.send(JobEvent::Restore {
+        lease: plan.lease,
+        restored: restored.map(|r| r.hash),
+        skipped,
+    });
+}
+
+/// Takes a snapshot of the job's checkpoint directory and stores it, unless its content is the
+/// last one's (`last`). Returns the hash of the newest stored snapshot.
+async fn snapshot(ctx: &JobContext, plan: &JobPlan, last: Option<[u8; 32]>) -> Option<[u8; 32]> {
+    let dir = plan.checkpoint_dir()?;
+    let root = dir.clone();
+    let collected = match tokio::task::spawn_blocking(move || collect_dir(&root)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            note(&ctx.hub, plan.lease, &format!("checkpoint not taken: {e}"));
+            return last;
+        }
+        Err(e) => {
+            tracing::warn!("checkpoint task: {e}");
+            return last;
+        }
+    };
+    let Some(hash) = collected.hash else {
+        return last;
+    };
+    if Some(hash) == last {
+        return last;
+    }
+    let unix = unix_ms();
+    match ctx
+        .results
+        .put_checkpoint(plan.lease, &dir, &collected)
+        .await
+    {
+        Ok(_) => {
+            let size = collected.files.iter().map(|f| f.size).sum();
+            let _ = ctx.events.send(JobEvent::Checkpoint(CheckpointRef {
+                hash,
+                size,
+                files: collected.files.len() as u64,
+                unix_ms: unix,
+                lease: plan.lease,
+            }));
+            Some(hash)
+        }
+        Err(e) => {
+            // A file changed while it was copied (the job writes in place): the next one.
+            tracing::info!(lease = %plan.lease.lease, "checkpoint not stored: {e}");
+            last
+        }
+    }
 }
 
 /// The exit in words.
@@ -523,6 +700,8 @@ mod tests {
             receipt_every_s: 5,
             spec_file: Some(file.into()),
             chain: None,
+            restore: vec![],
+            checkpoints_off: false,
         }
     }
 

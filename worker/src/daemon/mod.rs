@@ -137,6 +137,8 @@ struct LeaseState {
     /// The orchestrator no longer lists this lease: end it without a final receipt.
     unwanted: bool,
     handle: Option<JobHandle>,
+    /// Checkpoint reports made while no orchestrator was connected, sent after the next Ready.
+    unreported: Vec<ToOrchestrator>,
 }
 
 impl LeaseState {
@@ -151,6 +153,7 @@ impl LeaseState {
             final_due: false,
             unwanted: false,
             handle: None,
+            unreported: Vec::new(),
         }
     }
 
@@ -625,6 +628,17 @@ impl Daemon {
                 })
                 .await?;
             }
+            let unreported = self
+                .leases
+                .get_mut(id)
+                .map(|st| std::mem::take(&mut st.unreported))
+                .unwrap_or_default();
+            for message in unreported {
+                s.send(&message).await?;
+            }
+            let Some(st) = self.leases.get(id) else {
+                continue;
+            };
             if let Some(exit) = st.stored.exit.clone() {
                 let final_due = st.final_due;
                 self.send_logs(s, Some(*id), usize::MAX).await?;
@@ -701,6 +715,11 @@ impl Daemon {
                     self.receipts(s).await?;
                 }
                 self.maybe_end(lease).await?;
+            }
+            ToWorker::Checkpoints { lease, enabled } => {
+                if let Some(handle) = self.leases.get(&lease).and_then(|st| st.handle.as_ref()) {
+                    let _ = handle.control.send(Control::Checkpoints(enabled));
+                }
             }
             ToWorker::ReceiptAck {
                 lease,
@@ -920,6 +939,33 @@ impl Daemon {
                 st.stored.phase = Phase::Exited;
                 self.store.save_lease(&st.stored).await?;
             }
+            JobEvent::Checkpoint(checkpoint) => {
+                tracing::info!(lease = %checkpoint.lease.lease, hash = %gpumesh_protocol::hex(&checkpoint.hash[..8]), bytes = checkpoint.size, "checkpoint stored");
+                self.report(
+                    checkpoint.lease,
+                    vec![ToOrchestrator::Checkpoint(checkpoint)],
+                    s,
+                )
+                .await?;
+            }
+            JobEvent::Restore {
+                lease,
+                restored,
+                skipped,
+            } => {
+                let mut messages: Vec<ToOrchestrator> = skipped
+                    .into_iter()
+                    .map(|(hash, reason)| ToOrchestrator::CheckpointSkipped {
+                        lease,
+                        hash,
+                        reason,
+                    })
+                    .collect();
+                if let Some(hash) = restored {
+                    messages.push(ToOrchestrator::CheckpointRestored { lease, hash });
+                }
+                self.report(lease, messages, s).await?;
+            }
             JobEvent::Exited { lease, exit } => {
                 let Some(st) = self.leases.get_mut(&lease) else {
                     return Ok(());
@@ -941,6 +987,28 @@ impl Daemon {
                     s.send(&exited(lease, &exit)).await?;
                 }
                 self.maybe_end(lease).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a lease's checkpoint reports now, or after the next Ready when not connected.
+    async fn report(
+        &mut self,
+        lease: LeaseId,
+        messages: Vec<ToOrchestrator>,
+        s: Option<&mut Session>,
+    ) -> Result<(), Fail> {
+        match s {
+            Some(s) => {
+                for message in &messages {
+                    s.send(message).await?;
+                }
+            }
+            None => {
+                if let Some(st) = self.leases.get_mut(&lease) {
+                    st.unreported.extend(messages);
+                }
             }
         }
         Ok(())

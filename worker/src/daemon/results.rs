@@ -1,6 +1,9 @@
 //! A job's results: the files its spec names under the results directory, their content address
 //! (`gpumesh_protocol::results`), and where they are kept afterwards. Stores are pluggable
 //! ([`ResultStore`]); the local-directory one is here, an S3-compatible one is future work.
+//! Checkpoints (snapshots of a job's state directory, see `gpumesh_protocol::wire::CheckpointSpec`)
+//! go to the same store under the same content address, and come back out only when what was
+//! fetched hashes to the address asked for.
 //!
 //! Symbolic links are never followed: a job could point one at any file of the host, which the
 //! daemon (outside the container) would otherwise read and publish. They are skipped and named.
@@ -66,6 +69,10 @@ pub enum ResultsError {
     BadPath(String),
     #[error("results store: {0}")]
     Store(String),
+    #[error("checkpoint {0} is not in the store (never stored, or not completely)")]
+    CheckpointMissing(String),
+    #[error("checkpoint {hash} fails its hash check: its files hash to {got}")]
+    CheckpointCorrupt { hash: String, got: String },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ResultsError + '_ {
@@ -172,7 +179,20 @@ pub fn collect(root: &Path, listed: &[String]) -> Result<Collected, ResultsError
     Ok(collected)
 }
 
-/// Where results are kept once a job ends.
+/// Collects a whole directory (every entry under `root`), as a checkpoint is hashed.
+pub fn collect_dir(root: &Path) -> Result<Collected, ResultsError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(io(root))? {
+        let entry = entry.map_err(io(root))?;
+        match entry.file_name().into_string() {
+            Ok(name) => names.push(name),
+            Err(name) => return Err(ResultsError::BadPath(name.to_string_lossy().into_owned())),
+        }
+    }
+    collect(root, &names)
+}
+
+/// Where results (and checkpoints) are kept once a job ends.
 pub trait ResultStore: Send + Sync {
     /// Stores the collected files (read from `root`) under their content hash and returns where
     /// they are (a path or URL). Storing the same hash twice is a no-op.
@@ -182,6 +202,23 @@ pub trait ResultStore: Send + Sync {
         root: &'a Path,
         collected: &'a Collected,
     ) -> BoxFuture<'a, Result<String, ResultsError>>;
+
+    /// Stores a checkpoint (the collected files of a checkpoint directory, read from `root`)
+    /// under its content hash; it is visible under that hash only once complete.
+    fn put_checkpoint<'a>(
+        &'a self,
+        lease: LeaseId,
+        root: &'a Path,
+        collected: &'a Collected,
+    ) -> BoxFuture<'a, Result<String, ResultsError>>;
+
+    /// Fetches the checkpoint stored under `hash` into `into` (replacing what is there), after
+    /// checking that its files hash to `hash`; on any failure `into` is left as it was.
+    fn get_checkpoint<'a>(
+        &'a self,
+        hash: [u8; 32],
+        into: &'a Path,
+    ) -> BoxFuture<'a, Result<Collected, ResultsError>>;
 }
 
 /// Results in a local directory: `<dir>/<hash in hex>/` holds the files and a `manifest.json`
@@ -196,8 +233,17 @@ impl LocalDirStore {
         LocalDirStore { dir }
     }
 
+    /// Where checkpoints are: `<dir>/checkpoints/<hash in hex>/` holds `files/` (the
+    /// directory's content) and `manifest.json`.
+    fn checkpoints(&self) -> PathBuf {
+        self.dir.join("checkpoints")
+    }
+
+    /// Copies the collected files into `<dir>/<hash>/<files>` through a temporary name, checking
+    /// each copy against its hash, with a manifest beside them.
     fn put_blocking(
         dir: &Path,
+        files: &str,
         lease: LeaseId,
         root: &Path,
         collected: &Collected,
@@ -211,10 +257,14 @@ impl LocalDirStore {
             return Ok(target.display().to_string());
         }
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let temp = dir.join(format!(".{name}.{}", std::process::id()));
+        let temp = dir.join(format!(
+            ".{name}.{}.{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&temp);
         for file in &collected.files {
-            let to = temp.join(&file.path);
+            let to = temp.join(files).join(&file.path);
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
@@ -250,6 +300,67 @@ impl LocalDirStore {
         }
         Ok(target.display().to_string())
     }
+
+    fn get_checkpoint_blocking(
+        checkpoints: &Path,
+        hash: [u8; 32],
+        into: &Path,
+    ) -> Result<Collected, ResultsError> {
+        let name = hex(&hash);
+        let source = checkpoints.join(&name).join("files");
+        if !source.is_dir() {
+            return Err(ResultsError::CheckpointMissing(name));
+        }
+        let parent = into
+            .parent()
+            .ok_or_else(|| ResultsError::BadPath(into.display().to_string()))?;
+        let temp = parent.join(format!(".restore-{name}"));
+        let _ = std::fs::remove_dir_all(&temp);
+        let copied = copy_tree(&source, &temp).and_then(|()| collect_dir(&temp));
+        let collected = match copied {
+            Ok(c) if c.hash == Some(hash) && c.skipped.is_empty() => c,
+            Ok(c) => {
+                let _ = std::fs::remove_dir_all(&temp);
+                return Err(ResultsError::CheckpointCorrupt {
+                    hash: name,
+                    got: c
+                        .hash
+                        .map_or_else(|| "nothing (no files)".into(), |h| hex(&h)),
+                });
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&temp);
+                return Err(e);
+            }
+        };
+        if std::fs::symlink_metadata(into).is_ok() {
+            std::fs::remove_dir_all(into).map_err(io(into))?;
+        }
+        std::fs::rename(&temp, into).map_err(io(into))?;
+        Ok(collected)
+    }
+}
+
+/// Copies plain files and directories from `from` into a new directory `to` (links and special
+/// files are left out, so the hash check that follows fails on them).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ResultsError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    // The job inside its container may run as any user.
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o777)).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(io(&src))?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).map_err(io(&src))?;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o666))
+                .map_err(io(&dst))?;
+        }
+    }
+    Ok(())
 }
 
 impl ResultStore for LocalDirStore {
@@ -261,7 +372,39 @@ impl ResultStore for LocalDirStore {
     ) -> BoxFuture<'a, Result<String, ResultsError>> {
         Box::pin(async move {
             let (dir, root, collected) = (self.dir.clone(), root.to_path_buf(), collected.clone());
-            tokio::task::spawn_blocking(move || Self::put_blocking(&dir, lease, &root, &collected))
+            tokio::task::spawn_blocking(move || {
+                Self::put_blocking(&dir, "", lease, &root, &collected)
+            })
+            .await
+            .map_err(|e| ResultsError::Store(e.to_string()))?
+        })
+    }
+
+    fn put_checkpoint<'a>(
+        &'a self,
+        lease: LeaseId,
+        root: &'a Path,
+        collected: &'a Collected,
+    ) -> BoxFuture<'a, Result<String, ResultsError>> {
+        Box::pin(async move {
+            let (dir, root, collected) =
+                (self.checkpoints(), root.to_path_buf(), collected.clone());
+            tokio::task::spawn_blocking(move || {
+                Self::put_blocking(&dir, "files", lease, &root, &collected)
+            })
+            .await
+            .map_err(|e| ResultsError::Store(e.to_string()))?
+        })
+    }
+
+    fn get_checkpoint<'a>(
+        &'a self,
+        hash: [u8; 32],
+        into: &'a Path,
+    ) -> BoxFuture<'a, Result<Collected, ResultsError>> {
+        Box::pin(async move {
+            let (dir, into) = (self.checkpoints(), into.to_path_buf());
+            tokio::task::spawn_blocking(move || Self::get_checkpoint_blocking(&dir, hash, &into))
                 .await
                 .map_err(|e| ResultsError::Store(e.to_string()))?
         })
@@ -334,5 +477,60 @@ mod tests {
         assert!(manifest.contains("\"ckpt/sub/b.bin\""), "{manifest}");
         // Twice is fine.
         store.put(lease, &root, &got).await.expect("again");
+    }
+
+    #[tokio::test]
+    async fn checkpoints_come_back_only_whole_and_as_hashed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ckpt = dir.path().join("ckpt");
+        std::fs::create_dir_all(ckpt.join("opt")).expect("dirs");
+        std::fs::write(ckpt.join("state"), b"12 0.5 0.25\n").expect("write");
+        std::fs::write(ckpt.join("opt/m.bin"), [9u8; 100]).expect("write");
+        let got = collect_dir(&ckpt).expect("collect");
+        let hash = got.hash.expect("files");
+        assert_eq!(
+            got.hash,
+            results_hash(&[("state", b"12 0.5 0.25\n"), ("opt/m.bin", &[9u8; 100])]).expect("hash")
+        );
+        let store = LocalDirStore::new(dir.path().join("store"));
+        let lease = LeaseId {
+            lease: Key([1; 32]),
+            nonce: 2,
+        };
+        store
+            .put_checkpoint(lease, &ckpt, &got)
+            .await
+            .expect("stored");
+
+        // Restored into a directory that has other content: replaced whole.
+        let into = dir.path().join("job/scratch/ckpt");
+        std::fs::create_dir_all(&into).expect("dirs");
+        std::fs::write(into.join("stale"), b"x").expect("write");
+        let back = store.get_checkpoint(hash, &into).await.expect("restored");
+        assert_eq!(back.hash, Some(hash));
+        assert_eq!(
+            std::fs::read(into.join("state")).expect("state"),
+            b"12 0.5 0.25\n"
+        );
+        assert!(!into.join("stale").exists());
+
+        // Never stored (or not completely: only a complete one has its name).
+        let err = store.get_checkpoint([7; 32], &into).await.unwrap_err();
+        assert!(matches!(err, ResultsError::CheckpointMissing(_)), "{err}");
+
+        // A stored file changed: refused, and what was there is left alone.
+        let stored = dir.path().join("store/checkpoints").join(hex(&hash));
+        std::fs::write(stored.join("files/state"), b"99 0.5 0.25\n").expect("corrupt");
+        let err = store.get_checkpoint(hash, &into).await.unwrap_err();
+        assert!(err.to_string().contains("fails its hash check"), "{err}");
+        assert_eq!(
+            std::fs::read(into.join("state")).expect("kept"),
+            b"12 0.5 0.25\n"
+        );
+        assert!(
+            !dir.path()
+                .join(format!("job/scratch/.restore-{}", hex(&hash)))
+                .exists()
+        );
     }
 }

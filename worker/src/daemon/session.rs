@@ -235,6 +235,7 @@ pub fn kind(m: &ToWorker) -> &'static str {
         ToWorker::Ready { .. } => "ready",
         ToWorker::StartJob(_) => "start_job",
         ToWorker::StopJob { .. } => "stop_job",
+        ToWorker::Checkpoints { .. } => "checkpoints",
         ToWorker::ReceiptAck { .. } => "receipt_ack",
         ToWorker::Ping { .. } => "ping",
         ToWorker::Challenge(_) => "challenge",

@@ -173,16 +173,7 @@ pub struct Store {
     path: PathBuf,
 }
 
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+use gpumesh_protocol::unhex32 as unhex;
 
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -559,6 +550,8 @@ mod tests {
             receipt_every_s: 10,
             spec_file: Some("image = \"x\"\n".into()),
             chain: None,
+            restore: vec![],
+            checkpoints_off: false,
         }
     }
 

@@ -209,6 +209,8 @@ pub fn assignment(
         receipt_every_s,
         spec_file: Some(spec.into()),
         chain: None,
+        restore: vec![],
+        checkpoints_off: false,
     }
 }
 
@@ -765,6 +767,10 @@ fn handle(
             s.answers.push(m);
             None
         }
+        // Checkpoints are the end-to-end tests' (cli/tests/e2e/checkpoint.rs).
+        ToOrchestrator::Checkpoint(_)
+        | ToOrchestrator::CheckpointRestored { .. }
+        | ToOrchestrator::CheckpointSkipped { .. } => None,
         ToOrchestrator::Hello { .. } => {
             s.problems.push("a second hello".into());
             None

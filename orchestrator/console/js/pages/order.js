@@ -1,6 +1,7 @@
 // One order, for its buyer: placement or why it waits, its leases and GPUs, escrow and how long
 // it lasts, spend per second, every receipt and settlement with its transaction (linked to the
-// cluster's explorer where it has one), the result hash, and the job's live output, which only
+// cluster's explorer where it has one), the result hash, its checkpoints (the latest one's age,
+// what is kept and its bytes, any skipped on restore and why), and the job's live output, which only
 // the buyer's signature opens: the page shows the `gpumesh` command that signs the request (the
 // key stays with the buyer) or takes a pasted signature.
 
@@ -31,6 +32,7 @@ export function mount(root, route, ctx) {
   const leasesEl = h('div', { id: 'order-leases' });
   const settlementsEl = h('div', { id: 'order-settlements' });
   const receiptsEl = h('div', { id: 'order-receipts' });
+  const checkpointsEl = h('div', { id: 'order-checkpoints' });
   const logsBox = h('div', { class: 'logs', id: 'order-logs', role: 'log', 'aria-label': 'Job output', tabindex: 0 });
   const logsHead = h('div');
   const commandsEl = h('div');
@@ -44,6 +46,7 @@ export function mount(root, route, ctx) {
       section('Leases', leasesEl),
       h('div', { class: 'span-all' }, section('Settlements', settlementsEl)),
       h('div', { class: 'span-all' }, section('Receipts', receiptsEl)),
+      h('div', { class: 'span-all' }, section('Checkpoints', checkpointsEl)),
       h('div', { class: 'span-all' }, section('Live output', logsHead, logsBox)),
       h('div', { class: 'span-all' }, section('Buyer\'s commands', commandsEl))));
 
@@ -212,8 +215,32 @@ export function mount(root, route, ctx) {
       form);
   }
 
+  function renderCheckpoints(c) {
+    if (!c || !c.enabled) {
+      const why = c && c.turned_off ? 'the buyer turned them off' : 'the job spec has no [checkpoint] section';
+      fill(checkpointsEl, h('p', { class: 'sub', dataset: { field: 'checkpoints-off' } }, `Off: ${why}, so a job moved to another worker starts over.`));
+      return;
+    }
+    const mib = (b) => `${(b / 1048576).toFixed(2)} MiB`;
+    const latest = c.latest
+      ? h('p', { dataset: { field: 'checkpoint-latest', hash: c.latest.hash } }, 'Latest: ', copyable(c.latest.hash, { label: 'Copy the checkpoint hash' }),
+        ` taken ${duration(c.latest.age_s)} ago (${mib(c.latest.size)}, ${c.latest.files} files); a new worker resumes from it.`)
+      : h('p', {}, 'No checkpoint yet: a job moved now starts over.');
+    fill(checkpointsEl,
+      h('p', { dataset: { field: 'checkpoint-storage', raw: c.stored_bytes } }, `Every ${duration(c.interval_s)} and when the job asks. Kept: ${c.stored} checkpoint${c.stored === 1 ? '' : 's'}, ${mib(c.stored_bytes)} of storage, ${tokens(c.storage_cost_per_hour, dec)} per hour at the store's price.`),
+      latest,
+      table([
+        { label: 'Hash', cell: (k) => h('span', { class: 'mono', title: k.hash }, short(k.hash)) },
+        { label: 'Taken', cell: (k) => `${duration(k.age_s)} ago` },
+        { label: 'Size', num: true, cell: (k) => mib(k.size) },
+        { label: 'Lease', cell: (k) => h('span', { title: `${k.lease} #${k.nonce}` }, `${short(k.lease)} #${k.nonce}`) },
+        { label: 'State', cell: (k) => (k.status === 'stored' ? chip('stored', 'ok') : h('span', {}, chip('skipped', 'warn'), ` ${k.reason || ''}`)) },
+      ], c.all.slice(0, 20), { caption: 'Checkpoints of this order, newest first', empty: 'None yet.', rowAttrs: (k) => ({ dataset: { hash: k.hash, status: k.status } }) }));
+  }
+
   async function refresh(live = true) {
     try {
+      get(`/v1/orders/${address}`).then((o) => renderCheckpoints(o.checkpoints)).catch(() => {});
       const a = await get(`/v1/orders/${address}/activity`);
       if (closed) return;
       const first = !activity;

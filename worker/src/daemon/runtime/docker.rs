@@ -681,6 +681,8 @@ mod tests {
             results: "/var/lib/gpumesh/jobs/x/results".into(),
             millicpus: 1_500,
             memory_mib: 2_048,
+            restore: vec![],
+            resume: None,
         }
     }
 

@@ -10,7 +10,10 @@ use super::hardware::GpuSlot;
 use super::store::JobRef;
 use futures_util::stream::BoxStream;
 use gpumesh_protocol::Key;
-use gpumesh_protocol::wire::{JobSpec, LeaseId, LogStream};
+use gpumesh_protocol::wire::{
+    CheckpointRef, ENV_CHECKPOINT_DIR, ENV_RESUME_HASH, ENV_RESUME_UNIX_MS, JobSpec, LeaseId,
+    LogStream,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -29,6 +32,20 @@ pub struct JobPlan {
     pub results: PathBuf,
     pub millicpus: u32,
     pub memory_mib: u64,
+    /// Checkpoints to restore before the job starts, newest first (from the assignment).
+    pub restore: Vec<CheckpointRef>,
+    /// The checkpoint restored into the job's checkpoint directory: the job resumes from it.
+    pub resume: Option<CheckpointRef>,
+}
+
+impl JobPlan {
+    /// The job's checkpoint directory on the host (under scratch), when its spec has one.
+    pub fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.spec
+            .checkpoint
+            .as_ref()
+            .map(|c| self.scratch.join(&c.dir))
+    }
 }
 
 /// A job just started.
@@ -228,6 +245,13 @@ pub fn job_env(plan: &JobPlan, scratch: &str, results: &str) -> Vec<(String, Str
     env.push(("GPUMESH_SCRATCH".into(), scratch.into()));
     env.push(("GPUMESH_RESULTS".into(), results.into()));
     env.push(("GPUMESH_GPUS".into(), plan.gpus.len().to_string()));
+    if let Some(c) = &plan.spec.checkpoint {
+        env.push((ENV_CHECKPOINT_DIR.into(), format!("{scratch}/{}", c.dir)));
+    }
+    if let Some(resume) = &plan.resume {
+        env.push((ENV_RESUME_HASH.into(), gpumesh_protocol::hex(&resume.hash)));
+        env.push((ENV_RESUME_UNIX_MS.into(), resume.unix_ms.to_string()));
+    }
     if plan.real_gpus {
         // UUIDs name the same GPUs inside a container (which renumbers what it sees from 0) and
         // on the host.
