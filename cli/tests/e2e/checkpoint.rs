@@ -411,6 +411,7 @@ fn a_buyer_turns_checkpoints_off_and_a_moved_job_starts_over() {
     assert!(service.terminate().success());
 }
 
+#[allow(dead_code)] // used by the measurement below, which benches/resume_daemons.rs runs
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -419,6 +420,7 @@ fn cpu_model() -> String {
         .map_or_else(|| "unknown".into(), |m| m.trim().to_string())
 }
 
+#[allow(dead_code)] // used by the measurement below
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -427,16 +429,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Ten kills of whichever worker runs the job, each at a different point of the checkpoint
 /// interval; three workers, each killed one restarted so it can take the job later. Prints
 /// p50/p99 of kill → first resumed step and the steps lost per kill (the steps the dead job had
-/// shown past the checkpoint its successor restored). `CHECKPOINT_EVERY_STEPS` sets the interval.
-#[test]
-#[ignore = "a measurement: run with --ignored --nocapture"]
-fn resume_after_ten_kills_measured() {
-    let kills = 10;
-    // Steps between checkpoints: 5 by default, or CHECKPOINT_EVERY_STEPS.
-    let every: u32 = std::env::var("CHECKPOINT_EVERY_STEPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+/// shown past the checkpoint its successor restored), with `every` steps between checkpoints.
+/// A measurement, not a test: `cargo bench --profile dev -p gpumesh-cli --bench resume_daemons`.
+#[allow(dead_code)] // run by benches/resume_daemons.rs
+pub fn resume_after_kills_measured(kills: u32, every: u32) {
     let steps = 1_000;
     let m = Market::start();
     block_on(ensure_resume(&m.docker)).expect("building examples/resume");
@@ -532,11 +528,6 @@ fn resume_after_ten_kills_measured() {
     // Every kill lost less than two checkpoint intervals of steps (the one in progress, and at
     // most one whose snapshot had not been reported when the worker died).
     assert!(lost.iter().all(|l| *l < 2 * every + 2), "{lost:?}");
-    assert!(
-        sorted[sorted.len() - 1] < 15.0,
-        "a resumed job's first step came {:.1} s after a kill",
-        sorted[sorted.len() - 1]
-    );
 
     // The job runs to its end: the same model as an uninterrupted run, the books hold.
     let key = Pubkey::from_str(&order).unwrap();
