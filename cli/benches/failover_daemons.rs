@@ -220,20 +220,7 @@ fn measure(service_extra: &str, kills: usize, label: &str) -> Vec<Kill> {
             first_log,
         });
         // The dead machine's container is removed as its returning daemon would.
-        let docker = market::engine();
-        for name in market::containers_of(&docker, &suppliers[victim].worker) {
-            market::block_on(async {
-                let _ = docker
-                    .remove_container(
-                        name.trim_start_matches('/'),
-                        Some(bollard::query_parameters::RemoveContainerOptions {
-                            force: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
-            });
-        }
+        remove_containers(&suppliers[victim].worker);
         serving = loop {
             let page = m.order_page(&order);
             if let Some(w) = page["leases"]
@@ -252,9 +239,32 @@ fn measure(service_extra: &str, kills: usize, label: &str) -> Vec<Kill> {
     for d in daemons.into_iter().flatten() {
         let _ = d.terminate();
     }
+    // A stopped daemon leaves its job's container running (the next start picks it up): the
+    // bench's are removed, so that no job outlives it.
+    for s in &suppliers {
+        remove_containers(&s.worker);
+    }
     let Market { service, .. } = m;
     let _ = service.terminate();
     out
+}
+
+/// Force-removes every container of `worker` (running or not).
+fn remove_containers(worker: &str) {
+    let docker = market::engine();
+    for name in market::containers_of(&docker, worker) {
+        market::block_on(async {
+            let _ = docker
+                .remove_container(
+                    name.trim_start_matches('/'),
+                    Some(bollard::query_parameters::RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        });
+    }
 }
 
 fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
