@@ -94,6 +94,12 @@ pub async fn restore(shared: &Arc<Shared>) -> Result<usize, String> {
         }
         // Its worker has the restart grace to find the service again before it is down.
         t.retry_at = Some(Instant::now() + shared.cfg.restart_grace());
+        // Its last settlement as the chain dates it, so that the receipt age keeps counting
+        // across the restart.
+        let since = (unix_ms() / 1_000).saturating_sub(lease.last_settle_ts.max(0) as u64);
+        t.settled_at = Instant::now()
+            .checked_sub(Duration::from_secs(since))
+            .unwrap_or_else(Instant::now);
         restored.push(t);
     }
     let n = restored.len();
