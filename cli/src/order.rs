@@ -293,24 +293,13 @@ fn checkpoints(
         .map_or(0, |d| d.as_millis() as u64);
     let message = gpumesh_protocol::jobspec::checkpoints_message(&key.to_bytes(), enabled, unix_ms);
     let signature = gpumesh_client::Signer::sign_message(&buyer, &message);
-    let url = format!(
-        "{}/v1/orders/{key}/checkpoints",
-        orchestrator.trim_end_matches('/')
-    );
-    let response = reqwest::blocking::Client::new()
-        .put(&url)
+    let request = reqwest::blocking::Client::new()
+        .put(order_url(&orchestrator, &key, "checkpoints"))
         .header("x-gpumesh-signature", signature.to_string())
         .header("x-gpumesh-unix-ms", unix_ms.to_string())
         .header("content-type", "application/json")
-        .body(json!({ "enabled": enabled }).to_string())
-        .send()
-        .map_err(|e| {
-            CliError::Input(format!(
-                "the orchestrator at {orchestrator} did not answer ({e}): check --orchestrator and that `gpumesh up` or `gpumesh orchestrator run` is up"
-            ))
-        })?;
-    let status = response.status();
-    let body = response.text().unwrap_or_default();
+        .body(json!({ "enabled": enabled }).to_string());
+    let (status, body) = send_to(&orchestrator, request)?;
     if !status.is_success() {
         return Err(CliError::Input(format!(
             "the orchestrator refused to turn order {id}'s checkpoints {} ({status}): {body}",
@@ -345,28 +334,40 @@ fn send_spec(
 ) -> Result<(), CliError> {
     let message = gpumesh_protocol::jobspec::upload_message(&key.to_bytes(), &spec);
     let signature = gpumesh_client::Signer::sign_message(buyer, &message);
-    let url = format!(
-        "{}/v1/orders/{key}/spec",
-        orchestrator.trim_end_matches('/')
-    );
-    let response = reqwest::blocking::Client::new()
-        .put(&url)
+    let request = reqwest::blocking::Client::new()
+        .put(order_url(orchestrator, key, "spec"))
         .header("x-gpumesh-signature", signature.to_string())
-        .body(spec)
-        .send()
-        .map_err(|e| {
-            CliError::Input(format!(
-                "the orchestrator at {orchestrator} did not answer ({e}): check --orchestrator and that `gpumesh up` or `gpumesh orchestrator run` is up"
-            ))
-        })?;
-    let status = response.status();
-    let body = response.text().unwrap_or_default();
+        .body(spec);
+    let (status, body) = send_to(orchestrator, request)?;
     if !status.is_success() {
         return Err(CliError::Input(format!(
             "the orchestrator refused the spec ({status}): {body}"
         )));
     }
     Ok(())
+}
+
+/// `{orchestrator}/v1/orders/{order}/{what}`.
+fn order_url(orchestrator: &str, order: &Pubkey, what: &str) -> String {
+    format!(
+        "{}/v1/orders/{order}/{what}",
+        orchestrator.trim_end_matches('/')
+    )
+}
+
+/// Sends a request to the orchestrator: its status and body, or an error that says where the
+/// orchestrator should be when it does not answer.
+fn send_to(
+    orchestrator: &str,
+    request: reqwest::blocking::RequestBuilder,
+) -> Result<(reqwest::StatusCode, String), CliError> {
+    let response = request.send().map_err(|e| {
+        CliError::Input(format!(
+            "the orchestrator at {orchestrator} did not answer ({e}): check --orchestrator and that `gpumesh up` or `gpumesh orchestrator run` is up"
+        ))
+    })?;
+    let status = response.status();
+    Ok((status, response.text().unwrap_or_default()))
 }
 
 fn buyer_key(ctx: &Ctx, buyer: Option<&str>) -> Result<Pubkey, CliError> {

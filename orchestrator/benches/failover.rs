@@ -76,15 +76,7 @@ fn args() -> Args {
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
+    gpumesh_protocol::kernels::cpu_model().unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn config(net: &Net, variant: Variant) -> Config {

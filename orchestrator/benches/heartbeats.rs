@@ -48,15 +48,7 @@ const PRICE: u64 = 1_000;
 const HEARTBEAT_MS: u32 = 500;
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
+    gpumesh_protocol::kernels::cpu_model().unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// CPU seconds (user + system) a process used so far (`/proc/<pid>/stat`, 100 ticks a second).

@@ -117,15 +117,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    gpumesh_protocol::kernels::cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -49,15 +49,7 @@ fn args() -> Args {
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
+    gpumesh_protocol::kernels::cpu_model().unwrap_or_else(|| "unknown CPU".into())
 }
 
 struct Served {

@@ -19,10 +19,6 @@ use net::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-async fn start() -> Net {
-    tokio::task::spawn_blocking(Net::start).await.expect("net")
-}
-
 async fn get_json(addr: std::net::SocketAddr, path: &str) -> Value {
     let (status, body) = http(addr, "GET", path, &[], "").await;
     assert_eq!(status, 200, "{path}: {body}");
@@ -62,7 +58,7 @@ fn wall_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_shows_the_market_live_in_a_browser() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (a, a_owner, a_node) = net.worker(1, PRICE);
     let (b, _, b_node) = net.worker(1, 2 * PRICE);
     let spec = spec_text("console");
@@ -587,7 +583,7 @@ async fn the_console_shows_the_market_live_in_a_browser() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_endpoints_answer_from_the_chain_and_the_store() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (a, a_owner, a_node) = net.worker(1, PRICE);
     let spec = spec_text("endpoints");
     let order = net.order(1, 1, &spec, 1_000_000);
@@ -807,7 +803,7 @@ async fn the_network_page_stays_smooth_with_a_thousand_workers() {
     const CLASSES: [&str; 4] = ["h100", "h200", "a100", "rtx4090"];
 
     // Record the real service's answers and one heartbeat.
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (a, _, a_node) = net.worker(1, PRICE);
     let service = Service::start(&net, &net.store_url("smooth.db")).await;
     let feed = FeedClient::connect(service.addr, &format!("?worker={a}"))

@@ -13,13 +13,9 @@ use gpumesh_protocol::wire::{self, ErrorCode, ToOrchestrator, ToWorker, WIRE_VER
 use net::*;
 use std::time::{Duration, Instant};
 
-async fn start() -> Net {
-    tokio::task::spawn_blocking(Net::start).await.expect("net")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_runs_to_completion_and_the_buyer_pays_exactly_its_seconds() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (worker, _, node) = net.worker(1, PRICE);
     let spec = spec_text("done");
     let deposit = 1_000_000;
@@ -194,7 +190,7 @@ async fn a_job_runs_to_completion_and_the_buyer_pays_exactly_its_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_worker_is_declared_down_its_buyer_paid_and_the_job_moved() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (cheap, _, cheap_node) = net.worker(1, PRICE);
     let (spare, _, spare_node) = net.worker(1, 2 * PRICE);
     let spec = spec_text("long");
@@ -297,7 +293,7 @@ async fn a_dead_worker_is_declared_down_its_buyer_paid_and_the_job_moved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_worker_with_no_spare_is_paid_for_and_its_order_waits_with_a_reason() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (only, _, node) = net.worker(1, PRICE);
     let spec = spec_text("alone");
     let order = net.order(1, 1, &spec, 5_000_000);
@@ -365,7 +361,7 @@ async fn a_dead_worker_with_no_spare_is_paid_for_and_its_order_waits_with_a_reas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_service_loses_no_receipt_and_pays_nothing_twice() {
-    let net = start().await;
+    let net = Net::start_async().await;
     let store = net.store_url("c.db");
     restart(net, &store).await;
 }
@@ -373,7 +369,7 @@ async fn a_restarted_service_loses_no_receipt_and_pays_nothing_twice() {
 /// The same on PostgreSQL: the store's other backend under the real service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_service_on_postgres_loses_no_receipt_and_pays_nothing_twice() {
-    let net = start().await;
+    let net = Net::start_async().await;
     let db = postgres::Database::create().await;
     restart(net, &db.url).await;
 }
@@ -452,7 +448,7 @@ async fn until<F: std::future::Future<Output = bool>>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_service_follows_the_chain_and_lists_it_again_after_losing_the_websocket() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (w1, _, n1) = net.worker(1, PRICE);
     let (w2, _, n2) = net.worker(1, PRICE);
     let upstream: std::net::SocketAddr = net
@@ -546,7 +542,7 @@ async fn the_service_follows_the_chain_and_lists_it_again_after_losing_the_webso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_proves_its_class_before_work_and_a_faked_answer_is_slashed_for_fraud() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (honest, _, hn) = net.worker(1, PRICE);
     let (faker, _, fnode) = net.worker(1, PRICE);
     let (mute, _, mnode) = net.worker(1, PRICE);
@@ -743,7 +739,7 @@ fn hello(
 async fn bad_input_gets_a_clear_error_and_moves_nothing() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (worker, _, node) = net.worker(1, PRICE);
     let (other, _, other_node) = net.worker(1, PRICE);
     let spec = spec_text("bad");

@@ -18,13 +18,9 @@ use net::*;
 use std::collections::HashSet;
 use std::time::Duration;
 
-async fn start() -> Net {
-    tokio::task::spawn_blocking(Net::start).await.expect("net")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_fee_budget_a_worker_is_settled_when_enough_accrued_or_its_lease_ends() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (worker, _, node) = net.worker(8, PRICE);
     let spec = spec_text("budget");
     let before = net.buyer_tokens();
@@ -77,7 +73,7 @@ async fn with_a_fee_budget_a_worker_is_settled_when_enough_accrued_or_its_lease_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_budget_each_worker_is_settled_with_one_signature_over_its_leases() {
-    let mut net = start().await;
+    let mut net = Net::start_async().await;
     let (worker, _, node) = net.worker(8, PRICE);
     let spec = spec_text("one signature");
     let orders = [

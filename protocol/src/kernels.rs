@@ -26,6 +26,19 @@
 use std::sync::OnceLock;
 
 /// An int8 product kernel. [`Kernel::best`] picks the fastest this CPU runs.
+/// The host CPU's model name as `/proc/cpuinfo` gives it (none elsewhere): what the worker's
+/// CPU backend reports as its device and what every benchmark prints beside its figures.
+pub fn cpu_model() -> Option<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// AVX-512 VNNI `vpdpbusd` on 512-bit registers (Cascade Lake, Ice Lake, Sapphire Rapids,

@@ -53,15 +53,7 @@ impl CpuBackend {
 }
 
 fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|name| name.trim().to_string())
-        })
-        .unwrap_or_else(|| "CPU".to_string())
+    gpumesh_protocol::kernels::cpu_model().unwrap_or_else(|| "CPU".to_string())
 }
 
 /// Generates A and B of a challenge in parallel, row by row.

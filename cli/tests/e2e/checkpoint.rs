@@ -9,14 +9,15 @@
 //!   before the checkpoint is not paid twice), and `gpumesh market audit` holds;
 //! - the buyer turns checkpoints off (a signed `gpumesh order checkpoints ID off`): no more are
 //!   stored, and after a kill the job starts over on the other worker;
-//! - ten kills in a row (ignored by default, a measurement): the time from each kill to the
-//!   resumed job's first step, p50 and p99, and the work lost per kill against the checkpoint
-//!   interval, printed with the CPU model and the parameters (`--ignored --nocapture`).
+//! - ten kills in a row, a measurement rather than a test (`benches/resume_daemons.rs` runs
+//!   it): the time from each kill to the resumed job's first step, p50 and p99, and the work
+//!   lost per kill against the checkpoint interval, printed with the CPU model and the
+//!   parameters.
 //!
 //! Both daemons keep results and checkpoints in one shared local store, as two machines would
 //! share an object store.
 
-use crate::market::{Market, PRICE_PER_SECOND, Supplier, block_on, container_left};
+use crate::market::{Market, PRICE_PER_SECOND, Supplier, block_on, lease_of};
 use crate::net::Net;
 use crate::procs::Proc;
 use gpumesh_client::chain::ChainExt;
@@ -110,13 +111,7 @@ fn logs(m: &Market, order: &str) -> Vec<((String, u64), String)> {
                 .iter()
                 .filter_map(|c| c["data"].as_str())
                 .collect();
-            (
-                (
-                    j["lease"].as_str().unwrap().to_string(),
-                    j["nonce"].as_u64().unwrap(),
-                ),
-                text,
-            )
+            (lease_of(j), text)
         })
         .collect()
 }
@@ -137,13 +132,6 @@ fn resumed_at(text: &str) -> Option<u32> {
             .parse()
             .ok()
     })
-}
-
-fn lease_of(v: &Value) -> (String, u64) {
-    (
-        v["lease"].as_str().unwrap().to_string(),
-        v["nonce"].as_u64().unwrap(),
-    )
 }
 
 /// Waits until the order has `n` stored checkpoints; returns its page.
@@ -311,16 +299,7 @@ fn a_killed_workers_training_resumes_from_its_last_good_checkpoint() {
 
     // The dead machine comes back and reaps its container; the books hold.
     let back = m.daemon(dead);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while container_left(&m.docker, &leases[0].0, leases[0].1) {
-        m.fail_after(
-            deadline,
-            "the dead lease's container was never reaped",
-            &Value::Null,
-            &[&back],
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    m.reaped(&leases[0], &[&back]);
     m.sound(&leases);
     assert!(back.terminate().success());
     assert!(spare_daemon.terminate().success());
@@ -394,16 +373,7 @@ fn a_buyer_turns_checkpoints_off_and_a_moved_job_starts_over() {
     let leases = [first_lease, second_lease];
     m.completed(&order, &leases, &[&spare_daemon]);
     let back = m.daemon(dead);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while container_left(&m.docker, &leases[0].0, leases[0].1) {
-        m.fail_after(
-            deadline,
-            "the dead lease's container was never reaped",
-            &Value::Null,
-            &[&back],
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    m.reaped(&leases[0], &[&back]);
     m.sound(&leases);
     assert!(back.terminate().success());
     assert!(spare_daemon.terminate().success());
@@ -412,15 +382,6 @@ fn a_buyer_turns_checkpoints_off_and_a_moved_job_starts_over() {
 }
 
 #[allow(dead_code)] // used by the measurement below, which benches/resume_daemons.rs runs
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
-        .map_or_else(|| "unknown".into(), |m| m.trim().to_string())
-}
-
-#[allow(dead_code)] // used by the measurement below
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -505,7 +466,7 @@ pub fn resume_after_kills_measured(kills: u32, every: u32) {
     let mean_lost = lost.iter().sum::<u32>() as f64 / lost.len() as f64;
     println!(
         "cpu: {} ({} cores)",
-        cpu_model(),
+        gpumesh_protocol::kernels::cpu_model().unwrap_or_else(|| "unknown".into()),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

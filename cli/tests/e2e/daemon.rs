@@ -17,7 +17,7 @@
 //! Every scenario ends with `gpumesh market audit` (each vault holds what the accounts owe) and
 //! checks that no container is left behind.
 
-use crate::market::{Market, PRICE_PER_SECOND, container_left, hello_spec};
+use crate::market::{Market, PRICE_PER_SECOND, hello_spec, lease_of};
 use crate::net::ONE;
 use crate::procs::Service;
 use gpumesh_client::{Pubkey, Signer, cluster};
@@ -52,10 +52,7 @@ fn an_order_runs_to_completion_on_a_worker_daemon() {
     };
     assert_eq!(job["worker"], alice.worker.as_str(), "{job}");
     assert_eq!(job["exit_code"], 0, "{job}");
-    let lease = (
-        job["lease"].as_str().unwrap().to_string(),
-        job["nonce"].as_u64().unwrap(),
-    );
+    let lease = lease_of(&job);
     let result_hash = job["result_hash"].as_str().unwrap().to_string();
     assert_eq!(result_hash.len(), 64, "{job}");
 
@@ -132,10 +129,7 @@ fn a_killed_worker_pays_the_buyer_and_its_job_runs_again_on_the_other() {
 
     // The job runs two seconds on one of them; that machine dies.
     let first = m.running(&order, None, 2, &[&a, &b]);
-    let first_lease = (
-        first["lease"].as_str().unwrap().to_string(),
-        first["nonce"].as_u64().unwrap(),
-    );
+    let first_lease = lease_of(&first);
     let (dead, dead_daemon, spare, spare_daemon) = if first["worker"] == alice.worker.as_str() {
         (&alice, a, &bob, b)
     } else {
@@ -146,10 +140,7 @@ fn a_killed_worker_pays_the_buyer_and_its_job_runs_again_on_the_other() {
     drop(dead_daemon); // SIGKILL
     let second = m.running(&order, Some(&spare.worker), 0, &[&spare_daemon]);
     let moved_after = killed.elapsed();
-    let second_lease = (
-        second["lease"].as_str().unwrap().to_string(),
-        second["nonce"].as_u64().unwrap(),
-    );
+    let second_lease = lease_of(&second);
     assert_ne!(first_lease, second_lease);
 
     let leases = [first_lease, second_lease];
@@ -173,16 +164,7 @@ fn a_killed_worker_pays_the_buyer_and_its_job_runs_again_on_the_other() {
     // The dead machine's daemon comes back: the orchestrator no longer lists its lease, so it
     // stops and removes the container it left running, and the worker is offered again.
     let back = m.daemon(dead);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while container_left(&m.docker, &leases[0].0, leases[0].1) {
-        m.fail_after(
-            deadline,
-            "the dead lease's container was never reaped",
-            &Value::Null,
-            &[&back],
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    m.reaped(&leases[0], &[&back]);
     m.sound(&leases);
     let back_status = back.terminate();
     assert!(back_status.success(), "{back_status}");
@@ -207,10 +189,7 @@ fn a_restarted_orchestrator_loses_no_second_and_pays_none_twice() {
     let spec = hello_spec(&m.net, 8);
     let order = m.order(&spec);
     let lease = m.running(&order, None, 2, &[&daemon]);
-    let lease = (
-        lease["lease"].as_str().unwrap().to_string(),
-        lease["nonce"].as_u64().unwrap(),
-    );
+    let lease = lease_of(&lease);
 
     // SIGTERM the service mid-lease (it settles what is due on the way down), keep it down two
     // seconds, start it again on the same store.
@@ -293,10 +272,7 @@ fn an_order_stops_its_job_when_its_term_is_served_or_its_escrow_spent() {
             m.fail_after(deadline, "the job was never stopped", &page, &[&a, &b]);
             std::thread::sleep(Duration::from_millis(100));
         };
-        let lease = (
-            job["lease"].as_str().unwrap().to_string(),
-            job["nonce"].as_u64().unwrap(),
-        );
+        let lease = lease_of(&job);
         let s = m.completed(order, std::slice::from_ref(&lease), &[&a, &b])[0];
         assert!((5..=14).contains(&s), "{s} s served: {job}");
         leases.push(lease);
@@ -335,10 +311,7 @@ fn a_buyer_who_asks_to_close_is_settled_and_refunded_by_the_service_at_once() {
     let before = m.net.tokens(&m.buyer_key);
     let order = m.order(&hello_spec(&m.net, 60));
     let lease = m.running(&order, None, 2, &[&daemon]);
-    let lease = (
-        lease["lease"].as_str().unwrap().to_string(),
-        lease["nonce"].as_u64().unwrap(),
-    );
+    let lease = lease_of(&lease);
 
     // The buyer asks to close. The service stops the job, pays its last seconds with the
     // lease's close and completes the order: the escrow is back well before the exit window

@@ -14,9 +14,9 @@
 //!
 //! Each ends with `gpumesh market audit` and checks that no container is left.
 
-use crate::market::{Market, PRICE_PER_SECOND, Supplier, container_left, hello_spec};
+use crate::market::{Market, PRICE_PER_SECOND, Supplier, hello_spec, lease_of};
 use crate::net::ONE;
-use crate::procs::{Namespace, Proc};
+use crate::procs::Namespace;
 use crate::proxy::Stall;
 use gpumesh_client::Pubkey;
 use gpumesh_client::chain::{Chain, ChainExt};
@@ -32,47 +32,6 @@ use std::time::{Duration, Instant};
 
 fn key(s: &str) -> Pubkey {
     Pubkey::from_str(s).unwrap()
-}
-
-fn lease_of(v: &Value) -> (String, u64) {
-    (
-        v["lease"].as_str().unwrap().to_string(),
-        v["nonce"].as_u64().unwrap(),
-    )
-}
-
-/// The highest seconds the service settled for a lease instance.
-fn settled(m: &Market, lease: &(String, u64)) -> u64 {
-    let history = match m
-        .service
-        .get(&format!("/v1/leases/{}?nonce={}", lease.0, lease.1))
-    {
-        Ok(h) => h,
-        // Nothing stored for it yet (no receipt): nothing settled.
-        Err(e) if e.starts_with("404") => return 0,
-        Err(e) => panic!("lease {}: {e}", lease.0),
-    };
-    history["settlements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["served_seconds"].as_u64().unwrap())
-        .max()
-        .unwrap_or(0)
-}
-
-/// Waits until the engine no longer has the container of `lease`.
-fn reaped(m: &Market, lease: &(String, u64), logs: &[&Proc]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while container_left(&m.docker, &lease.0, lease.1) {
-        m.fail_after(
-            deadline,
-            &format!("the container of lease {} was never removed", lease.0),
-            &Value::Null,
-            logs,
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -94,15 +53,11 @@ fn a_stalled_rpc_node_delays_settlement_and_loses_nothing() {
     let order = m.order(&hello_spec(&m.net, 16));
     let lease = lease_of(&m.running(&order, None, 2, &[&daemon]));
     // Settlement runs every second: wait for one before the stall.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while settled(&m, &lease) == 0 {
-        m.fail_after(deadline, "nothing settled", &Value::Null, &[&daemon]);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    m.settled_once(&lease, &[&daemon]);
 
     // The node stalls for ten seconds. The buyer tops the order up meanwhile, through the same
     // stalled endpoint: the command waits and reports the transaction that landed.
-    let settled_at_stall = settled(&m, &lease);
+    let settled_at_stall = m.settled(&lease);
     rpc.pause();
     ws.pause();
     let top_up = {
@@ -135,7 +90,7 @@ fn a_stalled_rpc_node_delays_settlement_and_loses_nothing() {
 
     // Settlement resumes as soon as the node answers.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while settled(&m, &lease) <= settled_at_stall {
+    while m.settled(&lease) <= settled_at_stall {
         m.fail_after(
             deadline,
             "settlement never resumed",
@@ -190,7 +145,7 @@ fn a_worker_cut_off_by_the_network_loses_its_lease_and_rejoins_fresh() {
     let second = lease_of(&m.running(&order, Some(&bob.worker), 0, &[&spare]));
     let moved_after = cut.elapsed();
     assert_ne!(first, second);
-    let paid_first = settled(&m, &first);
+    let paid_first = m.settled(&first);
     assert!(
         paid_first <= shown_at_cut + 1,
         "the cut-off lease is paid what was seen before the cut ({shown_at_cut} s), not {paid_first}"
@@ -203,9 +158,9 @@ fn a_worker_cut_off_by_the_network_loses_its_lease_and_rejoins_fresh() {
     let back = Instant::now();
     m.wait_connected(&alice, &mut cut_off);
     let rejoined_after = back.elapsed();
-    reaped(&m, &first, &[&cut_off]);
+    m.reaped(&first, &[&cut_off]);
     assert_eq!(
-        settled(&m, &first),
+        m.settled(&first),
         paid_first,
         "no second of the cut is paid after it rejoined"
     );
@@ -441,7 +396,7 @@ fn a_worker_that_cheats_its_challenge_is_slashed_jailed_and_its_order_moves() {
     );
     // Its job is stopped and its container removed (the stop went out before the service
     // closed the connection).
-    reaped(&m, &caught, &[&spare]);
+    m.reaped(&caught, &[&spare]);
     // The escrow is in the vault until the order ends: the only transfer to the buyer's
     // account meanwhile is its share of the slash.
     let compensation = m.net.tokens(&m.buyer_key) - (before - 10 * ONE);
@@ -485,11 +440,7 @@ fn a_buyer_leaves_a_frozen_orchestrator_within_the_exit_window() {
     let before = m.net.tokens(&m.buyer_key);
     let order = m.order(&hello_spec(&m.net, 60));
     let lease = lease_of(&m.running(&order, None, 2, &[&daemon]));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while settled(&m, &lease) == 0 {
-        m.fail_after(deadline, "nothing settled", &Value::Null, &[&daemon]);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    m.settled_once(&lease, &[&daemon]);
 
     // The orchestrator stops cooperating (frozen, its port still open).
     m.service.proc.signal(rustix::process::Signal::STOP);
@@ -525,7 +476,7 @@ fn a_buyer_leaves_a_frozen_orchestrator_within_the_exit_window() {
 
     // Thawed, the service finds the lease gone, stops the job and offers the worker again.
     m.service.proc.signal(rustix::process::Signal::CONT);
-    reaped(&m, &lease, &[&daemon]);
+    m.reaped(&lease, &[&daemon]);
     let status = m.worker_status(&alice);
     assert_eq!(status["active_leases"], 0, "{status}");
     assert_eq!(status["record"]["failures"], 0, "{status}");

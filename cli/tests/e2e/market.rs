@@ -37,29 +37,23 @@ pub fn engine() -> bollard::Docker {
     })
 }
 
-/// Whether the engine still has the container of a lease instance (running or not). Asked by
-/// name: Podman reports states (`stopped`) that a container listing cannot decode.
+/// Whether the engine still has the container of a lease instance (running or not), asked by
+/// name through the daemon's own inspection (which waits out Podman's transient states).
 pub fn container_left(docker: &bollard::Docker, lease: &str, nonce: u64) -> bool {
     let name = format!("gpumesh-{lease}-{nonce}");
-    block_on(async {
-        match docker
-            .inspect_container(
-                &name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-        {
-            Ok(_) => true,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => false,
-            // Podman's transient `stopped` state, which the client cannot decode: it is there.
-            Err(e) if e.to_string().contains("`stopped`") => true,
-            // Podman while it removes the container: gone.
-            Err(e) if e.to_string().contains("no such container") => false,
-            Err(e) => panic!("inspecting {name}: {e}"),
-        }
-    })
+    block_on(gpumesh_worker::daemon::runtime::docker::inspect(
+        docker, &name,
+    ))
+    .unwrap_or_else(|e| panic!("inspecting {name}: {e}"))
+    .is_some()
+}
+
+/// A lease instance (address, nonce) as the service's pages name it.
+pub fn lease_of(v: &Value) -> (String, u64) {
+    (
+        v["lease"].as_str().unwrap().to_string(),
+        v["nonce"].as_u64().unwrap(),
+    )
 }
 
 /// Names of the engine's containers (running or not) labelled as `worker`'s.
@@ -383,30 +377,59 @@ impl Market {
             self.fail_after(deadline, "the order never completed", &page, logs);
             std::thread::sleep(Duration::from_millis(200));
         }
-        leases
+        leases.iter().map(|l| self.settled_signed(l)).collect()
+    }
+
+    /// The highest seconds the service settled for a lease instance (0 for a lease it stored
+    /// nothing of: caught before its first receipt).
+    pub fn settled(&self, lease: &(String, u64)) -> u64 {
+        self.settlements(lease)
             .iter()
-            .map(|(lease, nonce)| {
-                // A lease caught before anything was stored for it (no receipt, no job) is
-                // unknown to the service's history: nothing settled.
-                let history = match self
-                    .service
-                    .get(&format!("/v1/leases/{lease}?nonce={nonce}"))
-                {
-                    Ok(h) => h,
-                    Err(e) if e.starts_with("404") => return 0,
-                    Err(e) => panic!("lease {lease}: {e}"),
-                };
-                let settled = history["settlements"].as_array().unwrap();
-                for s in settled {
-                    assert!(s["signature"].as_str().is_some_and(|s| s.len() > 60), "{s}");
-                }
-                settled
-                    .iter()
-                    .map(|s| s["served_seconds"].as_u64().unwrap())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect()
+            .map(|s| s["served_seconds"].as_u64().unwrap())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// [`Market::settled`], every settlement naming its transaction.
+    fn settled_signed(&self, lease: &(String, u64)) -> u64 {
+        for s in self.settlements(lease) {
+            assert!(s["signature"].as_str().is_some_and(|s| s.len() > 60), "{s}");
+        }
+        self.settled(lease)
+    }
+
+    fn settlements(&self, (lease, nonce): &(String, u64)) -> Vec<Value> {
+        match self
+            .service
+            .get(&format!("/v1/leases/{lease}?nonce={nonce}"))
+        {
+            Ok(h) => h["settlements"].as_array().unwrap().clone(),
+            Err(e) if e.starts_with("404") => vec![],
+            Err(e) => panic!("lease {lease}: {e}"),
+        }
+    }
+
+    /// Waits until the service settled something of `lease`.
+    pub fn settled_once(&self, lease: &(String, u64), logs: &[&Proc]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.settled(lease) == 0 {
+            self.fail_after(deadline, "nothing settled", &Value::Null, logs);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the engine no longer has the container of `lease`.
+    pub fn reaped(&self, lease: &(String, u64), logs: &[&Proc]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while container_left(&self.docker, &lease.0, lease.1) {
+            self.fail_after(
+                deadline,
+                &format!("the container of lease {} was never removed", lease.0),
+                &Value::Null,
+                logs,
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn worker_status(&self, s: &Supplier) -> Value {

@@ -147,14 +147,11 @@ pub async fn place(shared: &Arc<Shared>) -> Result<usize, String> {
     let mut waiting = HashMap::new();
     let finished = {
         // Forget finished orders once the followed copy no longer has them (completed). The
-        // copy's lock is taken first and alone, as everywhere.
-        let known: Option<HashSet<Pubkey>> = shared
-            .mirror()
-            .as_ref()
-            .map(|m| m.orders.keys().copied().collect());
+        // copy's lock first, then the live state's, as everywhere.
+        let mirror = shared.mirror();
         let mut live = shared.live();
-        if let Some(known) = known {
-            live.finished.retain(|o| known.contains(o));
+        if let Some(m) = mirror.as_ref() {
+            live.finished.retain(|o| m.orders.contains_key(o));
         }
         live.finished.clone()
     };
@@ -359,23 +356,7 @@ fn stop_at_limits(shared: &Shared) {
         let Some(m) = mirror.as_ref() else { return };
         let mut live = shared.live();
         // What each order's live leases are owed beyond what was settled, and their spend.
-        let mut owed: HashMap<Pubkey, (u128, u128)> = HashMap::new();
-        for t in live.leases.values() {
-            let Some(l) = m
-                .leases
-                .get(&t.lease.lease)
-                .filter(|l| l.nonce == t.lease.nonce)
-            else {
-                continue;
-            };
-            let rate = u128::from(l.price_per_gpu_second) * u128::from(l.gpus);
-            let unsettled = t.shown_seconds().saturating_sub(t.settled_seconds);
-            let e = owed.entry(t.order).or_default();
-            e.0 += rate * u128::from(unsettled);
-            if t.job != JobPhase::Exited {
-                e.1 += rate;
-            }
-        }
+        let owed = order_spend(Some(m), live.leases.values());
         for t in live.leases.values_mut() {
             if t.job == JobPhase::Exited
                 || t.limit_stop
@@ -436,6 +417,31 @@ fn pay_cap(mirror: Option<&Mirror>, t: &Tracked) -> Option<u64> {
         }
     }
     Some(cap)
+}
+
+/// Per order, over `leases`: what they are owed beyond what was settled (as the heartbeats
+/// showed it), and what its running ones spend a second, in base units.
+fn order_spend<'a>(
+    mirror: Option<&Mirror>,
+    leases: impl Iterator<Item = &'a Tracked>,
+) -> HashMap<Pubkey, (u128, u128)> {
+    let mut out: HashMap<Pubkey, (u128, u128)> = HashMap::new();
+    for t in leases {
+        let Some(l) = mirror
+            .and_then(|m| m.leases.get(&t.lease.lease))
+            .filter(|l| l.nonce == t.lease.nonce)
+        else {
+            continue;
+        };
+        let rate = u128::from(l.price_per_gpu_second) * u128::from(l.gpus);
+        let unsettled = t.shown_seconds().saturating_sub(t.settled_seconds);
+        let e = out.entry(t.order).or_default();
+        e.0 += rate * u128::from(unsettled);
+        if t.job != JobPhase::Exited {
+            e.1 += rate;
+        }
+    }
+    out
 }
 
 /// How long a job told to stop at its order's limit gets before it is told again.
@@ -512,22 +518,9 @@ fn due_now(shared: &Shared) -> (Vec<WorkerDue>, Vec<(LeaseRef, SignedReceipt)>) 
     let live = shared.live();
     let params = mirror.as_ref().map(|m| m.market.params).unwrap_or_default();
     let policy = Policy::for_market(&params, budget.max(1), shared.cfg.runway_floor_s);
-    // Each order's escrow and spend per second over its live leases.
-    let mut spend: HashMap<Pubkey, u128> = HashMap::new();
-    let rate = |t: &Tracked| -> u128 {
-        mirror
-            .as_ref()
-            .and_then(|m| m.leases.get(&t.lease.lease))
-            .filter(|l| l.nonce == t.lease.nonce)
-            .map_or(0, |l| {
-                u128::from(l.price_per_gpu_second) * u128::from(l.gpus)
-            })
-    };
+    let spend = order_spend(mirror.as_ref(), live.leases.values());
     let mut workers: HashMap<Pubkey, Vec<&Tracked>> = HashMap::new();
     for t in live.leases.values() {
-        if t.job != JobPhase::Exited {
-            *spend.entry(t.order).or_default() += rate(t);
-        }
         workers.entry(t.worker).or_default().push(t);
     }
     let mut by_worker = vec![];
@@ -552,7 +545,7 @@ fn due_now(shared: &Shared) -> (Vec<WorkerDue>, Vec<(LeaseRef, SignedReceipt)>) 
             .map(|t| {
                 let runway = mirror.as_ref().and_then(|m| {
                     let order = m.orders.get(&t.order)?;
-                    let spend = spend.get(&t.order).copied().filter(|s| *s > 0)?;
+                    let spend = spend.get(&t.order).map(|s| s.1).filter(|s| *s > 0)?;
                     Some(
                         (u128::from(order.escrow_remaining) / spend).min(u128::from(u64::MAX))
                             as u64,

@@ -50,6 +50,11 @@ impl Net {
         Self::start_with(100)
     }
 
+    /// [`Net::start`] from async code (the node's setup blocks).
+    pub async fn start_async() -> Self {
+        tokio::task::spawn_blocking(Net::start).await.expect("net")
+    }
+
     /// A local node making a slot every `slot_time_ms`, with a market and a funded buyer.
     pub fn start_with(slot_time_ms: u64) -> Self {
         let node = Localnet::start(LocalnetConfig {

@@ -363,6 +363,24 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ResultsError> {
     Ok(())
 }
 
+impl LocalDirStore {
+    /// [`Self::put_blocking`] on the blocking pool (the copy and its hash checks are file I/O).
+    async fn put_off_thread(
+        dir: PathBuf,
+        files: &'static str,
+        lease: LeaseId,
+        root: &Path,
+        collected: &Collected,
+    ) -> Result<String, ResultsError> {
+        let (root, collected) = (root.to_path_buf(), collected.clone());
+        tokio::task::spawn_blocking(move || {
+            Self::put_blocking(&dir, files, lease, &root, &collected)
+        })
+        .await
+        .map_err(|e| ResultsError::Store(e.to_string()))?
+    }
+}
+
 impl ResultStore for LocalDirStore {
     fn put<'a>(
         &'a self,
@@ -370,14 +388,13 @@ impl ResultStore for LocalDirStore {
         root: &'a Path,
         collected: &'a Collected,
     ) -> BoxFuture<'a, Result<String, ResultsError>> {
-        Box::pin(async move {
-            let (dir, root, collected) = (self.dir.clone(), root.to_path_buf(), collected.clone());
-            tokio::task::spawn_blocking(move || {
-                Self::put_blocking(&dir, "", lease, &root, &collected)
-            })
-            .await
-            .map_err(|e| ResultsError::Store(e.to_string()))?
-        })
+        Box::pin(Self::put_off_thread(
+            self.dir.clone(),
+            "",
+            lease,
+            root,
+            collected,
+        ))
     }
 
     fn put_checkpoint<'a>(
@@ -386,15 +403,13 @@ impl ResultStore for LocalDirStore {
         root: &'a Path,
         collected: &'a Collected,
     ) -> BoxFuture<'a, Result<String, ResultsError>> {
-        Box::pin(async move {
-            let (dir, root, collected) =
-                (self.checkpoints(), root.to_path_buf(), collected.clone());
-            tokio::task::spawn_blocking(move || {
-                Self::put_blocking(&dir, "files", lease, &root, &collected)
-            })
-            .await
-            .map_err(|e| ResultsError::Store(e.to_string()))?
-        })
+        Box::pin(Self::put_off_thread(
+            self.checkpoints(),
+            "files",
+            lease,
+            root,
+            collected,
+        ))
     }
 
     fn get_checkpoint<'a>(

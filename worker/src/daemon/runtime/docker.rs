@@ -43,20 +43,25 @@ fn engine(e: DockerError) -> RuntimeError {
     RuntimeError::Engine(e.to_string())
 }
 
+/// The engine has no such container: a 404, or Podman's 500 for one it is removing ("does not
+/// exist in database: no such container").
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(
-        e,
+    match e {
         DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+            status_code: 404, ..
+        } => true,
+        DockerError::DockerResponseServerError {
+            status_code: 500,
+            message,
+        } => message.contains("no such container"),
+        _ => false,
+    }
 }
 
 /// Inspects a container; None when it does not exist. Podman reports a container that has
 /// exited but is not cleaned up yet in a state Docker's API does not have (`stopped`), which
 /// does not parse; that lasts until its cleanup, so look again for a while.
-async fn inspect(
+pub async fn inspect(
     docker: &Docker,
     id: &str,
 ) -> Result<Option<bollard::models::ContainerInspectResponse>, DockerError> {
