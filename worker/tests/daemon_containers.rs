@@ -60,7 +60,7 @@ async fn a_job_runs_and_its_logs_seconds_and_results_come_back() {
     assert_eq!(exit.result_hash, want);
     let stored = dir.path().join("results").join(hex(&want.expect("some")));
     assert_eq!(
-        std::fs::read(stored.join("hello.txt")).expect("stored"),
+        std::fs::read(stored.join("files/hello.txt")).expect("stored"),
         b"done\n"
     );
 

@@ -276,7 +276,7 @@ fn a_killed_workers_training_resumes_from_its_last_good_checkpoint() {
         .cloned()
         .unwrap();
     assert_eq!(result["result_hash"], want_hash.as_str(), "{page}");
-    let stored_model = std::fs::read(store.join(&want_hash).join("model.txt")).unwrap();
+    let stored_model = std::fs::read(store.join(&want_hash).join("files/model.txt")).unwrap();
     assert_eq!(stored_model, want);
 
     // Paid: the dead lease what its worker signed (it ran at least to the newest checkpoint),

@@ -225,6 +225,27 @@ impl Default for RuntimeConfig {
 pub enum ResultsConfig {
     /// A local directory, one subdirectory per content hash.
     Local { dir: PathBuf },
+    /// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, R2, ...), the same layout under a key
+    /// prefix.
+    S3(S3Config),
+}
+
+/// `[results] store = "s3"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// `s3://bucket` or `s3://bucket/prefix`.
+    pub url: String,
+    /// The service's URL for a store other than AWS (`http://` is allowed: a store on the
+    /// worker's own network); absent: AWS, by region.
+    pub endpoint: Option<String>,
+    /// Absent: `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// An access key, with `secret_access_key_file` (a file holding only the secret). Both
+    /// absent: the environment's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (or
+    /// `AWS_SESSION_TOKEN`, a web identity, the instance's role), as the AWS tools take them.
+    pub access_key_id: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
 }
 
 impl Default for ResultsConfig {
@@ -428,6 +449,28 @@ impl Config {
                 what: "runtime.publish_address",
                 why: format!("{:?}: {e}", self.runtime.publish_address),
             })?;
+        if let ResultsConfig::S3(s3) = &self.results {
+            super::s3::parse_url(&s3.url).map_err(|why| ConfigError::Bad {
+                what: "results.url",
+                why,
+            })?;
+            if let Some(endpoint) = &s3.endpoint
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                return Err(ConfigError::Bad {
+                    what: "results.endpoint",
+                    why: format!("{endpoint:?} is not an http:// or https:// URL"),
+                });
+            }
+            if s3.access_key_id.is_some() != s3.secret_access_key_file.is_some() {
+                return Err(ConfigError::Bad {
+                    what: "results.access_key_id",
+                    why: "set access_key_id and secret_access_key_file together, or neither (the \
+                          environment's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are used then)"
+                        .into(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -533,12 +576,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field"), "{err}");
+        let with_worker = file.clone();
         let mut no_worker = file;
         no_worker.worker = None;
         let err = Config::resolve(no_worker, Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("--worker"), "{err}");
+
+        // An S3 store: read from the file, each bad setting named.
+        let s3 = |results: &str| {
+            let mut file = with_worker.clone();
+            file.results = toml::from_str::<FileConfig>(&format!("[results]\n{results}"))
+                .map_err(|e| e.to_string())?
+                .results;
+            Config::resolve(file, Overrides::default()).map_err(|e| e.to_string())
+        };
+        let ok = s3("store = \"s3\"\nurl = \"s3://results/fleet\"\nendpoint = \"http://10.0.0.5:9000\"\naccess_key_id = \"AK\"\nsecret_access_key_file = \"/etc/gpumesh/s3-secret\"\n").expect("valid");
+        match ok.results {
+            ResultsConfig::S3(c) => {
+                assert_eq!(c.url, "s3://results/fleet");
+                assert_eq!(c.endpoint.as_deref(), Some("http://10.0.0.5:9000"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (results, says) in [
+            ("store = \"s3\"\nurl = \"results/fleet\"\n", "results.url"),
+            (
+                "store = \"s3\"\nurl = \"s3://b\"\nendpoint = \"10.0.0.5:9000\"\n",
+                "results.endpoint",
+            ),
+            (
+                "store = \"s3\"\nurl = \"s3://b\"\naccess_key_id = \"AK\"\n",
+                "secret_access_key_file",
+            ),
+            (
+                "store = \"s3\"\nurl = \"s3://b\"\nsecret = \"x\"\n",
+                "unknown field",
+            ),
+            ("store = \"ftp\"\n", "unknown variant"),
+        ] {
+            let err = s3(results).expect_err(results);
+            assert!(err.contains(says), "{results}: {err}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod logs;
 pub mod results;
 pub mod runtime;
+pub mod s3;
 pub mod session;
 pub mod store;
 
@@ -247,6 +248,11 @@ impl Daemon {
                 })?;
                 Arc::new(LocalDirStore::new(dir.clone()))
             }
+            config::ResultsConfig::S3(s3) => Arc::new(
+                s3::S3Store::connect(s3)
+                    .await
+                    .map_err(|e| DaemonError::Setup(e.to_string()))?,
+            ),
         };
         let hub = Arc::new(LogHub::new(config.runtime.log_buffer_bytes));
         let (events_tx, events) = mpsc::unbounded_channel();

@@ -1,6 +1,6 @@
 //! A job's results: the files its spec names under the results directory, their content address
 //! (`gpumesh_protocol::results`), and where they are kept afterwards. Stores are pluggable
-//! ([`ResultStore`]); the local-directory one is here, an S3-compatible one is future work.
+//! ([`ResultStore`]); the local-directory one is here, the S3-compatible one in `super::s3`.
 //! Checkpoints (snapshots of a job's state directory, see `gpumesh_protocol::wire::CheckpointSpec`)
 //! go to the same store under the same content address, and come back out only when what was
 //! fetched hashes to the address asked for.
@@ -128,17 +128,21 @@ fn walk(
     Ok(())
 }
 
+/// A relative path of plain names separated by single slashes (no `.` or `..`, nothing empty).
+pub(crate) fn plain_path(rel: &str) -> bool {
+    !rel.is_empty()
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// Collects and hashes the listed paths (files, or directories taken whole) under `root`.
 pub fn collect(root: &Path, listed: &[String]) -> Result<Collected, ResultsError> {
     let mut found = Vec::new();
     let mut collected = Collected::default();
     for rel in listed {
         let rel = rel.trim_matches('/');
-        let plain = !rel.is_empty()
-            && rel
-                .split('/')
-                .all(|c| !c.is_empty() && c != "." && c != "..");
-        if !plain {
+        if !plain_path(rel) {
             return Err(ResultsError::BadPath(rel.to_string()));
         }
         // Refuse to walk through a link anywhere on the way down.
@@ -221,9 +225,9 @@ pub trait ResultStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Collected, ResultsError>>;
 }
 
-/// Results in a local directory: `<dir>/<hash in hex>/` holds the files and a `manifest.json`
-/// (lease, files with sizes and BLAKE3 hashes), written to a temporary name and renamed, so a
-/// directory named by a hash is always complete.
+/// Results in a local directory: `<dir>/<hash in hex>/` holds `files/` (the results) and a
+/// `manifest.json` (lease, files with sizes and BLAKE3 hashes), written to a temporary name and
+/// renamed, so a directory named by a hash is always complete.
 pub struct LocalDirStore {
     pub dir: PathBuf,
 }
@@ -311,34 +315,53 @@ impl LocalDirStore {
         if !source.is_dir() {
             return Err(ResultsError::CheckpointMissing(name));
         }
-        let parent = into
-            .parent()
-            .ok_or_else(|| ResultsError::BadPath(into.display().to_string()))?;
-        let temp = parent.join(format!(".restore-{name}"));
-        let _ = std::fs::remove_dir_all(&temp);
-        let copied = copy_tree(&source, &temp).and_then(|()| collect_dir(&temp));
-        let collected = match copied {
-            Ok(c) if c.hash == Some(hash) && c.skipped.is_empty() => c,
-            Ok(c) => {
-                let _ = std::fs::remove_dir_all(&temp);
-                return Err(ResultsError::CheckpointCorrupt {
-                    hash: name,
-                    got: c
-                        .hash
-                        .map_or_else(|| "nothing (no files)".into(), |h| hex(&h)),
-                });
-            }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&temp);
-                return Err(e);
-            }
-        };
-        if std::fs::symlink_metadata(into).is_ok() {
-            std::fs::remove_dir_all(into).map_err(io(into))?;
-        }
-        std::fs::rename(&temp, into).map_err(io(into))?;
-        Ok(collected)
+        let temp = restore_temp(into, hash)?;
+        let copied = copy_tree(&source, &temp);
+        place_checkpoint(copied, &temp, hash, into)
     }
+}
+
+/// Where a checkpoint is fetched to before it is checked: beside the job's directory (same
+/// file system, so the rename into place is atomic), emptied first.
+pub(crate) fn restore_temp(into: &Path, hash: [u8; 32]) -> Result<PathBuf, ResultsError> {
+    let parent = into
+        .parent()
+        .ok_or_else(|| ResultsError::BadPath(into.display().to_string()))?;
+    let temp = parent.join(format!(".restore-{}", hex(&hash)));
+    let _ = std::fs::remove_dir_all(&temp);
+    Ok(temp)
+}
+
+/// After a checkpoint was fetched into `temp` (`fetched`): puts it in place of `into` only if
+/// its files hash to `hash` and nothing in it was skipped; on any failure `temp` is removed and
+/// `into` left as it was.
+pub(crate) fn place_checkpoint(
+    fetched: Result<(), ResultsError>,
+    temp: &Path,
+    hash: [u8; 32],
+    into: &Path,
+) -> Result<Collected, ResultsError> {
+    let collected = match fetched.and_then(|()| collect_dir(temp)) {
+        Ok(c) if c.hash == Some(hash) && c.skipped.is_empty() => c,
+        Ok(c) => {
+            let _ = std::fs::remove_dir_all(temp);
+            return Err(ResultsError::CheckpointCorrupt {
+                hash: hex(&hash),
+                got: c
+                    .hash
+                    .map_or_else(|| "nothing (no files)".into(), |h| hex(&h)),
+            });
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(temp);
+            return Err(e);
+        }
+    };
+    if std::fs::symlink_metadata(into).is_ok() {
+        std::fs::remove_dir_all(into).map_err(io(into))?;
+    }
+    std::fs::rename(temp, into).map_err(io(into))?;
+    Ok(collected)
 }
 
 /// Copies plain files and directories from `from` into a new directory `to` (links and special
@@ -390,7 +413,7 @@ impl ResultStore for LocalDirStore {
     ) -> BoxFuture<'a, Result<String, ResultsError>> {
         Box::pin(Self::put_off_thread(
             self.dir.clone(),
-            "",
+            "files",
             lease,
             root,
             collected,
@@ -484,10 +507,10 @@ mod tests {
         let at = PathBuf::from(at);
         assert!(at.ends_with(hex(&want.expect("some"))));
         assert_eq!(
-            std::fs::read(at.join("out.txt")).expect("copied"),
+            std::fs::read(at.join("files/out.txt")).expect("copied"),
             b"hello\n"
         );
-        assert!(!at.join("ckpt/leak").exists());
+        assert!(!at.join("files/ckpt/leak").exists());
         let manifest = std::fs::read_to_string(at.join("manifest.json")).expect("manifest");
         assert!(manifest.contains("\"ckpt/sub/b.bin\""), "{manifest}");
         // Twice is fine.

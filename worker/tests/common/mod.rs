@@ -14,8 +14,8 @@ use bollard::query_parameters::CreateImageOptions;
 use futures_util::{SinkExt, StreamExt};
 use gpumesh_protocol::heartbeat::{HeartbeatChain, Link};
 use gpumesh_protocol::wire::{
-    self, ChainPosition, ErrorCode, HardwareReport, JobSpec, LeaseAssignment, LeaseId, LogStream,
-    ToOrchestrator, ToWorker, WIRE_VERSION,
+    self, ChainPosition, CheckpointRef, ErrorCode, HardwareReport, JobSpec, LeaseAssignment,
+    LeaseId, LogStream, ToOrchestrator, ToWorker, WIRE_VERSION,
 };
 use gpumesh_protocol::{Key, SignedReceipt, SigningKey, job_spec_hash};
 use gpumesh_worker::daemon::config::{
@@ -283,6 +283,10 @@ pub struct Seen {
     pub started: BTreeMap<LeaseId, (u64, Instant)>,
     pub exited: BTreeMap<LeaseId, Exit>,
     pub errors: Vec<(ErrorCode, String)>,
+    /// Checkpoints the daemon stored, restored and skipped.
+    pub checkpoints: Vec<CheckpointRef>,
+    pub restored: Vec<(LeaseId, [u8; 32])>,
+    pub skipped: Vec<(LeaseId, [u8; 32], String)>,
     pub answers: Vec<ToOrchestrator>,
     pub pongs: Vec<u64>,
     /// Broken rules, each in words; a test ends by checking there are none.
@@ -767,10 +771,22 @@ fn handle(
             s.answers.push(m);
             None
         }
-        // Checkpoints are the end-to-end tests' (cli/tests/e2e/checkpoint.rs).
-        ToOrchestrator::Checkpoint(_)
-        | ToOrchestrator::CheckpointRestored { .. }
-        | ToOrchestrator::CheckpointSkipped { .. } => None,
+        ToOrchestrator::Checkpoint(c) => {
+            s.checkpoints.push(c);
+            None
+        }
+        ToOrchestrator::CheckpointRestored { lease, hash } => {
+            s.restored.push((lease, hash));
+            None
+        }
+        ToOrchestrator::CheckpointSkipped {
+            lease,
+            hash,
+            reason,
+        } => {
+            s.skipped.push((lease, hash, reason));
+            None
+        }
         ToOrchestrator::Hello { .. } => {
             s.problems.push("a second hello".into());
             None
