@@ -284,14 +284,7 @@ impl LocalDirStore {
                 )));
             }
         }
-        let manifest = serde_json::json!({
-            "lease": lease.lease.to_string(),
-            "lease_nonce": lease.nonce,
-            "hash": name,
-            "files": collected.files.iter().map(|f| serde_json::json!({
-                "path": f.path, "size": f.size, "blake3": hex(&f.blake3),
-            })).collect::<Vec<_>>(),
-        });
+        let manifest = manifest(lease, hash, collected);
         let manifest_path = temp.join("manifest.json");
         std::fs::write(&manifest_path, manifest.to_string()).map_err(io(&manifest_path))?;
         match std::fs::rename(&temp, &target) {
@@ -319,6 +312,19 @@ impl LocalDirStore {
         let copied = copy_tree(&source, &temp);
         place_checkpoint(copied, &temp, hash, into)
     }
+}
+
+/// What a store keeps beside a hash's files: the lease that wrote them, the hash, and each
+/// file's path, size and BLAKE3.
+pub(crate) fn manifest(lease: LeaseId, hash: [u8; 32], collected: &Collected) -> serde_json::Value {
+    serde_json::json!({
+        "lease": lease.lease.to_string(),
+        "lease_nonce": lease.nonce,
+        "hash": hex(&hash),
+        "files": collected.files.iter().map(|f| serde_json::json!({
+            "path": f.path, "size": f.size, "blake3": hex(&f.blake3),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Where a checkpoint is fetched to before it is checked: beside the job's directory (same

@@ -23,7 +23,7 @@
 
 use super::config::S3Config;
 use super::results::{
-    Collected, ResultStore, ResultsError, place_checkpoint, plain_path, restore_temp,
+    Collected, ResultStore, ResultsError, manifest, place_checkpoint, plain_path, restore_temp,
 };
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -246,11 +246,11 @@ impl S3Store {
         }
     }
 
-    /// Stores the collected files under `<base>/files/` and then the manifest; a base whose
-    /// manifest exists is already whole.
+    /// Stores the collected files under `<under><hash>/files/` and then the manifest; a hash
+    /// whose manifest exists is already whole.
     async fn put_under(
         &self,
-        base: String,
+        under: &str,
         lease: LeaseId,
         root: &Path,
         collected: &Collected,
@@ -258,6 +258,7 @@ impl S3Store {
         let Some(hash) = collected.hash else {
             return Ok(String::new());
         };
+        let base = format!("{under}{}", hex(&hash));
         let manifest_key = self.key(&format!("{base}/manifest.json"))?;
         match self.store.head(&manifest_key).await {
             Ok(_) => return Ok(self.url(&base)),
@@ -269,14 +270,7 @@ impl S3Store {
             self.upload(&root.join(&file.path), key, file.blake3)
                 .await?;
         }
-        let manifest = serde_json::json!({
-            "lease": lease.lease.to_string(),
-            "lease_nonce": lease.nonce,
-            "hash": hex(&hash),
-            "files": collected.files.iter().map(|f| serde_json::json!({
-                "path": f.path, "size": f.size, "blake3": hex(&f.blake3),
-            })).collect::<Vec<_>>(),
-        });
+        let manifest = manifest(lease, hash, collected);
         self.store
             .put(
                 &manifest_key,
@@ -372,12 +366,7 @@ impl ResultStore for S3Store {
         root: &'a Path,
         collected: &'a Collected,
     ) -> BoxFuture<'a, Result<String, ResultsError>> {
-        Box::pin(async move {
-            let Some(hash) = collected.hash else {
-                return Ok(String::new());
-            };
-            self.put_under(hex(&hash), lease, root, collected).await
-        })
+        Box::pin(self.put_under("", lease, root, collected))
     }
 
     fn put_checkpoint<'a>(
@@ -386,18 +375,7 @@ impl ResultStore for S3Store {
         root: &'a Path,
         collected: &'a Collected,
     ) -> BoxFuture<'a, Result<String, ResultsError>> {
-        Box::pin(async move {
-            let Some(hash) = collected.hash else {
-                return Ok(String::new());
-            };
-            self.put_under(
-                format!("checkpoints/{}", hex(&hash)),
-                lease,
-                root,
-                collected,
-            )
-            .await
-        })
+        Box::pin(self.put_under("checkpoints/", lease, root, collected))
     }
 
     fn get_checkpoint<'a>(

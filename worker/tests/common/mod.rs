@@ -458,6 +458,21 @@ impl OrchestratorSide {
         }
     }
 
+    /// Starts `a`'s job and waits (up to `limit`) for its exit.
+    pub async fn run_to_exit(
+        &self,
+        a: LeaseAssignment,
+        what: &str,
+        limit: Duration,
+    ) -> (LeaseId, Exit) {
+        let lease = a.lease;
+        self.start_job(a);
+        let exit = self
+            .wait(what, limit, |s| s.exited.get(&lease).cloned())
+            .await;
+        (lease, exit)
+    }
+
     pub async fn connected(&self, n: u32) {
         self.wait(&format!("connection {n}"), Duration::from_secs(60), |s| {
             (s.connections >= n).then_some(())
