@@ -501,22 +501,6 @@ async fn a_wrong_setting_is_refused_at_start_and_says_what_to_fix() {
     s3.stop().await;
 }
 
-/// A worker machine of its own (disk, state file, connection) whose results go to `url`,
-/// connected.
-async fn machine(
-    names: &Names,
-    s3: &S3Service,
-    url: &str,
-) -> (OrchestratorSide, InProcess, tempfile::TempDir) {
-    let disk = tempfile::tempdir().expect("dir");
-    let orch = OrchestratorSide::start(names.clone(), Behaviour::default()).await;
-    let mut config = cpu_config(disk.path(), &orch.url, names, RuntimeKind::Docker);
-    config.results = ResultsConfig::S3(s3.config(url));
-    let daemon = start_daemon(config);
-    orch.connected(1).await;
-    (orch, daemon, disk)
-}
-
 /// Two machines that share nothing but the bucket: a job's checkpoint taken on the first is
 /// restored on the second, and its results are in the bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,7 +512,8 @@ async fn a_checkpoint_taken_on_one_machine_resumes_on_another_through_the_bucket
     let names = Names::new();
     let url = "s3://fleet/checkpoints-test";
 
-    let (orch, daemon, first_disk) = machine(&names, &s3, url).await;
+    let s3_results = |c: &mut Config| c.results = ResultsConfig::S3(s3.config(url));
+    let (orch, daemon, first_disk) = connected_daemon(&names, s3_results).await;
     let spec = format!(
         "image = \"{image}\"\ncommand = [\"sh\", \"-c\", \"mkdir -p /scratch/ckpt && echo step 40 > /scratch/ckpt/state && dd if=/dev/urandom of=/scratch/ckpt/params bs=1048576 count=11 2>/dev/null && touch /scratch/.gpumesh-checkpoint && sleep 3 && echo trained > /results/model.txt\"]\nresults = [\"model.txt\"]\n[checkpoint]\ndir = \"ckpt\"\ninterval_s = 3600\n"
     );
@@ -565,7 +550,7 @@ async fn a_checkpoint_taken_on_one_machine_resumes_on_another_through_the_bucket
     drop(first_disk);
 
     // The second machine: its own disk, its own state; only the bucket in common.
-    let (orch, daemon, _second_disk) = machine(&names, &s3, url).await;
+    let (orch, daemon, _second_disk) = connected_daemon(&names, s3_results).await;
     let spec = format!(
         "image = \"{image}\"\ncommand = [\"sh\", \"-c\", \"cat /scratch/ckpt/state; echo resumed $GPUMESH_RESUME_HASH; wc -c < /scratch/ckpt/params\"]\n[checkpoint]\ndir = \"ckpt\"\ninterval_s = 3600\n"
     );

@@ -214,6 +214,35 @@ pub fn assignment(
     }
 }
 
+/// A CPU daemon with Docker jobs (its config changed by `tweak`) on a directory of its own,
+/// connected to an orchestrator side of its own.
+pub async fn connected_daemon(
+    names: &Names,
+    tweak: impl FnOnce(&mut Config),
+) -> (OrchestratorSide, InProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let orch = OrchestratorSide::start(names.clone(), Behaviour::default()).await;
+    let mut config = cpu_config(dir.path(), &orch.url, names, RuntimeKind::Docker);
+    tweak(&mut config);
+    let mut daemon = start_daemon(config);
+    {
+        let connected = orch.connected(1);
+        tokio::pin!(connected);
+        loop {
+            tokio::select! {
+                () = &mut connected => break,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if daemon.task.is_finished() {
+                        let ended = (&mut daemon.task).await;
+                        panic!("the daemon ended before it connected: {ended:?}");
+                    }
+                }
+            }
+        }
+    }
+    (orch, daemon, dir)
+}
+
 /// A daemon in this process.
 pub struct InProcess {
     stop: Option<oneshot::Sender<()>>,
