@@ -90,9 +90,21 @@ impl S3Store {
     /// stops the daemon at start rather than losing a buyer's results at a job's end.
     pub async fn connect(config: &S3Config) -> Result<Self, ResultsError> {
         let (bucket, prefix) = parse_url(&config.url).map_err(ResultsError::Store)?;
+        let builder = Self::builder(config, &bucket)?;
+        let build = |max_retries, retry_timeout| {
+            builder
+                .clone()
+                .with_retry(RetryConfig {
+                    max_retries,
+                    retry_timeout,
+                    ..RetryConfig::default()
+                })
+                .build()
+                .map_err(|e| store_err("S3 results store settings", e))
+        };
         let mut store = S3Store {
             // The check gives up within seconds; jobs' uploads retry for longer.
-            store: Arc::new(Self::build(config, &bucket, 2, Duration::from_secs(10))?),
+            store: Arc::new(build(2, Duration::from_secs(10))?),
             bucket,
             prefix,
         };
@@ -119,30 +131,16 @@ impl S3Store {
                 )));
             }
         }
-        store.store = Arc::new(Self::build(
-            config,
-            &store.bucket,
-            8,
-            Duration::from_secs(120),
-        )?);
+        store.store = Arc::new(build(8, Duration::from_secs(120))?);
         Ok(store)
     }
 
-    fn build(
-        config: &S3Config,
-        bucket: &str,
-        max_retries: usize,
-        retry_timeout: Duration,
-    ) -> Result<object_store::aws::AmazonS3, ResultsError> {
+    /// The client's settings (the secret file read once), without its retry policy.
+    fn builder(config: &S3Config, bucket: &str) -> Result<AmazonS3Builder, ResultsError> {
         // The environment's AWS_* settings first (credentials, session token, a role), the
         // file's on top.
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_retry(RetryConfig {
-                max_retries,
-                retry_timeout,
-                ..RetryConfig::default()
-            })
             .with_client_options(
                 ClientOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
@@ -178,27 +176,25 @@ impl S3Store {
                 .with_access_key_id(id)
                 .with_secret_access_key(secret);
         }
-        builder
-            .build()
-            .map_err(|e| store_err("S3 results store settings", e))
+        Ok(builder)
+    }
+
+    /// `<prefix>/<rest>`.
+    fn under_prefix(&self, rest: &str) -> String {
+        if self.prefix.is_empty() {
+            rest.to_string()
+        } else {
+            format!("{}/{rest}", self.prefix)
+        }
     }
 
     /// `<prefix>/<rest>` as a key.
     fn key(&self, rest: &str) -> Result<Key, ResultsError> {
-        let full = if self.prefix.is_empty() {
-            rest.to_string()
-        } else {
-            format!("{}/{rest}", self.prefix)
-        };
-        Key::parse(&full).map_err(|_| ResultsError::BadPath(rest.to_string()))
+        Key::parse(self.under_prefix(rest)).map_err(|_| ResultsError::BadPath(rest.to_string()))
     }
 
     fn url(&self, base: &str) -> String {
-        if self.prefix.is_empty() {
-            format!("s3://{}/{base}/", self.bucket)
-        } else {
-            format!("s3://{}/{}/{base}/", self.bucket, self.prefix)
-        }
+        format!("s3://{}/{}/", self.bucket, self.under_prefix(base))
     }
 
     /// Uploads one file, hashing what it reads; a file that no longer hashes as collected is
@@ -281,19 +277,26 @@ impl S3Store {
         Ok(self.url(&base))
     }
 
+    /// One object of checkpoint `name`; a missing one makes the checkpoint missing.
+    async fn fetch(&self, key: &Key, name: &str) -> Result<object_store::GetResult, ResultsError> {
+        match self.store.get(key).await {
+            Ok(got) => Ok(got),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(ResultsError::CheckpointMissing(name.to_string()))
+            }
+            Err(e) => Err(store_err(&format!("reading {key}"), e)),
+        }
+    }
+
     /// Downloads a checkpoint's files into `temp` (a new directory), as its manifest lists them.
     async fn download(&self, base: &str, name: &str, temp: &Path) -> Result<(), ResultsError> {
         let manifest_key = self.key(&format!("{base}/manifest.json"))?;
-        let manifest = match self.store.get(&manifest_key).await {
-            Ok(got) => got
-                .bytes()
-                .await
-                .map_err(|e| store_err(&format!("reading {manifest_key}"), e))?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(ResultsError::CheckpointMissing(name.to_string()));
-            }
-            Err(e) => return Err(store_err(&format!("reading {manifest_key}"), e)),
-        };
+        let manifest = self
+            .fetch(&manifest_key, name)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| store_err(&format!("reading {manifest_key}"), e))?;
         let manifest: Manifest = serde_json::from_slice(&manifest)
             .map_err(|e| store_err(&format!("{manifest_key} is not a manifest"), e))?;
         if manifest.hash != name {
@@ -318,13 +321,7 @@ impl S3Store {
                 }
             }
             let key = self.key(&format!("{base}/files/{rel}"))?;
-            let got = match self.store.get(&key).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => {
-                    return Err(ResultsError::CheckpointMissing(name.to_string()));
-                }
-                Err(e) => return Err(store_err(&format!("reading {key}"), e)),
-            };
+            let got = self.fetch(&key, name).await?;
             let mut out = tokio::fs::File::create(&to)
                 .await
                 .map_err(|e| store_err(&to.display().to_string(), e))?;
